@@ -1,0 +1,99 @@
+"""Entry points: `wsrep_sst_<method>` (run by mariadbd) and `galera-sst` (run by people).
+
+Exceptions become exit codes here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from sst import __version__, log
+from sst.errors import ConfigError, SSTError
+from sst.process.runner import install_signal_handlers
+from sst.protocol import Stdout, donor_stdout
+from sst.request import Request, method_from_argv0, parse_request
+
+MethodFn = Callable[[Request, Stdout], None]
+
+
+def _rsync(req: Request, out: Stdout) -> None:
+    from sst.methods import rsync
+
+    rsync.run_method(req, out)
+
+
+# Method names we answer to: the side-by-side py_ names and the stock names (drop-in).
+METHODS: dict[str, MethodFn] = {
+    "py_rsync": _rsync,
+    "py_rsync_wan": _rsync,
+    "rsync": _rsync,
+    "rsync_wan": _rsync,
+}
+
+
+def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[str]) -> int:
+    """Run one SST as mariadbd asked; returns the exit status (an errno value)."""
+    method = method_from_argv0(argv0)
+    peer = ""
+    role = "donor"
+    try:
+        req = parse_request(argv0, args, env, method)
+        role = req.role
+        peer = req.address.hostport if req.address else ""
+        fn = METHODS.get(method)
+        if fn is None:
+            raise ConfigError(f"unknown SST method {method!r} (this program was started as "
+                              f"{os.path.basename(argv0)!r}); known: {', '.join(sorted(METHODS))}")
+        out = Stdout() if req.role == "joiner" else donor_stdout()
+        fn(req, out)
+        return 0
+    except SSTError as exc:
+        where = f"{method} {role}" + (f", peer {peer}" if peer else "")
+        log.error(f"{exc.message} [{where}]")
+        log.info(f"Cleanup after exit with status: {exc.code}")
+        return exc.code
+    except KeyboardInterrupt:
+        log.error(f"interrupted [{method} {role}]")
+        return 3
+    except Exception as exc:  # a bug: say so in one line, details after it
+        log.error(f"internal error: {type(exc).__name__}: {exc} [{method} {role}]")
+        traceback.print_exc(file=sys.stderr)
+        log.info("Cleanup after exit with status: 1")
+        return 1
+
+
+def main() -> None:
+    """`wsrep_sst_<method>`: the method comes from the program name."""
+    install_signal_handlers()
+    sys.exit(run_sst(sys.argv[0], sys.argv[1:], os.environ))
+
+
+def galera_sst(argv: Sequence[str] | None = None) -> None:
+    """`galera-sst`: commands for people."""
+    parser = argparse.ArgumentParser(prog="galera-sst", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"galera-sst {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a real two-node SST on this machine and report it")
+    demo.add_argument("--method", default="py_rsync",
+                      choices=sorted(m for m in METHODS if m.startswith("py_")))
+    demo.add_argument("--ssl-mode", default="VERIFY_IDENTITY",
+                      choices=["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"])
+    demo.add_argument("--rows", type=int, default=20000, help="rows of test data on the donor")
+    demo.add_argument("--keep", action="store_true", help="keep the node directories")
+    demo.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
+    run = sub.add_parser("sst", help="run an SST script by method name (as mariadbd would)")
+    run.add_argument("method")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    if ns.command == "demo":
+        from sst import lab
+
+        sys.exit(lab.demo(method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep,
+                          base=ns.base))
+    if ns.command == "sst":
+        install_signal_handlers()
+        sys.exit(run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ))

@@ -1,0 +1,229 @@
+"""The joiner's datadir: staging, the swap after the new copy is proven, binlogs, markers.
+
+The live datadir is not touched until the transfer is complete and verified: the donor
+writes into a staging directory on the same filesystem, and only then are entries renamed
+into place. A failure before the swap leaves the old datadir and its grastate.dat as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sst.errors import SSTError, TransferError
+
+STAGING = ".sst-staging"
+OLD = ".sst-old"
+IN_PROGRESS = "sst_in_progress"
+SST_PID = "wsrep_sst.pid"
+
+# Top-level names of the datadir that a transfer never replaces or deletes.
+PROTECTED_TOP = (STAGING, OLD, "lost+found", ".zfs", ".snapshot", ".fseventsd", ".Trashes")
+
+
+def resolve(datadir: str, path: str) -> str:
+    """A server directory option, relative to the datadir, normalised; '' means datadir."""
+    if not path:
+        return datadir
+    full = path if os.path.isabs(path) else os.path.join(datadir, path)
+    return os.path.normpath(full)
+
+
+@dataclass(frozen=True)
+class Area:
+    """One directory the transfer fills: the live directory and where it is staged."""
+
+    live: str
+    staged: str
+    patterns: tuple[str, ...] = ()  # top-level files this area carries ('' = everything)
+
+
+def staging_for(datadir: str, live: str) -> str:
+    """Where a live directory is staged: inside the datadir's staging if it is under it."""
+    root = os.path.join(datadir, STAGING)
+    if live == datadir:
+        return root
+    rel = os.path.relpath(live, datadir)
+    if not rel.startswith(".."):
+        return os.path.join(root, rel)
+    return os.path.join(live, STAGING)
+
+
+def prepare_staging(areas: Sequence[Area], *, hardlink_from_live: bool) -> None:
+    """Create empty staging dirs (removing stale ones); optionally hard-link the old files in
+    so rsync can send deltas (rsync replaces a file by rename, never writing shared inodes)."""
+    for a in areas:
+        if os.path.lexists(a.staged):
+            shutil.rmtree(a.staged)
+    for a in areas:
+        os.makedirs(a.staged, exist_ok=True)
+    if hardlink_from_live:
+        for a in areas:
+            _link_tree(a.live, a.staged, top=True)
+
+
+def _link_tree(src: str, dst: str, *, top: bool = False) -> None:
+    for entry in os.scandir(src):
+        if top and entry.name in PROTECTED_TOP:
+            continue
+        target = os.path.join(dst, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            if top or not os.path.exists(target):
+                os.makedirs(target, exist_ok=True)
+                shutil.copystat(entry.path, target)
+            _link_tree(entry.path, target)
+        elif entry.is_file(follow_symlinks=False) and not os.path.exists(target):
+            with contextlib.suppress(OSError):
+                os.link(entry.path, target)
+
+
+def remove_staging(areas: Iterable[Area]) -> None:
+    """Remove staging and half-swapped leftovers (cleanup on every exit path)."""
+    for a in areas:
+        if os.path.lexists(a.staged):
+            shutil.rmtree(a.staged, ignore_errors=True)
+        old = os.path.join(a.live, OLD)
+        if os.path.lexists(old):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def swap_in(area: Area, *, skip: Sequence[str], replace_dirs: bool) -> int:
+    """Rename staged entries over the live ones; return how many entries moved.
+
+    Top-level files of the live directory are kept unless the staging has a replacement
+    (grastate.dat, galera.cache, *.pem, logs stay, as with the stock script). With
+    replace_dirs, live top-level directories that the donor does not have are removed
+    (a dropped database).
+    """
+    old = os.path.join(area.live, OLD)
+    os.makedirs(old, exist_ok=True)
+    staged_names = set()
+    moved = 0
+    for entry in sorted(os.listdir(area.staged)):
+        src = os.path.join(area.staged, entry)
+        if entry in skip or entry in PROTECTED_TOP:
+            continue
+        if os.path.isdir(src) and not os.path.islink(src) and area.patterns:
+            continue  # a nested area's staging; swapped on its own
+        staged_names.add(entry)
+        dst = os.path.join(area.live, entry)
+        if os.path.lexists(dst):
+            os.rename(dst, os.path.join(old, entry))
+        os.rename(src, dst)
+        moved += 1
+    if replace_dirs:
+        for entry in os.listdir(area.live):
+            path = os.path.join(area.live, entry)
+            if entry in staged_names or entry in PROTECTED_TOP:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rename(path, os.path.join(old, entry))
+    shutil.rmtree(old, ignore_errors=True)
+    return moved
+
+
+@dataclass(frozen=True)
+class Binlogs:
+    """Binary log names of the joiner: base (may be relative to the datadir) and index."""
+
+    base: str  # e.g. /var/lib/mysql/mysql-bin or mysql-bin
+    index: str  # full path of the index file
+
+    @classmethod
+    def from_settings(cls, datadir: str, log_bin: str | None, index: str,
+                      basename: str) -> Binlogs | None:
+        """None when binary logging is off; default names as the server picks them."""
+        if log_bin is None:
+            return None
+        base = log_bin or (f"{basename}-bin" if basename else "mysql-bin")
+        base = resolve(datadir, base)
+        if base.endswith(".index"):
+            base = base[: -len(".index")]
+        idx = index or f"{base}.index"
+        idx = resolve(datadir, idx)
+        if not os.path.splitext(idx)[1]:
+            idx += ".index"
+        return cls(base, idx)
+
+    @property
+    def directory(self) -> str:
+        """Where the binlog files live."""
+        return os.path.dirname(self.base)
+
+    def listed(self, datadir: str) -> list[str]:
+        """Full paths of the files the index lists (relative entries are datadir-relative)."""
+        try:
+            with open(self.index, encoding="utf-8", errors="surrogateescape") as f:
+                names = [ln.strip() for ln in f if ln.strip()]
+        except FileNotFoundError:
+            return []
+        return [resolve(datadir, n) for n in names]
+
+    def remove_all(self, datadir: str) -> None:
+        """Delete the binlogs in the index, the index, and unindexed `<base>.NNNNNN` files."""
+        for path in self.listed(datadir):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.index)
+        prefix = os.path.basename(self.base) + "."
+        if os.path.isdir(self.directory):
+            for name in os.listdir(self.directory):
+                if name.startswith(prefix) and name[len(prefix):].isdigit():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.directory, name))
+
+    def write_index(self, names: Sequence[str]) -> None:
+        """Rebuild the index from the restored file names (full paths, as stock writes)."""
+        os.makedirs(os.path.dirname(self.index), exist_ok=True)
+        tmp = self.index + ".tmp"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            for n in names:
+                f.write(os.path.join(self.directory, n) + "\n")
+        os.replace(tmp, self.index)
+
+
+def touch(path: str) -> None:
+    """Create an empty marker file."""
+    with open(path, "a", encoding="ascii"):
+        pass
+
+
+def remove(path: str) -> None:
+    """Remove a file if present."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def ensure_dir(path: str) -> None:
+    """Create a directory (and parents); errors name the path."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise SSTError(f"cannot create directory '{path}': {exc.strerror}", exc.errno) from exc
+
+
+def read_magic(path: str) -> tuple[str, dict[str, str]]:
+    """The completion file: line 1 (the state) and its `tag value` lines."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise TransferError(f"the donor's completion file {os.path.basename(path)} is "
+                            "missing") from None
+    if not lines:
+        raise TransferError(f"the donor's completion file {os.path.basename(path)} is empty")
+    tags: dict[str, str] = {}
+    for ln in lines[1:]:
+        tag, _, value = ln.strip().partition(" ")
+        if tag:
+            tags.setdefault(tag, value.strip())
+    return lines[0].strip(), tags

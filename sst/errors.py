@@ -1,0 +1,85 @@
+"""One exception tree; every error carries the errno value mariadbd will see as exit code."""
+
+from __future__ import annotations
+
+import errno
+
+
+class SSTError(Exception):
+    """Base of every galera-sst failure; `code` is the process exit status (an errno value)."""
+
+    code: int = errno.EINVAL
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        """The one-line reason, as logged."""
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+class ConfigError(SSTError):
+    """Bad arguments, options or TLS settings (EINVAL, 22)."""
+
+    code = errno.EINVAL
+
+
+class ToolMissing(SSTError):
+    """A required external program is not installed (ENOENT, 2)."""
+
+    code = errno.ENOENT
+
+
+class TLSError(ConfigError):
+    """A certificate, key or CA failed its pre-flight check (EINVAL, 22)."""
+
+
+class TransferError(SSTError):
+    """The data transfer or its verification failed (EPIPE, 32)."""
+
+    code = errno.EPIPE
+
+
+class SecretMismatch(TransferError):
+    """The donor did not prove it knows the joiner's secret (EPIPE, 32)."""
+
+
+class ParentGone(TransferError):
+    """mariadbd (the --parent process) died during the SST (EPIPE, 32)."""
+
+
+class Timeout(TransferError):
+    """A phase deadline passed (EPIPE, 32)."""
+
+
+class PortBusy(SSTError):
+    """The SST port is taken or the listener died before listening (EBUSY, 16)."""
+
+    code = errno.EBUSY
+
+
+class AlreadyRunning(SSTError):
+    """A previous SST on this datadir is still alive (EALREADY, 114)."""
+
+    code = errno.EALREADY
+
+
+class Interrupted(SSTError):
+    """Terminated by SIGINT, SIGQUIT or SIGTERM (ESRCH, 3, as the stock scripts exit)."""
+
+    code = errno.ESRCH
+
+
+class FlushFailed(SSTError):
+    """mariadbd could not take FLUSH TABLES WITH READ LOCK (255, as stock)."""
+
+    code = 255
+
+
+class ToolFailed(SSTError):
+    """An external program exited with a failure status."""
+
+    code = errno.EPIPE

@@ -1,0 +1,1 @@
+"""Donor and joiner per method: the sequence of steps, nothing tool-specific."""

@@ -1,0 +1,101 @@
+"""What every method does around its steps: the pid guard, the run directory, activity."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psutil
+
+from sst import log
+from sst.datadir import SST_PID, ensure_dir
+from sst.process import pidfile
+from sst.process.runner import ParentWatch, Supervisor
+from sst.protocol import Stdout
+from sst.request import Request
+
+
+@dataclass
+class Run:
+    """One SST run: the request, its supervisor, the stdout writer and a private run dir."""
+
+    req: Request
+    sup: Supervisor
+    out: Stdout
+    rundir: str
+
+
+@contextmanager
+def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
+    """Guard the datadir (wsrep_sst.pid), make a 0700 run dir, and on every exit kill all
+    children and remove the run dir and the pid file."""
+    ensure_dir(req.datadir)
+    pid_path = os.path.join(req.datadir, SST_PID)
+    pidfile.wait_stale(pid_path, "a previous SST script")
+    pidfile.write_pid(pid_path)
+    base = tmpdir if tmpdir and not any(c.isspace() for c in tmpdir) else None
+    rundir = tempfile.mkdtemp(prefix="galera-sst.", dir=base)
+    sup = Supervisor(ParentWatch(req.parent if req.role == "joiner" else 0))
+    try:
+        yield Run(req, sup, out, rundir)
+    finally:
+        sup.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+        pidfile.remove(pid_path)
+
+
+class TreeActivity:
+    """Seconds since a process tree last wrote or started a process (stall detection)."""
+
+    def __init__(self, pid: int, poll_every: float = 0.5) -> None:
+        self.pid = pid
+        self._poll_every = poll_every
+        self._last_seen: tuple[int, int] = (-1, -1)
+        self._last_change = time.monotonic()
+        self._last_poll = 0.0
+        self.started = False  # any activity at all yet
+
+    def _sample(self) -> tuple[int, int]:
+        total = 0
+        count = 0
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return self._last_seen
+        for p in procs:
+            try:
+                io = p.io_counters()
+                total += io.write_chars + io.read_chars
+                count += 1
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total, count
+
+    def idle(self) -> float:
+        """Seconds without activity (sampled at most every poll_every seconds)."""
+        now = time.monotonic()
+        if now - self._last_poll >= self._poll_every:
+            self._last_poll = now
+            sample = self._sample()
+            if sample != self._last_seen:
+                if self._last_seen != (-1, -1):
+                    self.started = True
+                self._last_seen = sample
+                self._last_change = now
+        return now - self._last_change
+
+
+def started(req: Request, kind: str) -> None:
+    """The stock first log line."""
+    log.info(f"{req.method} {kind} started on {req.role}")
+
+
+def completed(req: Request, kind: str) -> None:
+    """The stock last log line of a successful run."""
+    log.info(f"{req.method} {kind} completed on {req.role}")

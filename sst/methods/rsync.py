@@ -1,0 +1,484 @@
+"""The rsync method (and rsync_wan, delta mode): sst-contract.md 3.4, 3.5, 5.4 and 6.2."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from sst import config, datadir, log, net, tls, tools
+from sst.config import RsyncSettings, TLSFiles
+from sst.datadir import IN_PROGRESS, Area, Binlogs
+from sst.errors import (
+    ConfigError,
+    FlushFailed,
+    PortBusy,
+    SecretMismatch,
+    Timeout,
+    ToolMissing,
+    TransferError,
+)
+from sst.methods.common import Run, TreeActivity, completed, started, sst_run
+from sst.process import pidfile
+from sst.process.runner import Child, Stage
+from sst.protocol import State, Stdout
+from sst.request import Request
+from sst.tools import rsync as rs
+from sst.tools import stunnel as st
+
+STUNNEL_PID = "stunnel.pid"
+RSYNC_PID = "rsync_sst.pid"
+LISTEN_TIMEOUT = 30.0
+
+
+def load_settings(req: Request) -> RsyncSettings:
+    """Read the option files for this request."""
+    opts = config.read_options(req, (config.MYSQLD, "sst"))
+    return config.rsync_settings(req, opts)
+
+
+def is_wan(req: Request) -> bool:
+    """Delta mode when started as wsrep_sst_*rsync_wan."""
+    return req.method.endswith("_wan")
+
+
+def preflight_tls(s: RsyncSettings, role: str) -> tls.CheckedTLS | None:
+    """Check the certificates before any port opens; None when TLS is off."""
+    if s.ssl_mode == "DISABLED":
+        return None
+    checked = tls.check(s.tls, role=role, need_ca=s.ssl_mode.startswith("VERIFY"))
+    log.info(f"TLS {s.ssl_mode} through stunnel: cert '{s.tls.cert}', key '{s.tls.key}', "
+             f"CA '{s.tls.ca or s.tls.capath or '-'}'")
+    return checked
+
+
+def find_stunnel() -> str:
+    """stunnel or stunnel4; its absence with TLS configured is an error, never cleartext."""
+    for name in (os.environ.get("STUNNEL_BIN", ""), "stunnel", "stunnel4"):
+        if not name:
+            continue
+        try:
+            return tools.find(name)
+        except ToolMissing:
+            continue
+    raise ToolMissing("TLS is configured for the rsync SST but stunnel is not installed "
+                      "(Debian: apt-get install stunnel4); refusing to send in cleartext")
+
+
+# ---------------------------------------------------------------------------------------
+# joiner
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JoinerLayout:
+    """The joiner's live directories, their staging, and the rsync modules onto them."""
+
+    main: Area
+    subs: dict[str, Area]  # module suffix -> area
+
+    @property
+    def areas(self) -> list[Area]:
+        """Distinct areas, main first."""
+        out = [self.main]
+        for a in self.subs.values():
+            if a.staged not in {x.staged for x in out}:
+                out.append(a)
+        return out
+
+
+def joiner_layout(req: Request, s: RsyncSettings) -> JoinerLayout:
+    """Map the datadir and the separate InnoDB/Aria directories to staging areas."""
+    dd = req.datadir
+    main = Area(dd, datadir.staging_for(dd, dd))
+    live = {
+        "data_dir": datadir.resolve(dd, s.innodb_data_home_dir),
+        "log_dir": datadir.resolve(dd, s.innodb_log_group_home_dir),
+        "undo_dir": datadir.resolve(dd, s.innodb_undo_directory),
+        "aria_log": datadir.resolve(dd, s.aria_log_dir_path),
+    }
+    subs = {k: Area(v, datadir.staging_for(dd, v), rs.SUBMODULE_FILES[k]) for k, v in live.items()}
+    return JoinerLayout(main, subs)
+
+
+def _module(req: Request) -> str:
+    assert req.address is not None
+    return req.address.module or rs.DEFAULT_MODULE
+
+
+def joiner(run: Run, s: RsyncSettings) -> None:
+    """Receive the state into staging, verify it, swap it in, print the coordinates."""
+    req = run.req
+    assert req.address is not None
+    dd = req.datadir
+    rsync_bin = tools.find("rsync")
+    stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
+    checked = preflight_tls(s, "joiner")
+
+    pidfile.wait_stale(os.path.join(dd, STUNNEL_PID), "a lingering stunnel")
+    pidfile.wait_stale(os.path.join(dd, RSYNC_PID), "a lingering rsync daemon")
+    for stale in (rs.MAGIC_FILE, rs.BINLOG_TAR):
+        datadir.remove(os.path.join(dd, stale))
+
+    layout = joiner_layout(req, s)
+    for a in layout.areas:
+        datadir.ensure_dir(a.live)
+    marker = os.path.join(dd, IN_PROGRESS)
+    datadir.touch(marker)
+    try:
+        _joiner_receive(run, s, layout, rsync_bin, stunnel_bin, checked)
+    finally:
+        datadir.remove_staging(layout.areas)
+        datadir.remove(marker)
+        for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR):
+            datadir.remove(os.path.join(dd, f))
+
+
+def _joiner_receive(run: Run, s: RsyncSettings, layout: JoinerLayout, rsync_bin: str,
+                    stunnel_bin: str, checked: tls.CheckedTLS | None) -> None:
+    req = run.req
+    addr = req.address
+    assert addr is not None
+    dd = req.datadir
+    module = _module(req)
+    wan = is_wan(req)
+    # Delta mode stages hard links of the old files; only our own donor (which never uses
+    # --inplace) may write there, so a stock donor is refused rather than corrupting them.
+    hardlink = wan and req.method.startswith("py_")
+    datadir.prepare_staging(layout.areas, hardlink_from_live=hardlink)
+
+    modules = [(module, layout.main.staged)] + [
+        (f"{module}-{k}", a.staged) for k, a in layout.subs.items()
+    ]
+    conf = os.path.join(run.rundir, "rsyncd.conf")
+    with open(conf, "w", encoding="utf-8") as f:
+        f.write(rs.daemon_conf(pid_file=os.path.join(dd, RSYNC_PID), modules=modules,
+                               as_root=os.geteuid() == 0,
+                               timeout=int(s.idle_timeout) or 300, refuse_inplace=hardlink))
+
+    bind = net.bind_address(addr.host)
+    if not bind:
+        log.warning(f"{addr.host} is not an address of this host; listening on all interfaces")
+    if net.port_in_use(addr.port, bind):
+        raise PortBusy(f"SST port {addr.port} on {bind or '*'} is already in use by another "
+                       "program")
+
+    if stunnel_bin:
+        accept = f"{bind}:{addr.port}" if bind else (f":::{addr.port}" if addr.is_ipv6
+                                                      else str(addr.port))
+        sconf = os.path.join(run.rundir, "stunnel-server.conf")
+        with open(sconf, "w", encoding="utf-8") as f:
+            f.write(st.server_conf(
+                s.tls, st.Verify(chain=s.ssl_mode.startswith("VERIFY")),
+                pid_file=os.path.join(dd, STUNNEL_PID), accept=accept, rsync=rsync_bin,
+                execargs=rs.server_execargs(conf)))
+        daemon = run.sup.start(Stage(st.argv(stunnel_bin, sconf), name="stunnel"))
+    else:
+        daemon = run.sup.start(Stage(rs.daemon_argv(rsync_bin, conf, addr.port, bind),
+                                     name="rsyncd"))
+
+    _wait_listening(run, daemon, addr.port)
+
+    ready = f"{addr.hostport}/{module}"
+    secret = ""
+    if s.ssl_mode.startswith("VERIFY"):
+        assert checked is not None
+        if not checked.cn:
+            raise ConfigError(f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
+                              f"{s.ssl_mode} announces to the donor")
+        secret = secrets.token_hex(16)
+        ready = f"{checked.cn}:{secret}@{ready}"
+    log.info(f"Listening on {bind or '*'}:{addr.port} ({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
+             f"{', delta mode' if wan else ''})")
+    run.out.ready(ready)
+
+    magic = os.path.join(layout.main.staged, rs.MAGIC_FILE)
+    activity = TreeActivity(daemon.pid)
+    t0 = time.monotonic()
+
+    def arrived() -> bool:
+        if os.path.exists(magic):
+            return True
+        idle = activity.idle()
+        if not activity.started:
+            if s.connect_timeout and time.monotonic() - t0 > s.connect_timeout:
+                raise Timeout(f"no donor connected within {s.connect_timeout:g} s "
+                              f"(sst-initial-timeout) on port {addr.port}")
+        elif s.idle_timeout and idle > s.idle_timeout:
+            raise Timeout(f"the donor stalled: no data for {s.idle_timeout:g} s "
+                          "(sst-idle-timeout)")
+        return False
+
+    run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0,
+                       alive=[daemon])
+    _drain(run, daemon)
+    run.sup.stop(daemon)  # nothing may write into staging from here on
+
+    state_line, tags = datadir.read_magic(magic)
+    if secret and tags.get("secret", "") != secret:
+        raise SecretMismatch("the donor does not know this joiner's secret; refusing the data "
+                             "(nothing in the datadir was changed)")
+    state = State.parse(state_line)
+    bypass = "bypass" in tags
+    tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
+    if bypass:
+        if os.path.exists(tar):
+            log.warning("a binlog tar was transferred in IST mode; ignored")
+        log.info("IST requested by the donor: the datadir is left as it is")
+    else:
+        run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
+        _swap(run, s, layout, tar)
+    log.info(f"Galera co-ords from the donor: {state}")
+    run.out.coordinates(state_line)
+
+
+def _drain(run: Run, daemon: Child, timeout: float = 60.0) -> None:
+    """Let the connection that delivered the completion file finish its protocol exit."""
+
+    def idle() -> bool:
+        try:
+            return not psutil.Process(daemon.pid).children()
+        except psutil.NoSuchProcess:
+            return True
+
+    try:
+        run.sup.wait_until(idle, what="waiting for the last rsync connection to close",
+                           timeout=timeout)
+    except Timeout:
+        log.warning("the last rsync connection did not close; stopping the listener anyway")
+
+
+def _wait_listening(run: Run, daemon: Child, port: int) -> None:
+    try:
+        run.sup.wait_until(lambda: net.tree_listens(daemon.pid, port),
+                           what=f"starting the listener on port {port}",
+                           timeout=LISTEN_TIMEOUT, alive=[daemon])
+    except Timeout as exc:
+        raise PortBusy(exc.message) from exc
+    except TransferError as exc:
+        raise PortBusy(f"{daemon.stage.label} died before listening on port {port}: "
+                       f"{exc.message}") from exc
+
+
+def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
+    """Replace the live directories with the verified staging, then restore binlogs."""
+    req = run.req
+    moved = 0
+    # Nested and separate areas first, so the main swap moves whole directories after.
+    for a in layout.areas[1:]:
+        moved += datadir.swap_in(a, skip=(), replace_dirs=False)
+    moved += datadir.swap_in(
+        Area(layout.main.live, layout.main.staged),
+        skip=(rs.MAGIC_FILE, rs.BINLOG_TAR, *[
+            os.path.relpath(a.staged, layout.main.staged).split(os.sep)[0]
+            for a in layout.areas[1:] if a.staged.startswith(layout.main.staged + os.sep)]),
+        replace_dirs=True)
+    log.info(f"Swapped {moved} received entries into {req.datadir}")
+    binlogs = Binlogs.from_settings(req.datadir, s.log_bin, s.log_bin_index, s.log_basename)
+    if binlogs is None:
+        return
+    binlogs.remove_all(req.datadir)
+    if os.path.exists(tar):
+        datadir.ensure_dir(binlogs.directory)
+        tar_bin = tools.find("tar")
+        listing = os.path.join(run.rundir, "binlogs.txt")
+        with open(listing, "wb") as out:
+            child = run.sup.start(Stage((tar_bin, "-xvf", tar), name="tar",
+                                        cwd=binlogs.directory, log_stderr=True), stdout=out)
+            run.sup.wait([child], what="extracting the binlog tar")
+        with open(listing, encoding="utf-8", errors="surrogateescape") as f:
+            names = [ln.strip() for ln in f if ln.strip()]
+        binlogs.write_index(names)
+        log.info(f"Restored {len(names)} binlog file(s) into {binlogs.directory}")
+
+
+# ---------------------------------------------------------------------------------------
+# donor
+# ---------------------------------------------------------------------------------------
+
+def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
+    req = run.req
+    addr = req.address
+    assert addr is not None
+    url = f"rsync://{addr.hostport}/{_module(req)}"
+    rsh = ""
+    if stunnel_bin:
+        verify = st.Verify()
+        if s.ssl_mode.startswith("VERIFY"):
+            hosts: tuple[str, ...] = ()
+            ips: tuple[str, ...] = ()
+            if s.ssl_mode == "VERIFY_IDENTITY":
+                if req.remote_auth.cn:
+                    hosts = (req.remote_auth.cn,)
+                elif addr.is_ip:
+                    ips = (addr.host,)
+                else:
+                    hosts = (addr.host,)
+            verify = st.Verify(chain=True, hosts=hosts, ips=ips)
+        conf = os.path.join(run.rundir, "stunnel-client.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(st.client_conf(s.tls, verify, f"{addr.host}:{addr.port}"))
+        rsh = rs.rsh_stunnel(stunnel_bin, conf)
+    return rs.Push(url, whole_file=not is_wan(req), rsh=rsh)
+
+
+def _wait_flushed(run: Run, s: RsyncSettings) -> str:
+    dd = run.req.datadir
+    flushed = os.path.join(dd, "tables_flushed")
+    failed = os.path.join(dd, "sst_error")
+
+    def ready() -> bool:
+        if os.path.exists(failed):
+            datadir.remove(failed)
+            raise FlushFailed("mariadbd could not FLUSH TABLES WITH READ LOCK (sst_error)")
+        try:
+            with open(flushed, encoding="utf-8") as f:
+                return ":" in f.read()
+        except FileNotFoundError:
+            return False
+
+    run.sup.wait_until(ready, what="waiting for FLUSH TABLES WITH READ LOCK",
+                       timeout=s.flush_timeout)
+    with open(flushed, encoding="utf-8") as f:
+        state = f.read().strip()
+    datadir.remove(flushed)
+    return state
+
+
+def _binlog_tar(run: Run, s: RsyncSettings) -> str:
+    """Tar the newest sst-max-binlogs binlogs into the datadir; '' when there are none."""
+    req = run.req
+    binlogs = Binlogs.from_settings(req.datadir, s.log_bin, s.log_bin_index, s.log_basename)
+    if binlogs is None or s.max_binlogs == 0:
+        return ""
+    files = [p for p in binlogs.listed(req.datadir) if os.path.isfile(p)]
+    if s.max_binlogs > 0:
+        files = files[-s.max_binlogs:]
+    if not files:
+        return ""
+    tar = os.path.join(req.datadir, rs.BINLOG_TAR)
+    argv: list[str] = [tools.find("tar"), "-cf", tar]
+    for p in files:
+        argv += ["-C", os.path.dirname(p), "--", os.path.basename(p)]
+    child = run.sup.start(Stage(tuple(argv), name="tar"))
+    run.sup.wait([child], what="archiving binlogs")
+    log.info(f"Sending {len(files)} binlog file(s): {', '.join(os.path.basename(p) for p in files)}")
+    return tar
+
+
+def _rsync(run: Run, argv: tuple[str, ...], what: str, s: RsyncSettings) -> Stage:
+    return Stage(argv, name="rsync", errno_for=rs.errno_for)
+
+
+def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> None:
+    req = run.req
+    dd = req.datadir
+    tr = lambda c: TreeActivity(c.pid)  # noqa: E731
+
+    def one(argv: tuple[str, ...], what: str) -> None:
+        child = run.sup.start(Stage(argv, name="rsync", errno_for=rs.errno_for))
+        act = tr(child)
+        run.sup.wait([child], what=what, idle=act.idle, idle_timeout=s.idle_timeout)
+
+    one(rs.top_level_pass(rsync_bin, push, dd), "sending the datadir's top level")
+    log.info("Transfer of normal directories done")
+    dirs = {
+        "data_dir": datadir.resolve(dd, s.innodb_data_home_dir),
+        "log_dir": datadir.resolve(dd, s.innodb_log_group_home_dir),
+        "undo_dir": datadir.resolve(dd, s.innodb_undo_directory),
+        "aria_log": datadir.resolve(dd, s.aria_log_dir_path),
+    }
+    for sub, src in dirs.items():
+        if os.path.isdir(src):
+            one(rs.submodule_pass(rsync_bin, push, src, sub), f"sending {sub} files")
+    dbs = sorted(e.name for e in os.scandir(dd) if e.is_dir() and e.name not in
+                 (*rs.EXCLUDED_TOP, datadir.STAGING, datadir.OLD))
+    _parallel(run, s, [rs.database_pass(rsync_bin, push, dd, db) for db in dbs])
+    log.info(f"Transfer of data done ({len(dbs)} database directories)")
+
+
+def _parallel(run: Run, s: RsyncSettings, argvs: list[tuple[str, ...]]) -> None:
+    """Run rsync passes with at most backup-threads at once; the first failure stops all."""
+    pending = list(argvs)
+    active: list[tuple[Child, TreeActivity]] = []
+    while pending or active:
+        while pending and len(active) < s.backup_threads:
+            c = run.sup.start(Stage(pending.pop(0), name="rsync", errno_for=rs.errno_for))
+            active.append((c, TreeActivity(c.pid)))
+        run.sup.check_parent()
+        for c, act in list(active):
+            rc = c.poll()
+            if rc is None:
+                if s.idle_timeout and act.idle() > s.idle_timeout:
+                    raise Timeout(f"sending {c.stage.argv[-2]}: no progress for "
+                                  f"{s.idle_timeout:g} s")
+                continue
+            active.remove((c, act))
+            if rc != 0:
+                raise c.error(f"sending {c.stage.argv[-2]}")
+        time.sleep(0.05)
+
+
+def donor(run: Run, s: RsyncSettings) -> None:
+    """FTWRL handshake, the passes, `continue`, the completion file last, then `done`."""
+    req = run.req
+    if req.address is None:
+        raise ConfigError("the donor needs --address")
+    rsync_bin = tools.find("rsync")
+    stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
+    preflight_tls(s, "donor")
+    push = _push(run, s, stunnel_bin)
+    tar = os.path.join(req.datadir, rs.BINLOG_TAR)
+    datadir.remove(tar)
+    try:
+        if not req.bypass:
+            for f in ("tables_flushed", "sst_error"):
+                datadir.remove(os.path.join(req.datadir, f))
+            run.out.flush_tables()
+            state = _wait_flushed(run, s)
+            State.parse(state)
+            os.sync()
+            log.info("Tables flushed")
+            _binlog_tar(run, s)
+            _run_passes(run, s, push, rsync_bin)
+        else:
+            log.info("Bypassing state dump (IST).")
+            state = f"{req.gtid} {req.gtid_domain_id}".strip()
+        log.info("Sending continue to donor")
+        run.out.resume()
+    finally:
+        datadir.remove(tar)
+
+    magic = os.path.join(run.rundir, rs.MAGIC_FILE)
+    with open(magic, "w", encoding="utf-8") as f:
+        f.write(state + "\n")
+        if req.remote_auth.secret:
+            f.write(f"secret {req.remote_auth.secret}\n")
+        if req.bypass:
+            f.write("bypass\n")
+    child = run.sup.start(Stage(rs.magic_pass(rsync_bin, push, magic), name="rsync",
+                                errno_for=rs.errno_for))
+    run.sup.wait([child], what="sending the completion file", timeout=max(s.idle_timeout, 60))
+    run.out.done(state)
+
+
+def run_method(req: Request, out: Stdout) -> None:
+    """Entry for the rsync and rsync_wan methods, both roles."""
+    s = load_settings(req)
+    kind = "IST" if req.bypass else "SST"
+    started(req, kind)
+    with sst_run(req, out, s.tmpdir) as run:
+        if req.role == "joiner":
+            if req.address is None:
+                raise ConfigError("the joiner needs --address")
+            joiner(run, s)
+        else:
+            donor(run, s)
+    completed(req, kind)
+
+
+_ = (subprocess, errno, TLSFiles)  # re-exported names used by tests

@@ -1,0 +1,83 @@
+"""Addresses and listeners: is an address ours, and is our child listening on the port."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import psutil
+
+
+def local_ips() -> set[str]:
+    """Every address on this host's interfaces."""
+    out: set[str] = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                out.add(a.address.split("%", 1)[0])
+    return out
+
+
+def resolve(host: str) -> list[str]:
+    """IP addresses for a host name or literal (empty if it does not resolve)."""
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return sorted({str(i[4][0]) for i in infos})
+
+
+def bind_address(host: str) -> str:
+    """The local IP to bind for host, or '' when host is not an address of this machine."""
+    ours = local_ips()
+    for ip in resolve(host):
+        if ip in ours or ipaddress.ip_address(ip).is_loopback:
+            return ip
+    return ""
+
+
+def listening_pids(port: int) -> set[int]:
+    """PIDs (of the processes we may see) that listen on a TCP port."""
+    pids: set[int] = set()
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return pids
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            pids.add(c.pid)
+    return pids
+
+
+def tree_listens(pid: int, port: int) -> bool:
+    """True if pid or one of its descendants listens on port."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for p in procs:
+        try:
+            for c in p.net_connections(kind="tcp"):
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+                    return True
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return False
+
+
+def port_in_use(port: int, host: str = "") -> bool:
+    """True if something already listens on host:port (any address when host is '')."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), port))
+        except OSError:
+            return True
+    return False

@@ -1,0 +1,1 @@
+"""The one supervised runner: every subprocess galera-sst starts goes through here."""

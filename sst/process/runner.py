@@ -1,0 +1,319 @@
+"""Supervised subprocesses: OS-piped stages, deadlines, a parent watch and tree kill.
+
+Data flows between stages through OS pipes; Python only reads the stages' stderr
+(line by line, into the log) and watches the clock, the parent and the children.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Union
+
+import psutil
+
+from sst.errors import ParentGone, SSTError, Timeout, ToolFailed
+
+TICK = 0.05  # seconds between supervision checks
+TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+TAIL_LINES = 20
+
+FileArg = Union[int, IO[Any], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One program to run: argv as data, an explicit environment, its own exit-code rule."""
+
+    argv: tuple[str, ...]
+    name: str = ""
+    env: Mapping[str, str] | None = None  # None: inherit ours
+    cwd: str | None = None
+    ok_codes: frozenset[int] = frozenset({0})
+    pass_fds: tuple[int, ...] = ()
+    errno_for: Callable[[int], int] | None = None  # exit status -> errno for a failure
+    log_stderr: bool = True  # relay stderr lines into our stderr
+
+    @property
+    def label(self) -> str:
+        """The name used in log lines."""
+        return self.name or os.path.basename(self.argv[0])
+
+
+@dataclass
+class Child:
+    """A started stage: its process, and the last lines it wrote to stderr."""
+
+    stage: Stage
+    popen: subprocess.Popen[bytes]
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        """Exit status, or None while running."""
+        return self.popen.poll()
+
+    def failed(self) -> bool:
+        """True once the child has exited with a status its stage does not accept."""
+        rc = self.popen.poll()
+        return rc is not None and rc not in self.stage.ok_codes
+
+    def describe_failure(self) -> str:
+        """`<tool> exited with N: <last stderr line>`."""
+        rc = self.popen.returncode
+        how = f"was killed by signal {-rc}" if rc is not None and rc < 0 else f"exited with {rc}"
+        last = next((ln for ln in reversed(self.tail) if ln.strip()), "")
+        return f"{self.stage.label} {how}" + (f": {last.strip()}" if last else "")
+
+    def error(self, context: str) -> ToolFailed:
+        """The exception for this child's failure, with the stage's errno rule."""
+        rc = self.popen.returncode or 0
+        code = self.stage.errno_for(rc) if self.stage.errno_for else None
+        return ToolFailed(f"{context}: {self.describe_failure()}", code)
+
+
+def _relay(child: Child, stream: IO[bytes]) -> None:
+    label = child.stage.label
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        child.tail.append(line)
+        if child.stage.log_stderr:
+            try:
+                sys.stderr.write(f"{label}: {line}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+    stream.close()
+
+
+def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
+    """SIGTERM a process and all its descendants, then SIGKILL what is left after grace."""
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+
+
+class ParentWatch:
+    """Remembers the --parent process (pid and start time) and tells when it is gone."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._created: float | None = None
+        if pid > 0:
+            try:
+                self._created = psutil.Process(pid).create_time()
+            except psutil.NoSuchProcess:
+                self._created = None
+
+    def alive(self) -> bool:
+        """False once the parent has exited (or its pid was reused by another process)."""
+        if self.pid <= 0:
+            return True
+        if self._created is None:
+            return False
+        try:
+            p = psutil.Process(self.pid)
+            return p.create_time() == self._created and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+
+class Supervisor:
+    """Owns every child of one SST run; `close()` leaves nothing running.
+
+    Children run in new sessions, so their process groups are ours to signal and they do
+    not share mariadbd's group. No child ever inherits our stdout (mariadbd's pipe).
+    """
+
+    def __init__(self, parent: ParentWatch | None = None) -> None:
+        self.parent = parent or ParentWatch(0)
+        self.children: list[Child] = []
+
+    # -- starting -----------------------------------------------------------------------
+    def start(self, stage: Stage, *, stdin: FileArg = subprocess.DEVNULL,
+              stdout: FileArg = None) -> Child:
+        """Start one stage; stdout defaults to our stderr, never to our stdout."""
+        out: FileArg = stdout if stdout is not None else sys.stderr.fileno()
+        try:
+            popen = subprocess.Popen(
+                stage.argv,
+                stdin=stdin,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=dict(stage.env) if stage.env is not None else None,
+                cwd=stage.cwd,
+                close_fds=True,
+                pass_fds=stage.pass_fds,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise SSTError(f"cannot run {stage.argv[0]}: {exc.strerror}", 2) from exc
+        except PermissionError as exc:
+            raise SSTError(f"cannot run {stage.argv[0]}: {exc.strerror}", 13) from exc
+        child = Child(stage, popen)
+        assert popen.stderr is not None
+        child.reader = threading.Thread(target=_relay, args=(child, popen.stderr), daemon=True)
+        child.reader.start()
+        self.children.append(child)
+        return child
+
+    def pipeline(self, stages: Sequence[Stage], *, stdin: FileArg = subprocess.DEVNULL,
+                 stdout: FileArg = None) -> list[Child]:
+        """Start stages joined stdout->stdin by OS pipes."""
+        started: list[Child] = []
+        prev: FileArg = stdin
+        for i, stage in enumerate(stages):
+            last = i == len(stages) - 1
+            child = self.start(stage, stdin=prev, stdout=stdout if last else subprocess.PIPE)
+            if prev is not stdin and hasattr(prev, "close"):
+                prev.close()  # the next stage holds its own copy
+            prev = None if last else child.popen.stdout
+            started.append(child)
+        return started
+
+    # -- waiting ------------------------------------------------------------------------
+    def check_parent(self) -> None:
+        """Raise ParentGone if mariadbd died."""
+        if not self.parent.alive():
+            raise ParentGone(f"parent mysqld process (PID {self.parent.pid}) terminated unexpectedly")
+
+    def wait(self, children: Sequence[Child], *, what: str, timeout: float | None = None,
+             idle: Callable[[], float] | None = None, idle_timeout: float = 0.0) -> None:
+        """Wait for all children to exit; the first failure kills the rest and raises.
+
+        `timeout` bounds the whole wait; `idle()` returns seconds since the last progress,
+        and more than `idle_timeout` of it is a stall. Both raise Timeout.
+        """
+        start = time.monotonic()
+        while True:
+            self.check_parent()
+            for c in children:
+                if c.failed():
+                    self._reap(children)
+                    raise c.error(what)
+            if all(c.poll() is not None for c in children):
+                for c in children:
+                    if c.reader is not None:
+                        c.reader.join(timeout=2)
+                return
+            if timeout and time.monotonic() - start > timeout:
+                self._reap(children)
+                raise Timeout(f"{what}: no result after {timeout:g} s")
+            if idle is not None and idle_timeout and idle() > idle_timeout:
+                self._reap(children)
+                raise Timeout(f"{what}: no progress for {idle_timeout:g} s")
+            time.sleep(TICK)
+
+    def wait_until(self, predicate: Callable[[], bool], *, what: str, timeout: float,
+                   alive: Sequence[Child] = ()) -> None:
+        """Poll predicate until true; raise if a watched child exits, the parent dies,
+        or timeout seconds pass (0 = no limit)."""
+        start = time.monotonic()
+        while not predicate():
+            self.check_parent()
+            for c in alive:
+                if c.poll() is not None:
+                    raise c.error(f"{what}: {c.stage.label} ended early")
+            if timeout and time.monotonic() - start > timeout:
+                raise Timeout(f"{what}: not done after {timeout:g} s")
+            time.sleep(TICK)
+
+    def _reap(self, children: Sequence[Child]) -> None:
+        for c in children:
+            if c.poll() is None:
+                kill_tree(c.pid)
+                c.popen.wait()
+
+    def stop(self, child: Child) -> None:
+        """Terminate one child and its descendants."""
+        if child.poll() is None:
+            kill_tree(child.pid)
+        child.popen.wait()
+        if child.reader is not None:
+            child.reader.join(timeout=2)
+
+    def close(self) -> None:
+        """Kill every child still running, with its descendants; close our pipe ends."""
+        for c in reversed(self.children):
+            self.stop(c)
+            for s in (c.popen.stdout, c.popen.stdin):
+                if s is not None:
+                    s.close()
+        self.children.clear()
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Captured:
+    """The result of a short command whose output we need."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_capture(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                timeout: float = 60.0, cwd: str | None = None) -> Captured:
+    """Run a short command and capture its (small) output; kills it on timeout."""
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None, cwd=cwd, close_fds=True,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise SSTError(f"cannot run {argv[0]}: {exc.strerror}", 2) from exc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        raise Timeout(f"{os.path.basename(argv[0])} did not finish within {timeout:g} s") from None
+    return Captured(proc.returncode, out.decode("utf-8", "replace"),
+                    err.decode("utf-8", "replace"))
+
+
+def install_signal_handlers() -> None:
+    """TERM/INT/QUIT exit 3 and HUP/PIPE exit 32, like the stock traps, via exceptions."""
+    from sst.errors import Interrupted, TransferError
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise Interrupted(f"terminated by signal {signal.Signals(signum).name}")
+
+    def hangup(signum: int, _frame: object) -> None:
+        raise TransferError(f"received {signal.Signals(signum).name}")
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(s, interrupted)
+    signal.signal(signal.SIGHUP, hangup)

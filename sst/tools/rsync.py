@@ -1,0 +1,126 @@
+"""rsync: the donor's push passes and the joiner's daemon configuration."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sst.errors import ConfigError
+
+MAGIC_FILE = "rsync_sst_complete"
+BINLOG_TAR = "wsrep_sst_binlog.tar"
+DEFAULT_MODULE = "rsync_sst"
+SUBMODULES = ("data_dir", "log_dir", "undo_dir", "aria_log")
+
+# Top-level names never sent (stock filter) and never deleted on the joiner.
+EXCLUDED_TOP = ("lost+found", ".zfs", ".fseventsd", ".Trashes", ".pid", ".conf", ".snapshot")
+
+# Which files each sub-module carries (rsync filter patterns, relative to the module root).
+SUBMODULE_FILES = {
+    "data_dir": ("ibdata*", "ib_lru_dump"),
+    "log_dir": ("ib_logfile0",),
+    "undo_dir": ("undo*",),
+    "aria_log": ("aria_log_control", "aria_log.*"),
+}
+
+
+def errno_for(rc: int) -> int:
+    """rsync exit status -> the errno the stock script exits with."""
+    if rc == 12:
+        return errno.EPROTO  # protocol mismatch: different rsync versions
+    if rc == 22:
+        return errno.ENOMEM
+    return 255
+
+
+def rsh_stunnel(stunnel: str, conf: str) -> str:
+    """The --rsh value; rsync splits it itself and honours single quotes."""
+    if "'" in conf:
+        raise ConfigError(f"stunnel config path may not contain a single quote: {conf!r}")
+    return f"{stunnel} '{conf}'"
+
+
+@dataclass(frozen=True)
+class Push:
+    """Options shared by every donor pass."""
+
+    url: str  # rsync://host:port/module
+    whole_file: bool = True
+    rsh: str = ""
+
+    def common(self) -> tuple[str, ...]:
+        """Flags on every pass. No --inplace: a staged joiner shares inodes with its old copy."""
+        out = ["--owner", "--group", "--perms", "--links", "--specials", "--ignore-times",
+               "--delete", "--quiet"]
+        if self.whole_file:
+            out.append("--whole-file")
+        if self.rsh:
+            out.append(f"--rsh={self.rsh}")
+        return tuple(out)
+
+
+def top_level_pass(binary: str, push: Push, datadir: str) -> tuple[str, ...]:
+    """Pass 1: the datadir's directories (not recursive) and the binlog tar."""
+    filters: list[str] = []
+    for name in EXCLUDED_TOP:
+        filters += ["-f", f"- /{name}" + ("/" if name == ".snapshot" else "")]
+    filters += ["-f", f"+ /{BINLOG_TAR}", "-f", "+ /*/", "-f", "- /*"]
+    return (binary, *push.common(), "--dirs", *filters, f"{datadir}/", push.url)
+
+
+def submodule_pass(binary: str, push: Push, source_dir: str, sub: str) -> tuple[str, ...]:
+    """Passes 2-5: InnoDB data, redo, undo and Aria log files into their own modules."""
+    filters: list[str] = []
+    for pat in SUBMODULE_FILES[sub]:
+        filters += ["-f", f"+ /{pat}"]
+    filters += ["-f", "- **"]
+    return (binary, *push.common(), "--dirs", *filters, f"{source_dir}/", f"{push.url}-{sub}")
+
+
+def database_pass(binary: str, push: Push, datadir: str, db: str) -> tuple[str, ...]:
+    """Pass 6: one database directory, recursively."""
+    return (binary, *push.common(), "--recursive", f"{datadir}/{db}/", f"{push.url}/{db}")
+
+
+def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
+    """The completion file, sent last."""
+    rsh = (f"--rsh={push.rsh}",) if push.rsh else ()
+    return (binary, *rsh, "--archive", "--quiet", "--checksum", magic_path, push.url)
+
+
+def daemon_conf(*, pid_file: str, modules: Sequence[tuple[str, str]], as_root: bool,
+                timeout: int, refuse_inplace: bool) -> str:
+    """rsyncd.conf text. A daemon started by root would drop to `nobody` and could not write
+    the datadir (the stock script's bug): as root we stay root, otherwise nothing changes."""
+    for _, path in modules:
+        if "\n" in path:
+            raise ConfigError(f"directory name contains a newline: {path!r}")
+    lines = [
+        f"pid file = {pid_file}",
+        "use chroot = no",
+        "read only = no",
+        f"timeout = {timeout}",
+    ]
+    if as_root:
+        lines += ["uid = 0", "gid = 0"]
+    if refuse_inplace:
+        lines.append("refuse options = inplace")
+    for name, path in modules:
+        lines += [f"[{name}]", f"    path = {path}", "    exclude = .zfs"]
+    return "\n".join(lines) + "\n"
+
+
+def daemon_argv(binary: str, conf: str, port: int, address: str) -> tuple[str, ...]:
+    """A foreground rsync daemon bound to one address."""
+    out = [binary, "--daemon", "--no-detach", "--port", str(port), "--config", conf]
+    if address:
+        out += ["--address", address]
+    return tuple(out)
+
+
+def server_execargs(conf: str) -> str:
+    """What stunnel runs per connection (stunnel splits execargs at spaces)."""
+    if any(c.isspace() for c in conf):
+        raise ConfigError(f"rsync config path may not contain white space: {conf!r}")
+    return f"rsync --server --daemon --config={conf} ."
