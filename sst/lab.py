@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,14 @@ from sst.process.runner import kill_tree, run_capture
 
 GALERA = "/usr/lib/galera/libgalera_smm.so"
 SYNC_TIMEOUT = 180.0
+
+
+def scripts_dir() -> str:
+    """Where pip put our entry points (wsrep_sst_py_*), to go first on mariadbd's PATH."""
+    d = sysconfig.get_path("scripts")
+    if not os.path.exists(os.path.join(d, "wsrep_sst_py_rsync")):
+        raise LabError(f"wsrep_sst_py_rsync is not installed in {d}; run scripts/setup.sh")
+    return d
 
 
 class LabError(RuntimeError):
@@ -344,9 +353,10 @@ class Lab:
         self.base = tempfile.mkdtemp(prefix="galera-sst-lab.", dir=parent)
         os.chmod(self.base, 0o755)
         self.user = user
-        self.path_prefix = path_prefix or os.path.dirname(os.path.abspath(sys.argv[0]))
+        self.path_prefix = path_prefix or scripts_dir()
         self.nodes: list[Node] = []
         self._template = ""
+        self._count = 0
         self._port_base = free_port_block("127.0.0.1", 100)
 
     def template(self) -> str:
@@ -366,7 +376,8 @@ class Lab:
                  sst_options: dict[str, str] | None = None,
                  mysqld_options: dict[str, str] | None = None, empty: bool = False) -> Node:
         """Create a node directory with an initialised datadir owned by the node's user."""
-        i = len(self.nodes) + 1
+        self._count += 1
+        i = self._count
         name = f"node{i}"
         ip = f"127.0.0.{i}"
         d = os.path.join(self.base, name)
@@ -386,6 +397,13 @@ class Lab:
         open(log_path, "a").close()  # noqa: SIM115
         chown(log_path, owner)
         return node
+
+    def remove_node(self, node: Node, *, keep_files: bool = False) -> None:
+        """Stop a node and take it out of the cluster membership (and off the disk)."""
+        node.stop()
+        self.nodes.remove(node)
+        if not keep_files:
+            shutil.rmtree(node.directory, ignore_errors=True)
 
     def configure(self) -> None:
         """(Re)write every node's my.cnf with the current membership."""

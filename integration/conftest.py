@@ -1,0 +1,83 @@
+"""Local-cluster tier: real mariadbd + Galera nodes on 127.0.0.N, one donor shared by tests."""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from sst import lab as labmod
+from sst.lab import CertPaths, Lab, Node
+
+REQUIRED_TOOLS = ("mariadbd", "mariadb-install-db", "mariadb", "rsync", "stunnel4", "tar",
+                  "my_print_defaults", "wsrep_sst_py_rsync")
+
+
+def _prerequisites() -> None:
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if not os.path.exists(labmod.GALERA):
+        missing.append(labmod.GALERA)
+    if missing or os.geteuid() != 0:
+        pytest.fail(f"local-cluster tier cannot run: missing {missing or 'nothing'}, "
+                    f"root={os.geteuid() == 0}; run scripts/setup.sh as root", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """One lab for the whole session; node directories are kept if a test failed."""
+    _prerequisites()
+    lb = Lab()
+    yield lb
+    lb.close(keep=bool(os.environ.get("GALERA_SST_KEEP")))
+
+
+@pytest.fixture(scope="session")
+def certs(lab: Lab) -> CertPaths:
+    """A CA and certificates for node names node1..node9 with IP and DNS SANs."""
+    d = os.path.join(lab.base, "certs")
+    paths = labmod.make_certs(d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 10)})
+    os.chown(d, 0, grp.getgrnam("mysql").gr_gid)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def donor(lab: Lab) -> Node:
+    """A bootstrapped node with data in several tables, shared by every join test."""
+    node = lab.add_node()
+    lab.bootstrap(node)
+    labmod.load_data(node, 3000)
+    node.sql("CREATE DATABASE other; CREATE TABLE other.m (id INT PRIMARY KEY, t TEXT) "
+             "ENGINE=InnoDB; INSERT INTO other.m SELECT seq, REPEAT('x', seq % 97) "
+             "FROM other.seq_1_to_500; CREATE TABLE other.a (id INT PRIMARY KEY) ENGINE=Aria;"
+             "INSERT INTO other.a SELECT seq FROM other.seq_1_to_50")
+    return node
+
+
+def leftovers(base: str) -> list[str]:
+    """SST processes (ours or the tools') still running for anything under base."""
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if base in cmd and "mariadbd" not in cmd.split(" ")[0]:
+            out.append(f"{p.info['pid']}: {cmd[:200]}")
+    return out
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, print every node's error log tail (the evidence stays in CI output)."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        lb = item.funcargs.get("lab") if hasattr(item, "funcargs") else None
+        if isinstance(lb, Lab):
+            os.environ["GALERA_SST_KEEP"] = "1"
+            for n in lb.nodes:
+                rep.sections.append((f"{n.name} error log tail", n.log_tail(80)))
