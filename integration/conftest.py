@@ -37,9 +37,9 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def certs(lab: Lab) -> CertPaths:
-    """A CA and certificates for node names node1..node9 with IP and DNS SANs."""
+    """A CA and certificates for node names node1..node40 with IP and DNS SANs."""
     d = os.path.join(lab.base, "certs")
-    paths = labmod.make_certs(d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 10)})
+    paths = labmod.make_certs(d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 41)})
     os.chown(d, 0, grp.getgrnam("mysql").gr_gid)
     return paths
 
@@ -47,7 +47,7 @@ def certs(lab: Lab) -> CertPaths:
 @pytest.fixture(scope="session")
 def donor(lab: Lab) -> Node:
     """A bootstrapped node with data in several tables, shared by every join test."""
-    node = lab.add_node()
+    node = lab.add_node(mysqld_options={"log-bin": "donor-bin"})
     lab.bootstrap(node)
     labmod.load_data(node, 3000)
     node.sql("CREATE DATABASE other; CREATE TABLE other.m (id INT PRIMARY KEY, t TEXT) "
