@@ -42,7 +42,7 @@ def parse_output(text: str) -> dict[str, str | None]:
         if not line.startswith("--"):
             continue
         name, sep, value = line.partition("=")
-        out[normalize_option(name)] = value.strip() if sep else None
+        out[normalize_option(name.strip())] = value.strip() if sep else None
     return out
 
 

@@ -119,6 +119,20 @@ def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
     psutil.wait_procs(alive, timeout=grace)
 
 
+def _kill_descendants_of_exited(child: Child) -> None:
+    """An exited stage's own children were re-parented; its session id still finds them."""
+    try:
+        sid = child.pid
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if p.pid != os.getpid() and os.getsid(p.pid) == sid:
+                    kill_tree(p.pid, grace=1.0)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+    except psutil.Error:
+        return
+
+
 class ParentWatch:
     """Remembers the --parent process (pid and start time) and tells when it is gone."""
 
@@ -216,7 +230,7 @@ class Supervisor:
             for c in children:
                 if c.failed():
                     self._reap(children)
-                    raise c.error(what)
+                    raise c.error(what)  # _reap drained stderr, so the tail is complete
             if all(c.poll() is not None for c in children):
                 for c in children:
                     if c.reader is not None:
@@ -239,21 +253,30 @@ class Supervisor:
             self.check_parent()
             for c in alive:
                 if c.poll() is not None:
+                    self._reap([c])
                     raise c.error(f"{what}: {c.stage.label} ended early")
             if timeout and time.monotonic() - start > timeout:
                 raise Timeout(f"{what}: not done after {timeout:g} s")
             time.sleep(TICK)
 
     def _reap(self, children: Sequence[Child]) -> None:
+        """Kill what still runs, then let the stderr readers finish (for complete tails)."""
         for c in children:
             if c.poll() is None:
                 kill_tree(c.pid)
-                c.popen.wait()
+            else:
+                _kill_descendants_of_exited(c)
+            c.popen.wait()
+        for c in children:
+            if c.reader is not None:
+                c.reader.join(timeout=2)
 
     def stop(self, child: Child) -> None:
-        """Terminate one child and its descendants."""
+        """Terminate one child and its descendants (also those it left behind)."""
         if child.poll() is None:
             kill_tree(child.pid)
+        else:
+            _kill_descendants_of_exited(child)
         child.popen.wait()
         if child.reader is not None:
             child.reader.join(timeout=2)

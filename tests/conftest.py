@@ -1,0 +1,146 @@
+"""Process-tier helpers: run the real SST scripts as mariadbd would, without mariadbd."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UUID = "8d1b2c3e-0000-11ee-8000-000000000001"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Script:
+    """A running wsrep_sst_<method> with pipes on stdout and stderr."""
+
+    proc: subprocess.Popen[bytes]
+    _buf: bytes = b""
+
+    def readline(self, timeout: float = 30.0) -> str:
+        """The next stdout line ('' at EOF); fails the test after timeout."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            while b"\n" not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no stdout line within {timeout} s; stderr:\n{self.stderr()}")
+                if sel.select(left):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        line, self._buf = self._buf, b""
+                        return line.decode()
+                    self._buf += chunk
+        finally:
+            sel.close()
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode()
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Exit status."""
+        return self.proc.wait(timeout=timeout)
+
+    def stderr(self) -> str:
+        """All of stderr (only after exit, or it blocks)."""
+        assert self.proc.stderr is not None
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+
+def start_script(method: str, args: Sequence[str], *, env: dict[str, str] | None = None,
+                 path_prefix: str = "") -> Script:
+    """Start wsrep_sst_<method> through the bin/ shim with this interpreter."""
+    shim = ROOT / "bin" / f"wsrep_sst_{method}"
+    if not shim.exists():
+        shim = Path(shutil.copy(ROOT / "bin" / "wsrep_sst_py_rsync", f"/tmp/wsrep_sst_{method}"))
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT)
+    e.setdefault("WSREP_SST_OPT_AUTH", "")
+    if env:
+        e.update(env)
+    if path_prefix:
+        e["PATH"] = f"{path_prefix}:{e['PATH']}"
+    proc = subprocess.Popen([sys.executable, str(shim), *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    return Script(proc)
+
+
+def error_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("WSREP_SST: [ERROR]")]
+
+
+def no_processes_left(pids: Sequence[int]) -> bool:
+    """True when none of the pids is still alive (zombies count as gone)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        alive = []
+        for p in pids:
+            try:
+                if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def node_dir(tmp_path: Path) -> Path:
+    """A datadir with a database and the files a stopped server has, plus a my.cnf."""
+    d = tmp_path / "data"
+    (d / "db1").mkdir(parents=True)
+    (d / "db1" / "t.ibd").write_bytes(os.urandom(4096))
+    (d / "ibdata1").write_bytes(b"i" * 1000)
+    (d / "ib_logfile0").write_bytes(b"r" * 100)
+    (d / "aria_log_control").write_bytes(b"a")
+    (d / "grastate.dat").write_text("# GALERA saved state\n")
+    (tmp_path / "my.cnf").write_text("[mysqld]\n[sst]\n")
+    return tmp_path
+
+
+def write_cnf(base: Path, sst: dict[str, str]) -> str:
+    p = base / "my.cnf"
+    p.write_text("[mysqld]\n[sst]\n" + "".join(f"{k}={v}\n" for k, v in sst.items()))
+    return str(p)
+
+
+@pytest.fixture
+def fakebin(tmp_path: Path) -> Iterator[Path]:
+    """A directory for fake tools, put first on the script's PATH by the test."""
+    d = tmp_path / "fakebin"
+    d.mkdir()
+    yield d
+
+
+def fake_tool(d: Path, name: str, body: str) -> None:
+    p = d / name
+    p.write_text("#!/bin/sh\n" + body + "\n")
+    p.chmod(0o755)

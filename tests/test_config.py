@@ -1,0 +1,77 @@
+"""Option files: normalisation, precedence, TLS resolution, all errors at once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sst.config import MYSQLD, Options, parse_output, resolve_tls, rsync_settings
+from sst.errors import ConfigError
+from sst.request import Request, parse_request
+
+
+def test_parse_output_normalises_names_and_last_wins() -> None:
+    out = parse_output("--loose-ssl_mode=verify_ca\n--ssl-mode=REQUIRED\n--log-bin\n"
+                       "--tmpdir = /x y \nnot an option\n--a=b=c\n")
+    assert out == {"ssl-mode": "REQUIRED", "log-bin": None, "tmpdir": "/x y", "a": "b=c"}
+
+
+def opts(mysqld: dict[str, str | None], sst: dict[str, str | None]) -> Options:
+    return Options({MYSQLD: mysqld, "sst": sst})
+
+
+def test_first_group_with_value_wins() -> None:
+    o = opts({"ssl-cert": "/m.pem"}, {"ssl-cert": "/s.pem", "ssl-key": "/s.key"})
+    assert o.get((MYSQLD, "sst"), "ssl-cert") == "/m.pem"
+    assert o.get((MYSQLD, "sst"), "ssl-key") == "/s.key"
+    assert o.get((MYSQLD, "sst"), "missing", "d") == "d"
+
+
+def test_legacy_tls_options_win_and_role_overrides() -> None:
+    o = opts({"ssl-cert": "/m.pem", "ssl-key": "/m.key"},
+             {"tcert": "/t.pem", "tkey": "/t.key", "ssl-client-cert": "/client.pem"})
+    joiner = resolve_tls(o, (MYSQLD, "sst"), "joiner")
+    donor = resolve_tls(o, (MYSQLD, "sst"), "donor")
+    assert (joiner.cert, joiner.key) == ("/t.pem", "/t.key")
+    assert (donor.cert, donor.key) == ("/client.pem", "/t.key")
+
+
+def test_ca_directory_becomes_capath(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    o = opts({}, {"ssl-ca": d})
+    t = resolve_tls(o, (MYSQLD, "sst"), "joiner")
+    assert (t.ca, t.capath) == ("", d)
+    assert os.path.isdir(t.capath)
+
+
+def req(role: str = "joiner") -> Request:
+    return parse_request("wsrep_sst_py_rsync", ["--role", role, "--datadir", "/d",
+                                                "--address", "h"], {})
+
+
+def test_ssl_mode_derived_from_files() -> None:
+    r = req()
+    assert rsync_settings(r, opts({}, {})).ssl_mode == "DISABLED"
+    s = rsync_settings(r, opts({}, {"ssl-cert": "c", "ssl-key": "k"}))
+    assert s.ssl_mode == "REQUIRED"
+    s = rsync_settings(r, opts({}, {"ssl-cert": "c", "ssl-key": "k",
+                                    "ssl-ca": "/nonexistent-ca.pem"}))
+    assert s.ssl_mode == "VERIFY_CA"
+
+
+def test_every_error_reported_at_once() -> None:
+    o = opts({}, {"ssl-mode": "VERIFY_IDENTITY", "sst-max-binlogs": "many",
+                  "sst-idle-timeout": "-1"})
+    with pytest.raises(ConfigError) as e:
+        rsync_settings(req(), o)
+    msg = e.value.message
+    assert e.value.code == 22
+    for part in ("needs a CA", "needs ssl-cert and ssl-key", "sst-max-binlogs", "sst-idle-timeout"):
+        assert part in msg
+
+
+def test_unknown_ssl_mode() -> None:
+    with pytest.raises(ConfigError, match="not one of"):
+        rsync_settings(req(), opts({}, {"ssl-mode": "preferred"}))

@@ -1,0 +1,300 @@
+"""The rsync scripts end to end without mariadbd: the test reads their stdout and answers
+as mariadbd would. Every failure asserts the exit code, one ERROR line, and no debris."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sst import lab, net
+from tests.conftest import (
+    UUID,
+    Script,
+    error_lines,
+    fake_tool,
+    free_port,
+    no_processes_left,
+    start_script,
+    write_cnf,
+)
+
+DEBRIS = ("sst_in_progress", "wsrep_sst.pid", ".sst-staging", ".sst-old", "rsync_sst_complete",
+          "wsrep_sst_binlog.tar", "stunnel.pid", "rsync_sst.pid", "tables_flushed")
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    out = {}
+    for root, _, files in os.walk(d):
+        for f in files:
+            p = Path(root) / f
+            out[str(p.relative_to(d))] = p.read_bytes()
+    return out
+
+
+def assert_no_debris(d: Path) -> None:
+    left = [n for n in DEBRIS if (d / n).exists()]
+    assert left == []
+
+
+@pytest.fixture
+def parent() -> Iterator[subprocess.Popen[bytes]]:
+    """A process standing in for mariadbd (the joiner's --parent)."""
+    p = subprocess.Popen(["sleep", "300"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def joiner_dir(tmp_path: Path) -> Path:
+    """The joiner's old datadir: different data, its own grastate.dat and a dropped db."""
+    base = tmp_path / "joiner"
+    d = base / "data"
+    (d / "db1").mkdir(parents=True)
+    (d / "db1" / "t.ibd").write_bytes(b"old" * 100)
+    (d / "dropped_db").mkdir()
+    (d / "dropped_db" / "x.ibd").write_bytes(b"x")
+    (d / "ibdata1").write_bytes(b"old-ibdata")
+    (d / "grastate.dat").write_text("joiner's own state\n")
+    write_cnf(base, {})
+    return base
+
+
+def joiner_args(base: Path, port: int, parent_pid: int) -> list[str]:
+    return ["--role", "joiner", "--address", f"127.0.0.1:{port}", "--datadir",
+            str(base / "data"), "--defaults-file", str(base / "my.cnf"), "--parent",
+            str(parent_pid), "--progress", "0"]
+
+
+def donor_args(base: Path, address: str, bypass: bool = False) -> list[str]:
+    args = ["--role", "donor", "--address", address, "--local-port", "3306", "--socket",
+            "/nonexistent.sock", "--progress", "0", "--datadir", str(base / "data"),
+            "--defaults-file", str(base / "my.cnf"), "--gtid", f"{UUID}:5", "--gtid-domain-id",
+            "0"]
+    return [*args, "--bypass"] if bypass else args
+
+
+def act_as_donor_server(donor: Script, datadir: Path) -> None:
+    """What mariadbd does for `flush tables` ... `done`."""
+    assert donor.readline() == "flush tables"
+    tmp = datadir / "tables_flushed.tmp"
+    tmp.write_text(f"{UUID}:5 0\n")
+    tmp.rename(datadir / "tables_flushed")
+    assert donor.readline() == "continue"
+    assert donor.readline() == f"done {UUID}:5 0"
+
+
+def certs_for(tmp: Path) -> lab.CertPaths:
+    return lab.make_certs(str(tmp / "certs"), {"joiner": "127.0.0.1", "donor": "127.0.0.1"},
+                          owner="root")
+
+
+def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
+    cert, key = c.certs[who]
+    return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
+
+
+@pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])
+def test_manual_sst_replaces_data_keeps_grastate(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path,
+    mode: str,
+) -> None:
+    if mode != "DISABLED":
+        c = certs_for(tmp_path)
+        write_cnf(joiner_dir, tls_opts(c, "joiner", mode))
+        write_cnf(node_dir, tls_opts(c, "donor", mode))
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    ready = j.readline()
+    assert ready.startswith("ready ")
+    auth, _, address = ready[6:].rpartition("@")
+    assert address == f"127.0.0.1:{port}/rsync_sst"
+    if mode.startswith("VERIFY"):
+        cn, secret = auth.split(":")
+        assert cn == "joiner" and len(secret) == 32
+    d = start_script("py_rsync", donor_args(node_dir, address),
+                     env={"WSREP_SST_OPT_REMOTE_AUTH": auth} if auth else {})
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    jd, dd = joiner_dir / "data", node_dir / "data"
+    assert (jd / "db1" / "t.ibd").read_bytes() == (dd / "db1" / "t.ibd").read_bytes()
+    assert (jd / "ibdata1").read_bytes() == (dd / "ibdata1").read_bytes()
+    assert (jd / "ib_logfile0").exists() and (jd / "aria_log_control").exists()
+    assert not (jd / "dropped_db").exists()
+    assert (jd / "grastate.dat").read_text() == "joiner's own state\n"
+    assert_no_debris(jd)
+    assert_no_debris(dd)
+    assert not net.port_in_use(port, "127.0.0.1")
+    err = j.stderr()
+    assert error_lines(err) == []
+    assert "py_rsync SST completed on joiner" in err
+
+
+def test_wrong_secret_refused_before_datadir_changes(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path,
+) -> None:
+    c = certs_for(tmp_path)
+    write_cnf(joiner_dir, tls_opts(c, "joiner", "VERIFY_CA"))
+    write_cnf(node_dir, tls_opts(c, "donor", "VERIFY_CA"))
+    before = snapshot(joiner_dir / "data")
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    auth, _, address = j.readline()[6:].rpartition("@")
+    real_secret = auth.split(":")[1]
+    d = start_script("py_rsync", donor_args(node_dir, address),
+                     env={"WSREP_SST_OPT_REMOTE_AUTH": "joiner:" + "0" * 32})
+    act_as_donor_server(d, node_dir / "data")
+    d.wait()
+    assert j.readline() == ""  # no coordinates
+    assert j.wait() == 32
+    err = j.stderr()
+    assert len(error_lines(err)) == 1 and "does not know this joiner's secret" in err
+    assert real_secret not in err and "0" * 32 not in err
+    assert snapshot(joiner_dir / "data") == before
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_ist_bypass_leaves_datadir(node_dir: Path, joiner_dir: Path,
+                                   parent: subprocess.Popen[bytes]) -> None:
+    before = snapshot(joiner_dir / "data")
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    address = j.readline()[6:]
+    d = start_script("py_rsync", donor_args(node_dir, address, bypass=True))
+    assert d.readline() == "continue"
+    assert d.readline() == f"done {UUID}:5 0"
+    assert d.wait() == 0
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0
+    assert snapshot(joiner_dir / "data") == before
+    assert "IST requested by the donor" in j.stderr()
+
+
+def test_joiner_port_busy(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+        assert j.readline() == ""
+        assert j.wait() == 16
+    err = j.stderr()
+    assert len(error_lines(err)) == 1 and "already in use" in err
+    assert_no_debris(joiner_dir / "data")
+
+
+def test_joiner_parent_dies(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> None:
+    before = snapshot(joiner_dir / "data")
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    assert j.readline().startswith("ready ")
+    kids = [p.pid for p in j.descendants()]
+    parent.kill()
+    parent.wait()
+    assert j.wait(20) == 32
+    assert "terminated unexpectedly" in error_lines(j.stderr())[0]
+    assert no_processes_left(kids)
+    assert not net.port_in_use(port, "127.0.0.1")
+    assert snapshot(joiner_dir / "data") == before
+
+
+def test_joiner_no_donor_times_out(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> None:
+    write_cnf(joiner_dir, {"sst-initial-timeout": "1"})
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    assert j.readline().startswith("ready ")
+    assert j.wait(30) == 32
+    assert "no donor connected within 1 s" in error_lines(j.stderr())[0]
+    assert_no_debris(joiner_dir / "data")
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_joiner_sigterm(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> None:
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    assert j.readline().startswith("ready ")
+    kids = [p.pid for p in j.descendants()]
+    j.proc.send_signal(signal.SIGTERM)
+    assert j.wait(20) == 3
+    assert no_processes_left(kids)
+    assert_no_debris(joiner_dir / "data")
+
+
+def test_donor_flush_failed(node_dir: Path) -> None:
+    d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"))
+    assert d.readline() == "flush tables"
+    (node_dir / "data" / "sst_error").write_text("")
+    assert d.wait() == 255
+    assert "could not FLUSH TABLES" in error_lines(d.stderr())[0]
+    assert not (node_dir / "data" / "sst_error").exists()
+
+
+def test_donor_flush_timeout(node_dir: Path) -> None:
+    write_cnf(node_dir, {"sst-flush-timeout": "1"})
+    d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"))
+    assert d.readline() == "flush tables"
+    assert d.wait() == 32
+    assert "FLUSH TABLES WITH READ LOCK: not done after 1 s" in error_lines(d.stderr())[0]
+
+
+def test_donor_rsync_protocol_error_and_tree_killed(node_dir: Path, fakebin: Path) -> None:
+    pidlog = fakebin / "pids"
+    fake_tool(fakebin, "rsync", f"sleep 60 & echo $! >> {pidlog}\n"
+              "echo 'rsync: protocol version mismatch' >&2; exit 12")
+    d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"),
+                     path_prefix=str(fakebin))
+    act = d.readline()
+    assert act == "flush tables"
+    (node_dir / "data" / "tables_flushed").write_text(f"{UUID}:5 0\n")
+    assert d.wait() == 71
+    errors = error_lines(d.stderr())
+    assert len(errors) == 1 and "protocol version mismatch" in errors[0]
+    assert "py_rsync donor, peer 127.0.0.1:9" in errors[0]
+    assert_no_debris(node_dir / "data")
+    orphans = [int(x) for x in pidlog.read_text().split()]
+    assert orphans and no_processes_left(orphans)
+
+
+def test_donor_refuses_cleartext_without_stunnel(node_dir: Path, fakebin: Path,
+                                                 tmp_path: Path) -> None:
+    c = certs_for(tmp_path)
+    write_cnf(node_dir, tls_opts(c, "donor", "REQUIRED"))
+    # A PATH with every tool but stunnel.
+    for tool in ("rsync", "tar", "my_print_defaults"):
+        found = shutil.which(tool)
+        assert found
+        os.symlink(found, fakebin / tool)
+    env = {"PATH": str(fakebin), "STUNNEL_BIN": ""}
+    d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"), env=env)
+    assert d.readline() == ""  # not even 'flush tables'
+    assert d.wait() == 2
+    assert "refusing to send in cleartext" in error_lines(d.stderr())[0]
+
+
+def test_unknown_method_name() -> None:
+    s = start_script("py_nonsense", ["--role", "joiner", "--datadir", "/tmp/x"])
+    assert s.wait() == 22
+    assert "unknown SST method 'py_nonsense'" in error_lines(s.stderr())[0]
+
+
+def test_runs_under_stock_name_rsync_wan(node_dir: Path, joiner_dir: Path,
+                                         parent: subprocess.Popen[bytes]) -> None:
+    """Drop-in name: delta mode from argv[0], and a full copy (not hard links) as staging."""
+    port = free_port()
+    j = start_script("rsync_wan", joiner_args(joiner_dir, port, parent.pid))
+    address = j.readline()[6:]
+    d = start_script("rsync_wan", donor_args(node_dir, address))
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0
+    assert "delta mode" in j.stderr()

@@ -1,0 +1,127 @@
+"""The supervised runner: pipes, failures, deadlines, tree kill, the parent watch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sst.errors import AlreadyRunning, ParentGone, Timeout, ToolFailed
+from sst.process import pidfile
+from sst.process.runner import ParentWatch, Stage, Supervisor, run_capture
+from tests.conftest import ROOT, no_processes_left
+
+
+def test_pipeline_joins_stages_with_os_pipes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Supervisor() as sup, open(out, "wb") as f:
+        kids = sup.pipeline([Stage(("head", "-c", "100000", "/dev/zero")),
+                             Stage(("wc", "-c"))], stdout=f)
+        sup.wait(kids, what="test")
+    assert out.read_text().strip() == "100000"
+
+
+def test_failed_stage_kills_the_rest_and_reports(tmp_path: Path) -> None:
+    with Supervisor() as sup:
+        kids = sup.pipeline([
+            Stage(("sleep", "30"), name="sleeper"),
+            Stage(("sh", "-c", "echo 'disk on fire' >&2; exit 7"), name="failing"),
+        ])
+        with pytest.raises(ToolFailed) as e:
+            sup.wait(kids, what="copying")
+        pids = [k.pid for k in kids]
+    assert "copying: failing exited with 7: disk on fire" == e.value.message
+    assert no_processes_left(pids)
+
+
+def test_errno_rule_per_stage() -> None:
+    with Supervisor() as sup:
+        k = sup.start(Stage(("sh", "-c", "exit 12"), errno_for=lambda rc: 71 if rc == 12 else 1))
+        with pytest.raises(ToolFailed) as e:
+            sup.wait([k], what="x")
+    assert e.value.code == 71
+
+
+def test_timeout_kills_grandchildren() -> None:
+    with Supervisor() as sup:
+        k = sup.start(Stage(("sh", "-c", "sleep 60 & sleep 60; wait")))
+        time.sleep(0.3)
+        family = [k.pid] + [c.pid for c in psutil.Process(k.pid).children(recursive=True)]
+        assert len(family) >= 2
+        with pytest.raises(Timeout, match="no result after 0.5 s"):
+            sup.wait([k], what="stuck", timeout=0.5)
+    assert no_processes_left(family)
+
+
+def test_idle_timeout() -> None:
+    with Supervisor() as sup:
+        k = sup.start(Stage(("sleep", "60")))
+        t0 = time.monotonic()
+        with pytest.raises(Timeout, match="no progress for 0.3 s"):
+            sup.wait([k], what="stalled", idle=lambda: time.monotonic() - t0, idle_timeout=0.3)
+    assert no_processes_left([k.pid])
+
+
+def test_close_kills_everything_left() -> None:
+    sup = Supervisor()
+    kids = [sup.start(Stage(("sleep", "60"))) for _ in range(3)]
+    sup.close()
+    assert no_processes_left([k.pid for k in kids])
+
+
+def test_parent_watch() -> None:
+    parent = subprocess.Popen(["sleep", "60"])
+    watch = ParentWatch(parent.pid)
+    assert watch.alive()
+    with Supervisor(watch) as sup:
+        k = sup.start(Stage(("sleep", "60")))
+        parent.kill()
+        parent.wait()
+        with pytest.raises(ParentGone, match=f"PID {parent.pid}"):
+            sup.wait([k], what="receiving")
+    assert no_processes_left([k.pid])
+    assert not ParentWatch(parent.pid).alive()
+
+
+def test_children_never_get_our_stdout() -> None:
+    code = ("from sst.process.runner import Supervisor, Stage\n"
+            "with Supervisor() as s:\n"
+            "    s.wait([s.start(Stage(('echo', 'LEAK')))], what='x')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                         cwd=str(ROOT))
+    assert res.stdout == b""  # mariadbd's pipe stays clean
+    assert b"LEAK" in res.stderr
+
+
+def test_run_capture_timeout() -> None:
+    with pytest.raises(Timeout):
+        run_capture(("sleep", "10"), timeout=0.3)
+    assert run_capture(("sh", "-c", "echo hi; echo err >&2")).stdout == "hi\n"
+
+
+def test_pidfile_stale_and_live(tmp_path: Path) -> None:
+    path = str(tmp_path / "wsrep_sst.pid")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pidfile.write_pid(path, dead.pid)
+    pidfile.wait_stale(path, "x", attempts=2, delay=0.05)
+    assert not os.path.exists(path)
+    # A pid reused by an unrelated process is stale too.
+    other = subprocess.Popen(["sleep", "30"])
+    pidfile.write_pid(path, other.pid)
+    pidfile.wait_stale(path, "x", attempts=2, delay=0.05)
+    other.kill()
+    other.wait()
+    live = subprocess.Popen(["bash", "-c", "exec -a wsrep_sst_py_rsync sleep 30"])
+    time.sleep(0.2)
+    pidfile.write_pid(path, live.pid)
+    with pytest.raises(AlreadyRunning) as e:
+        pidfile.wait_stale(path, "a previous SST script", attempts=2, delay=0.05)
+    assert e.value.code == 114 and str(live.pid) in e.value.message
+    live.kill()
+    live.wait()
