@@ -5,7 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import psutil
 import pytest
@@ -13,8 +13,16 @@ import pytest
 from sst import lab as labmod
 from sst.lab import CertPaths, Lab, Node
 
-REQUIRED_TOOLS = ("mariadbd", "mariadb-install-db", "mariadb", "rsync", "stunnel4", "tar",
-                  "my_print_defaults", "wsrep_sst_py_rsync")
+REQUIRED_TOOLS = (
+    "mariadbd",
+    "mariadb-install-db",
+    "mariadb",
+    "rsync",
+    "stunnel4",
+    "tar",
+    "my_print_defaults",
+    "wsrep_sst_py_rsync",
+)
 
 
 def _prerequisites() -> None:
@@ -22,8 +30,11 @@ def _prerequisites() -> None:
     if not os.path.exists(labmod.GALERA):
         missing.append(labmod.GALERA)
     if missing or os.geteuid() != 0:
-        pytest.fail(f"local-cluster tier cannot run: missing {missing or 'nothing'}, "
-                    f"root={os.geteuid() == 0}; run scripts/setup.sh as root", pytrace=False)
+        pytest.fail(
+            f"local-cluster tier cannot run: missing {missing or 'nothing'}, "
+            f"root={os.geteuid() == 0}; run scripts/setup.sh as root",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +61,12 @@ def donor(lab: Lab) -> Node:
     node = lab.add_node(mysqld_options={"log-bin": "donor-bin"})
     lab.bootstrap(node)
     labmod.load_data(node, 3000)
-    node.sql("CREATE DATABASE other; CREATE TABLE other.m (id INT PRIMARY KEY, t TEXT) "
-             "ENGINE=InnoDB; INSERT INTO other.m SELECT seq, REPEAT('x', seq % 97) "
-             "FROM other.seq_1_to_500; CREATE TABLE other.a (id INT PRIMARY KEY) ENGINE=Aria;"
-             "INSERT INTO other.a SELECT seq FROM other.seq_1_to_50")
+    node.sql(
+        "CREATE DATABASE other; CREATE TABLE other.m (id INT PRIMARY KEY, t TEXT) "
+        "ENGINE=InnoDB; INSERT INTO other.m SELECT seq, REPEAT('x', seq % 97) "
+        "FROM other.seq_1_to_500; CREATE TABLE other.a (id INT PRIMARY KEY) ENGINE=Aria;"
+        "INSERT INTO other.a SELECT seq FROM other.seq_1_to_50"
+    )
     return node
 
 
@@ -70,14 +83,16 @@ def leftovers(base: str) -> list[str]:
     return out
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On failure, print every node's error log tail (the evidence stays in CI output)."""
-    outcome = yield
-    rep = outcome.get_result()
+    rep = yield
     if rep.when == "call" and rep.failed:
-        lb = item.funcargs.get("lab") if hasattr(item, "funcargs") else None
+        lb = getattr(item, "funcargs", {}).get("lab")
         if isinstance(lb, Lab):
             os.environ["GALERA_SST_KEEP"] = "1"
             for n in lb.nodes:
                 rep.sections.append((f"{n.name} error log tail", n.log_tail(80)))
+    return rep

@@ -28,9 +28,17 @@ def assert_clean(lab: Lab, node: Node) -> None:
     assert leftovers(lab.base) == []
     assert not net.port_in_use(node.ports["sst"], node.ip)
     names = set(os.listdir(node.datadir))
-    for debris in ("sst_in_progress", "wsrep_sst.pid", ".sst-staging", ".sst-old",
-                   "rsync_sst_complete", "wsrep_sst_binlog.tar", "stunnel.pid",
-                   "rsync_sst.pid", "tables_flushed"):
+    for debris in (
+        "sst_in_progress",
+        "wsrep_sst.pid",
+        ".sst-staging",
+        ".sst-old",
+        "rsync_sst_complete",
+        "wsrep_sst_binlog.tar",
+        "stunnel.pid",
+        "rsync_sst.pid",
+        "tables_flushed",
+    ):
         assert debris not in names, f"{debris} left in {node.datadir}"
 
 

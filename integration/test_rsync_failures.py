@@ -55,10 +55,13 @@ def test_joiner_cert_from_another_ca_refused(lab: Lab, donor: Node, certs: CertP
     donor.sst_method = "py_rsync"
     donor.sst_options = labmod.tls_options(certs, donor.name, "VERIFY_CA")
     other_ca = labmod.make_ca("some other CA")
-    cert, key = write_pair(lab, "foreign", labmod.make_leaf(other_ca, joiner.name,
-                                                           ips=[joiner.ip]))
-    joiner.sst_options = {"ssl-mode": "VERIFY_CA", "ssl-ca": certs.ca, "ssl-cert": cert,
-                          "ssl-key": key}
+    cert, key = write_pair(lab, "foreign", labmod.make_leaf(other_ca, joiner.name, ips=[joiner.ip]))
+    joiner.sst_options = {
+        "ssl-mode": "VERIFY_CA",
+        "ssl-ca": certs.ca,
+        "ssl-cert": cert,
+        "ssl-key": key,
+    }
     failed_join(lab, joiner)
     errors = sst_errors(joiner)
     assert len(errors) == 1
@@ -77,24 +80,36 @@ def test_expired_joiner_cert_refused(lab: Lab, donor: Node, certs: CertPaths) ->
     ca = labmod.make_ca("expiry CA")
     ca_path = os.path.join(lab.base, "certs", "expiry-ca.pem")
     labmod._write(ca_path, labmod.pem_cert(ca[0]))
-    cert, key = write_pair(lab, "expired", labmod.make_leaf(ca, joiner.name, ips=[joiner.ip],
-                                                           not_before_days=-30, days=-1))
-    joiner.sst_options = {"ssl-mode": "REQUIRED", "ssl-ca": ca_path, "ssl-cert": cert,
-                          "ssl-key": key}
+    cert, key = write_pair(
+        lab,
+        "expired",
+        labmod.make_leaf(ca, joiner.name, ips=[joiner.ip], not_before_days=-30, days=-1),
+    )
+    joiner.sst_options = {
+        "ssl-mode": "REQUIRED",
+        "ssl-ca": ca_path,
+        "ssl-cert": cert,
+        "ssl-key": key,
+    }
     failed_join(lab, joiner)
     errors = sst_errors(joiner)
     assert len(errors) == 1 and "expired on" in errors[0] and cert in errors[0]
     lab.remove_node(joiner)
 
 
-def test_donor_key_mismatch_refused_joiner_keeps_data(lab: Lab, donor: Node,
-                                                      certs: CertPaths) -> None:
+def test_donor_key_mismatch_refused_joiner_keeps_data(
+    lab: Lab, donor: Node, certs: CertPaths
+) -> None:
     joiner = lab.add_node(sst_method="py_rsync")
     donor.sst_method = "py_rsync"
     cert, _ = certs.certs[donor.name]
     _, wrong_key = certs.certs["node40"]
-    donor.sst_options = {"ssl-mode": "VERIFY_CA", "ssl-ca": certs.ca, "ssl-cert": cert,
-                         "ssl-key": wrong_key}
+    donor.sst_options = {
+        "ssl-mode": "VERIFY_CA",
+        "ssl-ca": certs.ca,
+        "ssl-cert": cert,
+        "ssl-key": wrong_key,
+    }
     joiner.sst_options = labmod.tls_options(certs, joiner.name, "VERIFY_CA")
     donor_log_size = os.path.getsize(donor.error_log)
     failed_join(lab, joiner)

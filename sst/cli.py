@@ -46,8 +46,10 @@ def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[s
         peer = req.address.hostport if req.address else ""
         fn = METHODS.get(method)
         if fn is None:
-            raise ConfigError(f"unknown SST method {method!r} (this program was started as "
-                              f"{os.path.basename(argv0)!r}); known: {', '.join(sorted(METHODS))}")
+            raise ConfigError(
+                f"unknown SST method {method!r} (this program was started as "
+                f"{os.path.basename(argv0)!r}); known: {', '.join(sorted(METHODS))}"
+            )
         out = Stdout() if req.role == "joiner" else donor_stdout()
         fn(req, out)
         return 0
@@ -78,10 +80,14 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"galera-sst {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run a real two-node SST on this machine and report it")
-    demo.add_argument("--method", default="py_rsync",
-                      choices=sorted(m for m in METHODS if m.startswith("py_")))
-    demo.add_argument("--ssl-mode", default="VERIFY_IDENTITY",
-                      choices=["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"])
+    demo.add_argument(
+        "--method", default="py_rsync", choices=sorted(m for m in METHODS if m.startswith("py_"))
+    )
+    demo.add_argument(
+        "--ssl-mode",
+        default="VERIFY_IDENTITY",
+        choices=["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"],
+    )
     demo.add_argument("--rows", type=int, default=20000, help="rows of test data on the donor")
     demo.add_argument("--keep", action="store_true", help="keep the node directories")
     demo.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
@@ -92,8 +98,11 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     if ns.command == "demo":
         from sst import lab
 
-        sys.exit(lab.demo(method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep,
-                          base=ns.base))
+        sys.exit(
+            lab.demo(
+                method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
+            )
+        )
     if ns.command == "sst":
         install_signal_handlers()
         sys.exit(run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ))

@@ -37,8 +37,8 @@ class Options:
 def parse_output(text: str) -> dict[str, str | None]:
     """my_print_defaults lines `--name[=value]` -> {normalized name: value}; last wins."""
     out: dict[str, str | None] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line.startswith("--"):
             continue
         name, sep, value = line.partition("=")

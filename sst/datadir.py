@@ -138,8 +138,9 @@ class Binlogs:
     index: str  # full path of the index file
 
     @classmethod
-    def from_settings(cls, datadir: str, log_bin: str | None, index: str,
-                      basename: str) -> Binlogs | None:
+    def from_settings(
+        cls, datadir: str, log_bin: str | None, index: str, basename: str
+    ) -> Binlogs | None:
         """None when binary logging is off; default names as the server picks them."""
         if log_bin is None:
             return None
@@ -177,7 +178,7 @@ class Binlogs:
         prefix = os.path.basename(self.base) + "."
         if os.path.isdir(self.directory):
             for name in os.listdir(self.directory):
-                if name.startswith(prefix) and name[len(prefix):].isdigit():
+                if name.startswith(prefix) and name[len(prefix) :].isdigit():
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(self.directory, name))
 
@@ -217,8 +218,9 @@ def read_magic(path: str) -> tuple[str, dict[str, str]]:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
-        raise TransferError(f"the donor's completion file {os.path.basename(path)} is "
-                            "missing") from None
+        raise TransferError(
+            f"the donor's completion file {os.path.basename(path)} is missing"
+        ) from None
     if not lines:
         raise TransferError(f"the donor's completion file {os.path.basename(path)} is empty")
     tags: dict[str, str] = {}

@@ -50,6 +50,7 @@ class LabError(RuntimeError):
 # certificates
 # ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CertPaths:
     """A CA and one key pair per node name."""
@@ -68,37 +69,64 @@ def _write(path: str, data: bytes, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def make_ca(cn: str = "galera-sst test CA", *, days: int = 30,
-            ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def make_ca(
+    cn: str = "galera-sst test CA",
+    *,
+    days: int = 30,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA certificate and key."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                         crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
-def make_leaf(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str, *,
-              ips: Sequence[str] = (), dns: Sequence[str] = (), days: int = 30,
-              not_before_days: float = -1.0,
-              ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def make_leaf(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    cn: str,
+    *,
+    ips: Sequence[str] = (),
+    dns: Sequence[str] = (),
+    days: int = 30,
+    not_before_days: float = -1.0,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A certificate for cn signed by ca, with the given SANs (none: CN only)."""
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    b = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca_cert.subject)
-         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now + datetime.timedelta(days=not_before_days))
-         .not_valid_after(now + datetime.timedelta(days=days)))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=not_before_days))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
     sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     sans += [x509.DNSName(d) for d in dns]
     if sans:
@@ -113,8 +141,9 @@ def pem_cert(cert: x509.Certificate) -> bytes:
 
 def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     """Unencrypted PKCS#8 PEM bytes of a key."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_certs(directory: str, nodes: dict[str, str], owner: str = "mysql") -> CertPaths:
@@ -138,6 +167,7 @@ def make_certs(directory: str, nodes: dict[str, str], owner: str = "mysql") -> C
 # ---------------------------------------------------------------------------------------
 # nodes
 # ---------------------------------------------------------------------------------------
+
 
 def chown(path: str, user: str) -> None:
     """chown path (not recursive) to user:user's group."""
@@ -234,8 +264,8 @@ class Node:
             "wsrep_cluster_name=galera-sst-lab",
             f"wsrep_node_address={self.ip}",
             f"wsrep_node_name={self.name}",
-            f"wsrep_provider_options=\"gmcast.listen_addr=tcp://{self.ip}:{self.ports['galera']};"
-            f"ist.recv_addr={self.ip}:{self.ports['ist']};gcache.size=32M\"",
+            f'wsrep_provider_options="gmcast.listen_addr=tcp://{self.ip}:{self.ports["galera"]};'
+            f'ist.recv_addr={self.ip}:{self.ports["ist"]};gcache.size=32M"',
             f"wsrep_sst_method={self.sst_method}",
             f"wsrep_sst_receive_address={self.ip}:{self.ports['sst']}",
             "wsrep_sst_auth=sst:sst-Secret'pw",
@@ -252,9 +282,14 @@ class Node:
         if self.proc is not None and self.proc.poll() is None:
             raise LabError(f"{self.name} is already running")
         env = {
-            "PATH": ":".join(p for p in (self.path_prefix,
-                                          "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                                          "/sbin:/bin") if p),
+            "PATH": ":".join(
+                p
+                for p in (
+                    self.path_prefix,
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                )
+                if p
+            ),
             "TMPDIR": os.path.join(self.directory, "tmp"),
             "LANG": "C.UTF-8",
         }
@@ -263,15 +298,24 @@ class Node:
             args.append("--wsrep-new-cluster")
         out = open(os.path.join(self.directory, "mariadbd.out"), "ab")  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         env=env, close_fds=True, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                close_fds=True,
+                start_new_session=True,
+            )
         finally:
             out.close()
 
     def sql(self, statement: str, *, timeout: float = 60.0) -> str:
         """Run SQL as root over the socket; returns tab-separated output."""
-        res = run_capture(("mariadb", "--no-defaults", "-uroot", f"-S{self.socket}", "-N", "-B",
-                           "-e", statement), timeout=timeout)
+        res = run_capture(
+            ("mariadb", "--no-defaults", "-uroot", f"-S{self.socket}", "-N", "-B", "-e", statement),
+            timeout=timeout,
+        )
         if res.returncode != 0:
             raise LabError(f"{self.name}: SQL failed: {res.stderr.strip()}")
         return res.stdout
@@ -290,9 +334,10 @@ class Node:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if self.proc is None or self.proc.poll() is not None:
-                raise LabError(f"{self.name}: mariadbd exited "
-                               f"({None if self.proc is None else self.proc.returncode})\n"
-                               + self.log_tail())
+                raise LabError(
+                    f"{self.name}: mariadbd exited "
+                    f"({None if self.proc is None else self.proc.returncode})\n" + self.log_tail()
+                )
             if os.path.exists(self.socket) and self.status("wsrep_local_state_comment") == "Synced":
                 return time.monotonic() - t0
             time.sleep(0.3)
@@ -364,17 +409,31 @@ class Lab:
         if not self._template:
             tpl = os.path.join(self.base, "template")
             os.makedirs(tpl)
-            res = run_capture(("mariadb-install-db", "--no-defaults", f"--datadir={tpl}",
-                               "--user=root", "--auth-root-authentication-method=socket",
-                               "--skip-test-db"), timeout=180)
+            res = run_capture(
+                (
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    f"--datadir={tpl}",
+                    "--user=root",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ),
+                timeout=180,
+            )
             if res.returncode != 0:
                 raise LabError(f"mariadb-install-db failed: {res.stderr[-2000:]}")
             self._template = tpl
         return self._template
 
-    def add_node(self, *, user: str | None = None, sst_method: str = "py_rsync",
-                 sst_options: dict[str, str] | None = None,
-                 mysqld_options: dict[str, str] | None = None, empty: bool = False) -> Node:
+    def add_node(
+        self,
+        *,
+        user: str | None = None,
+        sst_method: str = "py_rsync",
+        sst_options: dict[str, str] | None = None,
+        mysqld_options: dict[str, str] | None = None,
+        empty: bool = False,
+    ) -> Node:
         """Create a node directory with an initialised datadir owned by the node's user."""
         self._count += 1
         i = self._count
@@ -384,9 +443,18 @@ class Lab:
         os.makedirs(os.path.join(d, "tmp"))
         owner = user or self.user
         b = self._port_base + 10 * i
-        node = Node(name, i, ip, d, {"mysql": b, "galera": b + 1, "ist": b + 2, "sst": b + 3},
-                    user=owner, sst_method=sst_method, sst_options=dict(sst_options or {}),
-                    mysqld_options=dict(mysqld_options or {}), path_prefix=self.path_prefix)
+        node = Node(
+            name,
+            i,
+            ip,
+            d,
+            {"mysql": b, "galera": b + 1, "ist": b + 2, "sst": b + 3},
+            user=owner,
+            sst_method=sst_method,
+            sst_options=dict(sst_options or {}),
+            mysqld_options=dict(mysqld_options or {}),
+            path_prefix=self.path_prefix,
+        )
         if empty:
             os.makedirs(node.datadir)
         else:
@@ -394,7 +462,7 @@ class Lab:
         self.nodes.append(node)
         chown_tree(d, owner)
         log_path = node.error_log
-        open(log_path, "a").close()  # noqa: SIM115
+        open(log_path, "a").close()
         chown(log_path, owner)
         return node
 
@@ -415,9 +483,11 @@ class Lab:
         self.configure()
         node.start(new_cluster=True)
         node.wait_synced()
-        node.sql("CREATE USER IF NOT EXISTS 'sst'@'localhost' IDENTIFIED BY 'sst-Secret''pw';"
-                 "GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICA MONITOR ON *.* "
-                 "TO 'sst'@'localhost';")
+        node.sql(
+            "CREATE USER IF NOT EXISTS 'sst'@'localhost' IDENTIFIED BY 'sst-Secret''pw';"
+            "GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICA MONITOR ON *.* "
+            "TO 'sst'@'localhost';"
+        )
 
     def join(self, node: Node, timeout: float = SYNC_TIMEOUT) -> float:
         """Start a node that joins the cluster; returns seconds until Synced."""
@@ -445,25 +515,33 @@ def load_data(node: Node, rows: int, *, database: str = "lab", tables: int = 4) 
     for t in range(tables):
         stmts.append(
             f"CREATE TABLE IF NOT EXISTS {database}.t{t} (id INT PRIMARY KEY, "
-            "v VARCHAR(64), d DECIMAL(12,3), b BLOB, ts DATETIME) ENGINE=InnoDB")
+            "v VARCHAR(64), d DECIMAL(12,3), b BLOB, ts DATETIME) ENGINE=InnoDB"
+        )
         stmts.append(
             f"INSERT INTO {database}.t{t} SELECT seq, MD5(seq), seq/7, REPEAT(CHAR(65+seq%26),"
             f" 200), '2026-01-01' + INTERVAL seq SECOND FROM {database}.seq_1_to_{rows} "
-            "ON DUPLICATE KEY UPDATE v=VALUES(v)")
+            "ON DUPLICATE KEY UPDATE v=VALUES(v)"
+        )
     node.sql(";".join(stmts), timeout=600)
 
 
 def checksums(node: Node, databases: Sequence[str] = ()) -> dict[str, str]:
     """CHECKSUM TABLE of every base table outside the system schemas."""
-    where = ("table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
-             if not databases else
-             "table_schema IN (" + ",".join(f"'{d}'" for d in databases) + ")")
-    names = node.sql(f"SELECT CONCAT(table_schema,'.',table_name) FROM information_schema.tables "
-                     f"WHERE table_type='BASE TABLE' AND {where} ORDER BY 1").split()
+    where = (
+        "table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
+        if not databases
+        else "table_schema IN (" + ",".join(f"'{d}'" for d in databases) + ")"
+    )
+    names = node.sql(
+        f"SELECT CONCAT(table_schema,'.',table_name) FROM information_schema.tables "
+        f"WHERE table_type='BASE TABLE' AND {where} ORDER BY 1"
+    ).split()
     out: dict[str, str] = {}
     if names:
-        res = node.sql("CHECKSUM TABLE " + ",".join(f"`{n.split('.')[0]}`.`{n.split('.')[1]}`"
-                                                    for n in names), timeout=600)
+        res = node.sql(
+            "CHECKSUM TABLE " + ",".join(f"`{n.split('.')[0]}`.`{n.split('.')[1]}`" for n in names),
+            timeout=600,
+        )
         for line in res.strip().splitlines():
             table, _, value = line.partition("\t")
             out[table] = value
@@ -501,14 +579,17 @@ def tls_options(certs: CertPaths, node: str, mode: str) -> dict[str, str]:
 def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int:
     """Bootstrap a donor, load data, join a second node through our SST, report."""
     if os.geteuid() != 0:
-        print("galera-sst demo must run as root (it starts mariadbd as the mysql user)",
-              file=sys.stderr)
+        print(
+            "galera-sst demo must run as root (it starts mariadbd as the mysql user)",
+            file=sys.stderr,
+        )
         return 1
     lb = Lab(base)
     ok = False
     try:
-        certs = make_certs(os.path.join(lb.base, "certs"),
-                           {"node1": "127.0.0.1", "node2": "127.0.0.2"})
+        certs = make_certs(
+            os.path.join(lb.base, "certs"), {"node1": "127.0.0.1", "node2": "127.0.0.2"}
+        )
         gid = grp.getgrnam("mysql").gr_gid
         os.chown(os.path.join(lb.base, "certs"), 0, gid)
         donor = lb.add_node(sst_method=method, sst_options=tls_options(certs, "node1", ssl_mode))
@@ -517,16 +598,23 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
         lb.bootstrap(donor)
         load_data(donor, rows)
         size = datadir_bytes(donor.datadir)
-        print(f"[demo] {donor.name}: loaded {rows} rows x 4 tables, datadir {size / 2**20:.1f} MiB",
-              flush=True)
-        print(f"[demo] starting {joiner.name} on {joiner.ip}: SST method {method}, "
-              f"TLS {ssl_mode} ...", flush=True)
+        print(
+            f"[demo] {donor.name}: loaded {rows} rows x 4 tables, datadir {size / 2**20:.1f} MiB",
+            flush=True,
+        )
+        print(
+            f"[demo] starting {joiner.name} on {joiner.ip}: SST method {method}, "
+            f"TLS {ssl_mode} ...",
+            flush=True,
+        )
         seconds = lb.join(joiner)
         a, b = checksums(donor), checksums(joiner)
         ok = bool(a) and a == b
         errors = [ln for ln in joiner.log_text().splitlines() if "WSREP_SST: [ERROR]" in ln]
-        print(f"[demo] method={method} tls={ssl_mode} bytes={size} seconds={seconds:.1f} "
-              f"tables={len(a)} data_equal={'yes' if ok else 'NO'} sst_errors={len(errors)}")
+        print(
+            f"[demo] method={method} tls={ssl_mode} bytes={size} seconds={seconds:.1f} "
+            f"tables={len(a)} data_equal={'yes' if ok else 'NO'} sst_errors={len(errors)}"
+        )
         if not ok:
             print(f"[demo] donor: {a}\n[demo] joiner: {b}", file=sys.stderr)
         return 0 if ok and not errors else 1

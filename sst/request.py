@@ -347,8 +347,9 @@ def parse_request(
             raise ConfigError(
                 f"--port {port} differs from the port in --address {address.hostport}", code=2
             )
-        address = Address(address.host, port, address.module, address.lsn, address.sst_ver,
-                          address.path)
+        address = Address(
+            address.host, port, address.module, address.lsn, address.sst_ver, address.path
+        )
 
     auth = env.get("WSREP_SST_OPT_AUTH", "")
     creds = Credentials.parse(auth)
@@ -385,8 +386,7 @@ def parse_request(
         or env.get("INNODB_DATA_HOME_DIR", ""),
         innodb_log_group_home_dir=path_opt("innodb-log-group-home-dir")
         or env.get("INNODB_LOG_GROUP_HOME", ""),
-        innodb_undo_directory=path_opt("innodb-undo-directory")
-        or env.get("INNODB_UNDO_DIR", ""),
+        innodb_undo_directory=path_opt("innodb-undo-directory") or env.get("INNODB_UNDO_DIR", ""),
         innodb_buffer_pool_filename=path_opt("innodb-buffer-pool-filename"),
         innodb_buffer_pool_size=path_opt("innodb-buffer-pool-size"),
         innodb_force_recovery=kept.get("innodb-force-recovery") or "",

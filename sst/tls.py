@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from sst.config import TLSFiles
 from sst.errors import TLSError
@@ -83,16 +83,19 @@ def load_key(path: str) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        raise TLSError(f"key '{path}': the key is encrypted; the SST tunnel cannot ask for "
-                       "its passphrase, decrypt it with 'openssl pkey'") from None
+        raise TLSError(
+            f"key '{path}': the key is encrypted; the SST tunnel cannot ask for "
+            "its passphrase, decrypt it with 'openssl pkey'"
+        ) from None
     except ValueError:
         raise TLSError(f"key '{path}': not a PEM private key") from None
 
 
 def _pub(obj: x509.Certificate | PrivateKeyTypes) -> bytes:
     key = obj.public_key()
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def common_name(cert: x509.Certificate) -> str:
@@ -109,16 +112,19 @@ def _check_dates(cert: x509.Certificate, path: str, what: str) -> None:
     now = _now()
     subject = common_name(cert) or cert.subject.rfc4514_string()
     if now < cert.not_valid_before_utc:
-        raise TLSError(f"{what} '{path}': '{subject}' is not valid before "
-                       f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+        raise TLSError(
+            f"{what} '{path}': '{subject}' is not valid before "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
     if now > cert.not_valid_after_utc:
-        raise TLSError(f"{what} '{path}': '{subject}' expired on "
-                       f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        raise TLSError(
+            f"{what} '{path}': '{subject}' expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
-        bc = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         # OpenSSL accepts a self-signed v1 certificate as a trust anchor.
         return cert.version == x509.Version.v1 or cert.issuer == cert.subject
@@ -135,18 +141,22 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def verify_chain(chain: list[x509.Certificate], anchors: list[x509.Certificate],
-                 cert_path: str, ca_label: str) -> None:
+def verify_chain(
+    chain: list[x509.Certificate], anchors: list[x509.Certificate], cert_path: str, ca_label: str
+) -> None:
     """Leaf (chain[0]) must lead, through bundled intermediates, to one of the anchors."""
     current = chain[0]
     pool = chain[1:]
     for _ in range(10):
         for anchor in anchors:
             if _signed_by(current, anchor) or current.public_bytes(
-                serialization.Encoding.DER) == anchor.public_bytes(serialization.Encoding.DER):
+                serialization.Encoding.DER
+            ) == anchor.public_bytes(serialization.Encoding.DER):
                 if not _is_ca(anchor) and anchor is not current:
-                    raise TLSError(f"CA {ca_label}: '{common_name(anchor)}' is not a CA "
-                                   "certificate (basicConstraints CA:FALSE)")
+                    raise TLSError(
+                        f"CA {ca_label}: '{common_name(anchor)}' is not a CA "
+                        "certificate (basicConstraints CA:FALSE)"
+                    )
                 _check_dates(anchor, ca_label, "CA")
                 return
         nxt = next((c for c in pool if _signed_by(current, c)), None)
@@ -157,14 +167,18 @@ def verify_chain(chain: list[x509.Certificate], anchors: list[x509.Certificate],
         current = nxt
     leaf = common_name(chain[0]) or chain[0].subject.rfc4514_string()
     issuer = current.issuer.rfc4514_string()
-    raise TLSError(f"certificate '{cert_path}': '{leaf}' does not chain to the CA {ca_label} "
-                   f"(no trusted issuer for '{issuer}'; bundle intermediates after the leaf)")
+    raise TLSError(
+        f"certificate '{cert_path}': '{leaf}' does not chain to the CA {ca_label} "
+        f"(no trusted issuer for '{issuer}'; bundle intermediates after the leaf)"
+    )
 
 
 def matches_host(cert: x509.Certificate, host: str) -> bool:
     """Would OpenSSL's X509_check_ip / X509_check_host accept this certificate for host?"""
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value
     except x509.ExtensionNotFound:
         san = None
     try:

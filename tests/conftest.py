@@ -73,8 +73,9 @@ class Script:
             return []
 
 
-def start_script(method: str, args: Sequence[str], *, env: dict[str, str] | None = None,
-                 path_prefix: str = "") -> Script:
+def start_script(
+    method: str, args: Sequence[str], *, env: dict[str, str] | None = None, path_prefix: str = ""
+) -> Script:
     """Start wsrep_sst_<method> through the bin/ shim with this interpreter."""
     shim = ROOT / "bin" / f"wsrep_sst_{method}"
     if not shim.exists():
@@ -86,8 +87,13 @@ def start_script(method: str, args: Sequence[str], *, env: dict[str, str] | None
         e.update(env)
     if path_prefix:
         e["PATH"] = f"{path_prefix}:{e['PATH']}"
-    proc = subprocess.Popen([sys.executable, str(shim), *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    proc = subprocess.Popen(
+        [sys.executable, str(shim), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=e,
+    )
     return Script(proc)
 
 

@@ -13,8 +13,10 @@ from sst.request import Request, parse_request
 
 
 def test_parse_output_normalises_names_and_last_wins() -> None:
-    out = parse_output("--loose-ssl_mode=verify_ca\n--ssl-mode=REQUIRED\n--log-bin\n"
-                       "--tmpdir = /x y \nnot an option\n--a=b=c\n")
+    out = parse_output(
+        "--loose-ssl_mode=verify_ca\n--ssl-mode=REQUIRED\n--log-bin\n"
+        "--tmpdir = /x y \nnot an option\n--a=b=c\n"
+    )
     assert out == {"ssl-mode": "REQUIRED", "log-bin": None, "tmpdir": "/x y", "a": "b=c"}
 
 
@@ -30,8 +32,10 @@ def test_first_group_with_value_wins() -> None:
 
 
 def test_legacy_tls_options_win_and_role_overrides() -> None:
-    o = opts({"ssl-cert": "/m.pem", "ssl-key": "/m.key"},
-             {"tcert": "/t.pem", "tkey": "/t.key", "ssl-client-cert": "/client.pem"})
+    o = opts(
+        {"ssl-cert": "/m.pem", "ssl-key": "/m.key"},
+        {"tcert": "/t.pem", "tkey": "/t.key", "ssl-client-cert": "/client.pem"},
+    )
     joiner = resolve_tls(o, (MYSQLD, "sst"), "joiner")
     donor = resolve_tls(o, (MYSQLD, "sst"), "donor")
     assert (joiner.cert, joiner.key) == ("/t.pem", "/t.key")
@@ -47,8 +51,9 @@ def test_ca_directory_becomes_capath(tmp_path: Path) -> None:
 
 
 def req(role: str = "joiner") -> Request:
-    return parse_request("wsrep_sst_py_rsync", ["--role", role, "--datadir", "/d",
-                                                "--address", "h"], {})
+    return parse_request(
+        "wsrep_sst_py_rsync", ["--role", role, "--datadir", "/d", "--address", "h"], {}
+    )
 
 
 def test_ssl_mode_derived_from_files() -> None:
@@ -56,14 +61,16 @@ def test_ssl_mode_derived_from_files() -> None:
     assert rsync_settings(r, opts({}, {})).ssl_mode == "DISABLED"
     s = rsync_settings(r, opts({}, {"ssl-cert": "c", "ssl-key": "k"}))
     assert s.ssl_mode == "REQUIRED"
-    s = rsync_settings(r, opts({}, {"ssl-cert": "c", "ssl-key": "k",
-                                    "ssl-ca": "/nonexistent-ca.pem"}))
+    s = rsync_settings(
+        r, opts({}, {"ssl-cert": "c", "ssl-key": "k", "ssl-ca": "/nonexistent-ca.pem"})
+    )
     assert s.ssl_mode == "VERIFY_CA"
 
 
 def test_every_error_reported_at_once() -> None:
-    o = opts({}, {"ssl-mode": "VERIFY_IDENTITY", "sst-max-binlogs": "many",
-                  "sst-idle-timeout": "-1"})
+    o = opts(
+        {}, {"ssl-mode": "VERIFY_IDENTITY", "sst-max-binlogs": "many", "sst-idle-timeout": "-1"}
+    )
     with pytest.raises(ConfigError) as e:
         rsync_settings(req(), o)
     msg = e.value.message

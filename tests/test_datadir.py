@@ -18,13 +18,24 @@ def tree(root: Path, files: dict[str, str]) -> None:
 
 def test_swap_replaces_databases_and_keeps_galera_files(tmp_path: Path) -> None:
     live = tmp_path / "data"
-    tree(live, {"grastate.dat": "old", "galera.cache": "c", "ibdata1": "old", "db1/t.ibd": "old",
-                "dropped/x.ibd": "gone", "server.pem": "pem"})
+    tree(
+        live,
+        {
+            "grastate.dat": "old",
+            "galera.cache": "c",
+            "ibdata1": "old",
+            "db1/t.ibd": "old",
+            "dropped/x.ibd": "gone",
+            "server.pem": "pem",
+        },
+    )
     area = Area(str(live), datadir.staging_for(str(live), str(live)))
     datadir.prepare_staging([area], hardlink_from_live=False)
     staged = Path(area.staged)
-    tree(staged, {"ibdata1": "new", "db1/t.ibd": "new", "db2/u.ibd": "new",
-                  "rsync_sst_complete": "x"})
+    tree(
+        staged,
+        {"ibdata1": "new", "db1/t.ibd": "new", "db2/u.ibd": "new", "rsync_sst_complete": "x"},
+    )
     moved = datadir.swap_in(area, skip=("rsync_sst_complete",), replace_dirs=True)
     assert moved == 3
     assert (live / "ibdata1").read_text() == "new"
@@ -68,9 +79,16 @@ def test_binlog_names(tmp_path: Path) -> None:
 
 def test_binlog_remove_and_index(tmp_path: Path) -> None:
     d = str(tmp_path)
-    tree(tmp_path, {"mysql-bin.000001": "a", "mysql-bin.000002": "b", "mysql-bin.000009": "x",
-                    "mysql-bin.index": "./mysql-bin.000001\nmysql-bin.000002\n",
-                    "mysql-bin.state": "keep"})
+    tree(
+        tmp_path,
+        {
+            "mysql-bin.000001": "a",
+            "mysql-bin.000002": "b",
+            "mysql-bin.000009": "x",
+            "mysql-bin.index": "./mysql-bin.000001\nmysql-bin.000002\n",
+            "mysql-bin.state": "keep",
+        },
+    )
     b = Binlogs.from_settings(d, "mysql-bin", "", "")
     assert b is not None
     assert b.listed(d) == [f"{d}/mysql-bin.000001", f"{d}/mysql-bin.000002"]

@@ -36,8 +36,9 @@ def test_lines_written_exactly() -> None:
     out.total(10)
     out.complete(5)
     out.coordinates(f"{UUID}:1 0")
-    assert read_all(r) == (b"ready 127.0.0.2:4444/rsync_sst\ntotal 10\ncomplete 5\n"
-                           + f"{UUID}:1 0\n".encode())
+    assert read_all(r) == (
+        b"ready 127.0.0.2:4444/rsync_sst\ntotal 10\ncomplete 5\n" + f"{UUID}:1 0\n".encode()
+    )
     d = donor_stdout(w)
     d.flush_tables()
     d.resume()

@@ -33,17 +33,35 @@ def test_address_ipv6_is_bracketed_when_rebuilt() -> None:
     assert Address.parse("127.0.0.1").hostport == "127.0.0.1:4444"
 
 
-@pytest.mark.parametrize("bad", ["", "[::1", "host:0", "host:70000", "host:ab", ":4444",
-                                 "[nothex]:1", "host:12x/m"])
+@pytest.mark.parametrize(
+    "bad", ["", "[::1", "host:0", "host:70000", "host:ab", ":4444", "[nothex]:1", "host:12x/m"]
+)
 def test_address_rejects(bad: str) -> None:
     with pytest.raises(ConfigError):
         Address.parse(bad)
 
 
-JOINER = ["--role", "joiner", "--address", "127.0.0.2:4444", "--datadir", "/var/lib/mysql/",
-          "--defaults-file", "/etc/mysql/my.cnf", "--parent", "1234", "--progress", "0",
-          "--binlog", "mysql-bin", "--mysqld-args", "--wsrep_start_position=u:1",
-          "--innodb_data_home_dir=/ib", "--loose-log-basename=nodeA", "--user=mysql"]
+JOINER = [
+    "--role",
+    "joiner",
+    "--address",
+    "127.0.0.2:4444",
+    "--datadir",
+    "/var/lib/mysql/",
+    "--defaults-file",
+    "/etc/mysql/my.cnf",
+    "--parent",
+    "1234",
+    "--progress",
+    "0",
+    "--binlog",
+    "mysql-bin",
+    "--mysqld-args",
+    "--wsrep_start_position=u:1",
+    "--innodb_data_home_dir=/ib",
+    "--loose-log-basename=nodeA",
+    "--user=mysql",
+]
 
 
 def test_joiner_line() -> None:
@@ -60,10 +78,25 @@ def test_joiner_line() -> None:
 
 
 def test_donor_line_with_auth_and_remote_auth() -> None:
-    args = ["--role", "donor", "--address", "127.0.0.2:4444/rsync_sst", "--local-port", "3306",
-            "--socket", "/run/mysqld/mysqld.sock", "--progress", "0", "--datadir", "/d/",
-            "--gtid", "8d1b2c3e-0000-11ee-8000-000000000001:42", "--gtid-domain-id", "0",
-            "--bypass"]
+    args = [
+        "--role",
+        "donor",
+        "--address",
+        "127.0.0.2:4444/rsync_sst",
+        "--local-port",
+        "3306",
+        "--socket",
+        "/run/mysqld/mysqld.sock",
+        "--progress",
+        "0",
+        "--datadir",
+        "/d/",
+        "--gtid",
+        "8d1b2c3e-0000-11ee-8000-000000000001:42",
+        "--gtid-domain-id",
+        "0",
+        "--bypass",
+    ]
     env = {"WSREP_SST_OPT_AUTH": "sst:pa:ss word", "WSREP_SST_OPT_REMOTE_AUTH": "node2:abc123"}
     r = parse_request("wsrep_sst_py_rsync_wan", args, env)
     assert r.method == "py_rsync_wan" and r.role == "donor" and r.bypass
@@ -75,8 +108,11 @@ def test_donor_line_with_auth_and_remote_auth() -> None:
 
 
 def test_mysqldump_style_line_defaults_to_donor() -> None:
-    r = parse_request("wsrep_sst_mysqldump", ["--address", "10.0.0.2:3306", "--port", "3306",
-                                              "--datadir", "/d"], {})
+    r = parse_request(
+        "wsrep_sst_mysqldump",
+        ["--address", "10.0.0.2:3306", "--port", "3306", "--datadir", "/d"],
+        {},
+    )
     assert r.role == "donor" and r.port == 3306
 
 
@@ -123,9 +159,15 @@ def test_method_from_argv0() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(max_size=30), max_size=12),
-       st.dictionaries(st.sampled_from(["WSREP_SST_OPT_AUTH", "WSREP_SST_OPT_REMOTE_AUTH",
-                                        "INNODB_DATA_HOME_DIR"]), st.text(max_size=20)))
+@given(
+    st.lists(st.text(max_size=30), max_size=12),
+    st.dictionaries(
+        st.sampled_from(
+            ["WSREP_SST_OPT_AUTH", "WSREP_SST_OPT_REMOTE_AUTH", "INNODB_DATA_HOME_DIR"]
+        ),
+        st.text(max_size=20),
+    ),
+)
 def test_parser_never_crashes(args: list[str], env: dict[str, str]) -> None:
     try:
         r = parse_request("wsrep_sst_py_rsync", args, env)

@@ -25,8 +25,17 @@ from tests.conftest import (
     write_cnf,
 )
 
-DEBRIS = ("sst_in_progress", "wsrep_sst.pid", ".sst-staging", ".sst-old", "rsync_sst_complete",
-          "wsrep_sst_binlog.tar", "stunnel.pid", "rsync_sst.pid", "tables_flushed")
+DEBRIS = (
+    "sst_in_progress",
+    "wsrep_sst.pid",
+    ".sst-staging",
+    ".sst-old",
+    "rsync_sst_complete",
+    "wsrep_sst_binlog.tar",
+    "stunnel.pid",
+    "rsync_sst.pid",
+    "tables_flushed",
+)
 
 
 def snapshot(d: Path) -> dict[str, bytes]:
@@ -68,16 +77,43 @@ def joiner_dir(tmp_path: Path) -> Path:
 
 
 def joiner_args(base: Path, port: int, parent_pid: int) -> list[str]:
-    return ["--role", "joiner", "--address", f"127.0.0.1:{port}", "--datadir",
-            str(base / "data"), "--defaults-file", str(base / "my.cnf"), "--parent",
-            str(parent_pid), "--progress", "0"]
+    return [
+        "--role",
+        "joiner",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--datadir",
+        str(base / "data"),
+        "--defaults-file",
+        str(base / "my.cnf"),
+        "--parent",
+        str(parent_pid),
+        "--progress",
+        "0",
+    ]
 
 
 def donor_args(base: Path, address: str, bypass: bool = False) -> list[str]:
-    args = ["--role", "donor", "--address", address, "--local-port", "3306", "--socket",
-            "/nonexistent.sock", "--progress", "0", "--datadir", str(base / "data"),
-            "--defaults-file", str(base / "my.cnf"), "--gtid", f"{UUID}:5", "--gtid-domain-id",
-            "0"]
+    args = [
+        "--role",
+        "donor",
+        "--address",
+        address,
+        "--local-port",
+        "3306",
+        "--socket",
+        "/nonexistent.sock",
+        "--progress",
+        "0",
+        "--datadir",
+        str(base / "data"),
+        "--defaults-file",
+        str(base / "my.cnf"),
+        "--gtid",
+        f"{UUID}:5",
+        "--gtid-domain-id",
+        "0",
+    ]
     return [*args, "--bypass"] if bypass else args
 
 
@@ -92,8 +128,9 @@ def act_as_donor_server(donor: Script, datadir: Path) -> None:
 
 
 def certs_for(tmp: Path) -> lab.CertPaths:
-    return lab.make_certs(str(tmp / "certs"), {"joiner": "127.0.0.1", "donor": "127.0.0.1"},
-                          owner="root")
+    return lab.make_certs(
+        str(tmp / "certs"), {"joiner": "127.0.0.1", "donor": "127.0.0.1"}, owner="root"
+    )
 
 
 def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
@@ -103,7 +140,10 @@ def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])
 def test_manual_sst_replaces_data_keeps_grastate(
-    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path,
+    node_dir: Path,
+    joiner_dir: Path,
+    parent: subprocess.Popen[bytes],
+    tmp_path: Path,
     mode: str,
 ) -> None:
     if mode != "DISABLED":
@@ -119,8 +159,11 @@ def test_manual_sst_replaces_data_keeps_grastate(
     if mode.startswith("VERIFY"):
         cn, secret = auth.split(":")
         assert cn == "joiner" and len(secret) == 32
-    d = start_script("py_rsync", donor_args(node_dir, address),
-                     env={"WSREP_SST_OPT_REMOTE_AUTH": auth} if auth else {})
+    d = start_script(
+        "py_rsync",
+        donor_args(node_dir, address),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth} if auth else {},
+    )
     act_as_donor_server(d, node_dir / "data")
     assert d.wait() == 0, d.stderr()
     assert j.readline() == f"{UUID}:5 0"
@@ -140,7 +183,10 @@ def test_manual_sst_replaces_data_keeps_grastate(
 
 
 def test_wrong_secret_refused_before_datadir_changes(
-    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path,
+    node_dir: Path,
+    joiner_dir: Path,
+    parent: subprocess.Popen[bytes],
+    tmp_path: Path,
 ) -> None:
     c = certs_for(tmp_path)
     write_cnf(joiner_dir, tls_opts(c, "joiner", "VERIFY_CA"))
@@ -150,8 +196,11 @@ def test_wrong_secret_refused_before_datadir_changes(
     j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
     auth, _, address = j.readline()[6:].rpartition("@")
     real_secret = auth.split(":")[1]
-    d = start_script("py_rsync", donor_args(node_dir, address),
-                     env={"WSREP_SST_OPT_REMOTE_AUTH": "joiner:" + "0" * 32})
+    d = start_script(
+        "py_rsync",
+        donor_args(node_dir, address),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": "joiner:" + "0" * 32},
+    )
     act_as_donor_server(d, node_dir / "data")
     d.wait()
     assert j.readline() == ""  # no coordinates
@@ -163,8 +212,9 @@ def test_wrong_secret_refused_before_datadir_changes(
     assert not net.port_in_use(port, "127.0.0.1")
 
 
-def test_ist_bypass_leaves_datadir(node_dir: Path, joiner_dir: Path,
-                                   parent: subprocess.Popen[bytes]) -> None:
+def test_ist_bypass_leaves_datadir(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
     before = snapshot(joiner_dir / "data")
     port = free_port()
     j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
@@ -248,10 +298,14 @@ def test_donor_flush_timeout(node_dir: Path) -> None:
 
 def test_donor_rsync_protocol_error_and_tree_killed(node_dir: Path, fakebin: Path) -> None:
     pidlog = fakebin / "pids"
-    fake_tool(fakebin, "rsync", f"sleep 60 & echo $! >> {pidlog}\n"
-              "echo 'rsync: protocol version mismatch' >&2; exit 12")
-    d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"),
-                     path_prefix=str(fakebin))
+    fake_tool(
+        fakebin,
+        "rsync",
+        f"sleep 60 & echo $! >> {pidlog}\necho 'rsync: protocol version mismatch' >&2; exit 12",
+    )
+    d = start_script(
+        "py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"), path_prefix=str(fakebin)
+    )
     act = d.readline()
     assert act == "flush tables"
     (node_dir / "data" / "tables_flushed").write_text(f"{UUID}:5 0\n")
@@ -264,8 +318,9 @@ def test_donor_rsync_protocol_error_and_tree_killed(node_dir: Path, fakebin: Pat
     assert orphans and no_processes_left(orphans)
 
 
-def test_donor_refuses_cleartext_without_stunnel(node_dir: Path, fakebin: Path,
-                                                 tmp_path: Path) -> None:
+def test_donor_refuses_cleartext_without_stunnel(
+    node_dir: Path, fakebin: Path, tmp_path: Path
+) -> None:
     c = certs_for(tmp_path)
     write_cnf(node_dir, tls_opts(c, "donor", "REQUIRED"))
     # A PATH with every tool but stunnel.
@@ -286,8 +341,9 @@ def test_unknown_method_name() -> None:
     assert "unknown SST method 'py_nonsense'" in error_lines(s.stderr())[0]
 
 
-def test_runs_under_stock_name_rsync_wan(node_dir: Path, joiner_dir: Path,
-                                         parent: subprocess.Popen[bytes]) -> None:
+def test_runs_under_stock_name_rsync_wan(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
     """Drop-in name: delta mode from argv[0], and a full copy (not hard links) as staging."""
     port = free_port()
     j = start_script("rsync_wan", joiner_args(joiner_dir, port, parent.pid))

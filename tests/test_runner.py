@@ -20,22 +20,25 @@ from tests.conftest import ROOT, no_processes_left
 def test_pipeline_joins_stages_with_os_pipes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Supervisor() as sup, open(out, "wb") as f:
-        kids = sup.pipeline([Stage(("head", "-c", "100000", "/dev/zero")),
-                             Stage(("wc", "-c"))], stdout=f)
+        kids = sup.pipeline(
+            [Stage(("head", "-c", "100000", "/dev/zero")), Stage(("wc", "-c"))], stdout=f
+        )
         sup.wait(kids, what="test")
     assert out.read_text().strip() == "100000"
 
 
 def test_failed_stage_kills_the_rest_and_reports(tmp_path: Path) -> None:
     with Supervisor() as sup:
-        kids = sup.pipeline([
-            Stage(("sleep", "30"), name="sleeper"),
-            Stage(("sh", "-c", "echo 'disk on fire' >&2; exit 7"), name="failing"),
-        ])
+        kids = sup.pipeline(
+            [
+                Stage(("sleep", "30"), name="sleeper"),
+                Stage(("sh", "-c", "echo 'disk on fire' >&2; exit 7"), name="failing"),
+            ]
+        )
         with pytest.raises(ToolFailed) as e:
             sup.wait(kids, what="copying")
         pids = [k.pid for k in kids]
-    assert "copying: failing exited with 7: disk on fire" == e.value.message
+    assert e.value.message == "copying: failing exited with 7: disk on fire"
     assert no_processes_left(pids)
 
 
@@ -53,7 +56,7 @@ def test_timeout_kills_grandchildren() -> None:
         time.sleep(0.3)
         family = [k.pid] + [c.pid for c in psutil.Process(k.pid).children(recursive=True)]
         assert len(family) >= 2
-        with pytest.raises(Timeout, match="no result after 0.5 s"):
+        with pytest.raises(Timeout, match=r"no result after 0\.5 s"):
             sup.wait([k], what="stuck", timeout=0.5)
     assert no_processes_left(family)
 
@@ -62,7 +65,7 @@ def test_idle_timeout() -> None:
     with Supervisor() as sup:
         k = sup.start(Stage(("sleep", "60")))
         t0 = time.monotonic()
-        with pytest.raises(Timeout, match="no progress for 0.3 s"):
+        with pytest.raises(Timeout, match=r"no progress for 0\.3 s"):
             sup.wait([k], what="stalled", idle=lambda: time.monotonic() - t0, idle_timeout=0.3)
     assert no_processes_left([k.pid])
 
@@ -89,11 +92,14 @@ def test_parent_watch() -> None:
 
 
 def test_children_never_get_our_stdout() -> None:
-    code = ("from sst.process.runner import Supervisor, Stage\n"
-            "with Supervisor() as s:\n"
-            "    s.wait([s.start(Stage(('echo', 'LEAK')))], what='x')\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
-                         cwd=str(ROOT))
+    code = (
+        "from sst.process.runner import Supervisor, Stage\n"
+        "with Supervisor() as s:\n"
+        "    s.wait([s.start(Stage(('echo', 'LEAK')))], what='x')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, cwd=str(ROOT)
+    )
     assert res.stdout == b""  # mariadbd's pipe stays clean
     assert b"LEAK" in res.stderr
 

@@ -17,11 +17,15 @@ def ca() -> certs.Pair:
     return lab.make_ca()
 
 
-def files(tmp: Path, ca: certs.Pair, leaf: certs.Pair, *, chain: tuple[object, ...] = ()
-          ) -> TLSFiles:
+def files(
+    tmp: Path, ca: certs.Pair, leaf: certs.Pair, *, chain: tuple[object, ...] = ()
+) -> TLSFiles:
     cert = certs.write(tmp, "leaf.pem", leaf[0], *chain)  # type: ignore[arg-type]
-    return TLSFiles(ca=certs.write(tmp, "ca.pem", ca[0]), cert=cert,
-                    key=certs.write_key(tmp, "leaf.key", leaf[1]))
+    return TLSFiles(
+        ca=certs.write(tmp, "ca.pem", ca[0]),
+        cert=cert,
+        key=certs.write_key(tmp, "leaf.key", leaf[1]),
+    )
 
 
 def test_good_pair(tmp_path: Path, ca: certs.Pair) -> None:
@@ -66,8 +70,7 @@ def test_encrypted_key(tmp_path: Path, ca: certs.Pair) -> None:
 def test_missing_files_and_garbage(tmp_path: Path, ca: certs.Pair) -> None:
     f = files(tmp_path, ca, lab.make_leaf(ca, "n"))
     with pytest.raises(TLSError, match="file not found"):
-        tls.check(TLSFiles(f.ca, "", str(tmp_path / "nope.pem"), f.key), role="donor",
-                  need_ca=True)
+        tls.check(TLSFiles(f.ca, "", str(tmp_path / "nope.pem"), f.key), role="donor", need_ca=True)
     junk = tmp_path / "junk.pem"
     junk.write_text("hello")
     with pytest.raises(TLSError, match="no PEM certificate"):
@@ -78,7 +81,7 @@ def test_missing_files_and_garbage(tmp_path: Path, ca: certs.Pair) -> None:
 
 def test_intermediate_bundled_after_leaf(tmp_path: Path, ca: certs.Pair) -> None:
     inter = certs.intermediate(ca)
-    leaf = lab.make_leaf(inter, "node3")  # type: ignore[arg-type]
+    leaf = lab.make_leaf(inter, "node3")
     f = files(tmp_path, ca, leaf, chain=(inter[0],))
     assert tls.check(f, role="joiner", need_ca=True).cn == "node3"
     # Without the intermediate the chain is incomplete.
@@ -89,12 +92,15 @@ def test_intermediate_bundled_after_leaf(tmp_path: Path, ca: certs.Pair) -> None
 
 def test_intermediate_in_wrong_order(tmp_path: Path, ca: certs.Pair) -> None:
     inter = certs.intermediate(ca)
-    leaf = lab.make_leaf(inter, "node3")  # type: ignore[arg-type]
+    leaf = lab.make_leaf(inter, "node3")
     cert = certs.write(tmp_path, "wrong.pem", inter[0], leaf[0])
     key = certs.write_key(tmp_path, "leaf.key", leaf[1])
     with pytest.raises(TLSError, match="do not match"):
-        tls.check(TLSFiles(certs.write(tmp_path, "ca.pem", ca[0]), "", cert, key),
-                  role="joiner", need_ca=True)
+        tls.check(
+            TLSFiles(certs.write(tmp_path, "ca.pem", ca[0]), "", cert, key),
+            role="joiner",
+            need_ca=True,
+        )
 
 
 def test_v1_cn_only_certificate_accepted(tmp_path: Path, ca: certs.Pair) -> None:
@@ -108,8 +114,12 @@ def test_capath(tmp_path: Path, ca: certs.Pair) -> None:
     d.mkdir()
     certs.write(d, "a.pem", ca[0])
     leaf = lab.make_leaf(ca, "n")
-    f = TLSFiles("", str(d), certs.write(tmp_path, "l.pem", leaf[0]),
-                 certs.write_key(tmp_path, "l.key", leaf[1]))
+    f = TLSFiles(
+        "",
+        str(d),
+        certs.write(tmp_path, "l.pem", leaf[0]),
+        certs.write_key(tmp_path, "l.key", leaf[1]),
+    )
     assert tls.check(f, role="donor", need_ca=True).cn == "n"
 
 

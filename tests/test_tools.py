@@ -40,30 +40,49 @@ def test_submodule_and_database_passes() -> None:
 
 def test_magic_pass_and_errno() -> None:
     argv = rs.magic_pass("rsync", rs.Push("rsync://h:1/m"), "/run/rsync_sst_complete")
-    assert argv == ("rsync", "--archive", "--quiet", "--checksum", "/run/rsync_sst_complete",
-                    "rsync://h:1/m")
+    assert argv == (
+        "rsync",
+        "--archive",
+        "--quiet",
+        "--checksum",
+        "/run/rsync_sst_complete",
+        "rsync://h:1/m",
+    )
     assert rs.errno_for(12) == errno.EPROTO
     assert rs.errno_for(22) == errno.ENOMEM
     assert rs.errno_for(23) == 255
 
 
 def test_daemon_conf() -> None:
-    text = rs.daemon_conf(pid_file="/d/rsync_sst.pid", modules=[("rsync_sst", "/d/.s")],
-                          as_root=True, timeout=300, refuse_inplace=True)
+    text = rs.daemon_conf(
+        pid_file="/d/rsync_sst.pid",
+        modules=[("rsync_sst", "/d/.s")],
+        as_root=True,
+        timeout=300,
+        refuse_inplace=True,
+    )
     assert "uid = 0" in text and "refuse options = inplace" in text
     assert "[rsync_sst]\n    path = /d/.s\n" in text
-    text = rs.daemon_conf(pid_file="/p", modules=[], as_root=False, timeout=5,
-                          refuse_inplace=False)
+    text = rs.daemon_conf(pid_file="/p", modules=[], as_root=False, timeout=5, refuse_inplace=False)
     assert "uid" not in text and "refuse" not in text and "timeout = 5" in text
     with pytest.raises(ConfigError):
-        rs.daemon_conf(pid_file="/p", modules=[("m", "/a\nb")], as_root=False, timeout=1,
-                       refuse_inplace=False)
+        rs.daemon_conf(
+            pid_file="/p", modules=[("m", "/a\nb")], as_root=False, timeout=1, refuse_inplace=False
+        )
 
 
 def test_daemon_argv_binds() -> None:
     assert rs.daemon_argv("rsync", "/c", 4444, "127.0.0.2") == (
-        "rsync", "--daemon", "--no-detach", "--port", "4444", "--config", "/c",
-        "--address", "127.0.0.2")
+        "rsync",
+        "--daemon",
+        "--no-detach",
+        "--port",
+        "4444",
+        "--config",
+        "/c",
+        "--address",
+        "127.0.0.2",
+    )
     with pytest.raises(ConfigError):
         rs.server_execargs("/tmp/a b/rsyncd.conf")
     with pytest.raises(ConfigError):
@@ -83,9 +102,14 @@ def test_stunnel_client_verify_identity() -> None:
 
 
 def test_stunnel_server_required_has_no_verify() -> None:
-    text = st.server_conf(FILES, st.Verify(), pid_file="/d/stunnel.pid",
-                          accept="127.0.0.2:4444", rsync="/usr/bin/rsync",
-                          execargs=rs.server_execargs("/run/x/rsyncd.conf"))
+    text = st.server_conf(
+        FILES,
+        st.Verify(),
+        pid_file="/d/stunnel.pid",
+        accept="127.0.0.2:4444",
+        rsync="/usr/bin/rsync",
+        execargs=rs.server_execargs("/run/x/rsyncd.conf"),
+    )
     assert "verify" not in text
     assert text.endswith("execargs = rsync --server --daemon --config=/run/x/rsyncd.conf .\n")
     with pytest.raises(ConfigError):

@@ -23,7 +23,7 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, completed, started, sst_run
+from sst.methods.common import Run, TreeActivity, completed, sst_run, started
 from sst.process import pidfile
 from sst.process.runner import Child, Stage
 from sst.protocol import State, Stdout
@@ -52,8 +52,10 @@ def preflight_tls(s: RsyncSettings, role: str) -> tls.CheckedTLS | None:
     if s.ssl_mode == "DISABLED":
         return None
     checked = tls.check(s.tls, role=role, need_ca=s.ssl_mode.startswith("VERIFY"))
-    log.info(f"TLS {s.ssl_mode} through stunnel: cert '{s.tls.cert}', key '{s.tls.key}', "
-             f"CA '{s.tls.ca or s.tls.capath or '-'}'")
+    log.info(
+        f"TLS {s.ssl_mode} through stunnel: cert '{s.tls.cert}', key '{s.tls.key}', "
+        f"CA '{s.tls.ca or s.tls.capath or '-'}'"
+    )
     return checked
 
 
@@ -66,13 +68,16 @@ def find_stunnel() -> str:
             return tools.find(name)
         except ToolMissing:
             continue
-    raise ToolMissing("TLS is configured for the rsync SST but stunnel is not installed "
-                      "(Debian: apt-get install stunnel4); refusing to send in cleartext")
+    raise ToolMissing(
+        "TLS is configured for the rsync SST but stunnel is not installed "
+        "(Debian: apt-get install stunnel4); refusing to send in cleartext"
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # joiner
 # ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class JoinerLayout:
@@ -130,7 +135,9 @@ def joiner(run: Run, s: RsyncSettings) -> None:
     marker = os.path.join(dd, IN_PROGRESS)
     datadir.touch(marker)
     try:
-        _joiner_receive(run, s, layout, rsync_bin, stunnel_bin, checked)
+        _joiner_receive(
+            run, s=s, layout=layout, rsync_bin=rsync_bin, stunnel_bin=stunnel_bin, checked=checked
+        )
     finally:
         datadir.remove_staging(layout.areas)
         datadir.remove(marker)
@@ -138,8 +145,15 @@ def joiner(run: Run, s: RsyncSettings) -> None:
             datadir.remove(os.path.join(dd, f))
 
 
-def _joiner_receive(run: Run, s: RsyncSettings, layout: JoinerLayout, rsync_bin: str,
-                    stunnel_bin: str, checked: tls.CheckedTLS | None) -> None:
+def _joiner_receive(
+    run: Run,
+    *,
+    s: RsyncSettings,
+    layout: JoinerLayout,
+    rsync_bin: str,
+    stunnel_bin: str,
+    checked: tls.CheckedTLS | None,
+) -> None:
     req = run.req
     addr = req.address
     assert addr is not None
@@ -156,30 +170,47 @@ def _joiner_receive(run: Run, s: RsyncSettings, layout: JoinerLayout, rsync_bin:
     ]
     conf = os.path.join(run.rundir, "rsyncd.conf")
     with open(conf, "w", encoding="utf-8") as f:
-        f.write(rs.daemon_conf(pid_file=os.path.join(dd, RSYNC_PID), modules=modules,
-                               as_root=os.geteuid() == 0,
-                               timeout=int(s.idle_timeout) or 300, refuse_inplace=hardlink))
+        f.write(
+            rs.daemon_conf(
+                pid_file=os.path.join(dd, RSYNC_PID),
+                modules=modules,
+                as_root=os.geteuid() == 0,
+                timeout=int(s.idle_timeout) or 300,
+                refuse_inplace=hardlink,
+            )
+        )
 
     bind = net.bind_address(addr.host)
     if not bind:
         log.warning(f"{addr.host} is not an address of this host; listening on all interfaces")
     if net.port_in_use(addr.port, bind):
-        raise PortBusy(f"SST port {addr.port} on {bind or '*'} is already in use by another "
-                       "program")
+        raise PortBusy(
+            f"SST port {addr.port} on {bind or '*'} is already in use by another program"
+        )
 
     if stunnel_bin:
-        accept = f"{bind}:{addr.port}" if bind else (f":::{addr.port}" if addr.is_ipv6
-                                                      else str(addr.port))
+        accept = (
+            f"{bind}:{addr.port}"
+            if bind
+            else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
+        )
         sconf = os.path.join(run.rundir, "stunnel-server.conf")
         with open(sconf, "w", encoding="utf-8") as f:
-            f.write(st.server_conf(
-                s.tls, st.Verify(chain=s.ssl_mode.startswith("VERIFY")),
-                pid_file=os.path.join(dd, STUNNEL_PID), accept=accept, rsync=rsync_bin,
-                execargs=rs.server_execargs(conf)))
+            f.write(
+                st.server_conf(
+                    s.tls,
+                    st.Verify(chain=s.ssl_mode.startswith("VERIFY")),
+                    pid_file=os.path.join(dd, STUNNEL_PID),
+                    accept=accept,
+                    rsync=rsync_bin,
+                    execargs=rs.server_execargs(conf),
+                )
+            )
         daemon = run.sup.start(Stage(st.argv(stunnel_bin, sconf), name="stunnel"))
     else:
-        daemon = run.sup.start(Stage(rs.daemon_argv(rsync_bin, conf, addr.port, bind),
-                                     name="rsyncd"))
+        daemon = run.sup.start(
+            Stage(rs.daemon_argv(rsync_bin, conf, addr.port, bind), name="rsyncd")
+        )
 
     _wait_listening(run, daemon, addr.port)
 
@@ -188,12 +219,16 @@ def _joiner_receive(run: Run, s: RsyncSettings, layout: JoinerLayout, rsync_bin:
     if s.ssl_mode.startswith("VERIFY"):
         assert checked is not None
         if not checked.cn:
-            raise ConfigError(f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
-                              f"{s.ssl_mode} announces to the donor")
+            raise ConfigError(
+                f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
+                f"{s.ssl_mode} announces to the donor"
+            )
         secret = secrets.token_hex(16)
         ready = f"{checked.cn}:{secret}@{ready}"
-    log.info(f"Listening on {bind or '*'}:{addr.port} ({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
-             f"{', delta mode' if wan else ''})")
+    log.info(
+        f"Listening on {bind or '*'}:{addr.port} ({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
+        f"{', delta mode' if wan else ''})"
+    )
     run.out.ready(ready)
 
     magic = os.path.join(layout.main.staged, rs.MAGIC_FILE)
@@ -206,22 +241,24 @@ def _joiner_receive(run: Run, s: RsyncSettings, layout: JoinerLayout, rsync_bin:
         idle = activity.idle()
         if not activity.started:
             if s.connect_timeout and time.monotonic() - t0 > s.connect_timeout:
-                raise Timeout(f"no donor connected within {s.connect_timeout:g} s "
-                              f"(sst-initial-timeout) on port {addr.port}")
+                raise Timeout(
+                    f"no donor connected within {s.connect_timeout:g} s "
+                    f"(sst-initial-timeout) on port {addr.port}"
+                )
         elif s.idle_timeout and idle > s.idle_timeout:
-            raise Timeout(f"the donor stalled: no data for {s.idle_timeout:g} s "
-                          "(sst-idle-timeout)")
+            raise Timeout(f"the donor stalled: no data for {s.idle_timeout:g} s (sst-idle-timeout)")
         return False
 
-    run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0,
-                       alive=[daemon])
+    run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0, alive=[daemon])
     _drain(run, daemon)
     run.sup.stop(daemon)  # nothing may write into staging from here on
 
     state_line, tags = datadir.read_magic(magic)
     if secret and tags.get("secret", "") != secret:
-        raise SecretMismatch("the donor does not know this joiner's secret; refusing the data "
-                             "(nothing in the datadir was changed)")
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
     state = State.parse(state_line)
     bypass = "bypass" in tags
     tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
@@ -246,22 +283,27 @@ def _drain(run: Run, daemon: Child, timeout: float = 60.0) -> None:
             return True
 
     try:
-        run.sup.wait_until(idle, what="waiting for the last rsync connection to close",
-                           timeout=timeout)
+        run.sup.wait_until(
+            idle, what="waiting for the last rsync connection to close", timeout=timeout
+        )
     except Timeout:
         log.warning("the last rsync connection did not close; stopping the listener anyway")
 
 
 def _wait_listening(run: Run, daemon: Child, port: int) -> None:
     try:
-        run.sup.wait_until(lambda: net.tree_listens(daemon.pid, port),
-                           what=f"starting the listener on port {port}",
-                           timeout=LISTEN_TIMEOUT, alive=[daemon])
+        run.sup.wait_until(
+            lambda: net.tree_listens(daemon.pid, port),
+            what=f"starting the listener on port {port}",
+            timeout=LISTEN_TIMEOUT,
+            alive=[daemon],
+        )
     except Timeout as exc:
         raise PortBusy(exc.message) from exc
     except TransferError as exc:
-        raise PortBusy(f"{daemon.stage.label} died before listening on port {port}: "
-                       f"{exc.message}") from exc
+        raise PortBusy(
+            f"{daemon.stage.label} died before listening on port {port}: {exc.message}"
+        ) from exc
 
 
 def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
@@ -273,10 +315,17 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
         moved += datadir.swap_in(a, skip=(), replace_dirs=False)
     moved += datadir.swap_in(
         Area(layout.main.live, layout.main.staged),
-        skip=(rs.MAGIC_FILE, rs.BINLOG_TAR, *[
-            os.path.relpath(a.staged, layout.main.staged).split(os.sep)[0]
-            for a in layout.areas[1:] if a.staged.startswith(layout.main.staged + os.sep)]),
-        replace_dirs=True)
+        skip=(
+            rs.MAGIC_FILE,
+            rs.BINLOG_TAR,
+            *[
+                os.path.relpath(a.staged, layout.main.staged).split(os.sep)[0]
+                for a in layout.areas[1:]
+                if a.staged.startswith(layout.main.staged + os.sep)
+            ],
+        ),
+        replace_dirs=True,
+    )
     log.info(f"Swapped {moved} received entries into {req.datadir}")
     binlogs = Binlogs.from_settings(req.datadir, s.log_bin, s.log_bin_index, s.log_basename)
     if binlogs is None:
@@ -287,8 +336,10 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
         tar_bin = tools.find("tar")
         listing = os.path.join(run.rundir, "binlogs.txt")
         with open(listing, "wb") as out:
-            child = run.sup.start(Stage((tar_bin, "-xvf", tar), name="tar",
-                                        cwd=binlogs.directory, log_stderr=True), stdout=out)
+            child = run.sup.start(
+                Stage((tar_bin, "-xvf", tar), name="tar", cwd=binlogs.directory, log_stderr=True),
+                stdout=out,
+            )
             run.sup.wait([child], what="extracting the binlog tar")
         with open(listing, encoding="utf-8", errors="surrogateescape") as f:
             names = [ln.strip() for ln in f if ln.strip()]
@@ -299,6 +350,7 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
 # ---------------------------------------------------------------------------------------
 # donor
 # ---------------------------------------------------------------------------------------
+
 
 def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     req = run.req
@@ -341,8 +393,9 @@ def _wait_flushed(run: Run, s: RsyncSettings) -> str:
         except FileNotFoundError:
             return False
 
-    run.sup.wait_until(ready, what="waiting for FLUSH TABLES WITH READ LOCK",
-                       timeout=s.flush_timeout)
+    run.sup.wait_until(
+        ready, what="waiting for FLUSH TABLES WITH READ LOCK", timeout=s.flush_timeout
+    )
     with open(flushed, encoding="utf-8") as f:
         state = f.read().strip()
     datadir.remove(flushed)
@@ -357,7 +410,7 @@ def _binlog_tar(run: Run, s: RsyncSettings) -> str:
         return ""
     files = [p for p in binlogs.listed(req.datadir) if os.path.isfile(p)]
     if s.max_binlogs > 0:
-        files = files[-s.max_binlogs:]
+        files = files[-s.max_binlogs :]
     if not files:
         return ""
     tar = os.path.join(req.datadir, rs.BINLOG_TAR)
@@ -366,7 +419,9 @@ def _binlog_tar(run: Run, s: RsyncSettings) -> str:
         argv += ["-C", os.path.dirname(p), "--", os.path.basename(p)]
     child = run.sup.start(Stage(tuple(argv), name="tar"))
     run.sup.wait([child], what="archiving binlogs")
-    log.info(f"Sending {len(files)} binlog file(s): {', '.join(os.path.basename(p) for p in files)}")
+    log.info(
+        f"Sending {len(files)} binlog file(s): {', '.join(os.path.basename(p) for p in files)}"
+    )
     return tar
 
 
@@ -377,11 +432,10 @@ def _rsync(run: Run, argv: tuple[str, ...], what: str, s: RsyncSettings) -> Stag
 def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> None:
     req = run.req
     dd = req.datadir
-    tr = lambda c: TreeActivity(c.pid)  # noqa: E731
 
     def one(argv: tuple[str, ...], what: str) -> None:
         child = run.sup.start(Stage(argv, name="rsync", errno_for=rs.errno_for))
-        act = tr(child)
+        act = TreeActivity(child.pid)
         run.sup.wait([child], what=what, idle=act.idle, idle_timeout=s.idle_timeout)
 
     one(rs.top_level_pass(rsync_bin, push, dd), "sending the datadir's top level")
@@ -395,8 +449,11 @@ def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> No
     for sub, src in dirs.items():
         if os.path.isdir(src):
             one(rs.submodule_pass(rsync_bin, push, src, sub), f"sending {sub} files")
-    dbs = sorted(e.name for e in os.scandir(dd) if e.is_dir() and e.name not in
-                 (*rs.EXCLUDED_TOP, datadir.STAGING, datadir.OLD))
+    dbs = sorted(
+        e.name
+        for e in os.scandir(dd)
+        if e.is_dir() and e.name not in (*rs.EXCLUDED_TOP, datadir.STAGING, datadir.OLD)
+    )
     _parallel(run, s, [rs.database_pass(rsync_bin, push, dd, db) for db in dbs])
     log.info(f"Transfer of data done ({len(dbs)} database directories)")
 
@@ -414,8 +471,9 @@ def _parallel(run: Run, s: RsyncSettings, argvs: list[tuple[str, ...]]) -> None:
             rc = c.poll()
             if rc is None:
                 if s.idle_timeout and act.idle() > s.idle_timeout:
-                    raise Timeout(f"sending {c.stage.argv[-2]}: no progress for "
-                                  f"{s.idle_timeout:g} s")
+                    raise Timeout(
+                        f"sending {c.stage.argv[-2]}: no progress for {s.idle_timeout:g} s"
+                    )
                 continue
             active.remove((c, act))
             if rc != 0:
@@ -454,14 +512,16 @@ def donor(run: Run, s: RsyncSettings) -> None:
         datadir.remove(tar)
 
     magic = os.path.join(run.rundir, rs.MAGIC_FILE)
-    with open(magic, "w", encoding="utf-8") as f:
-        f.write(state + "\n")
-        if req.remote_auth.secret:
-            f.write(f"secret {req.remote_auth.secret}\n")
-        if req.bypass:
-            f.write("bypass\n")
-    child = run.sup.start(Stage(rs.magic_pass(rsync_bin, push, magic), name="rsync",
-                                errno_for=rs.errno_for))
+    lines = [state]
+    if req.remote_auth.secret:
+        lines.append(f"secret {req.remote_auth.secret}")
+    if req.bypass:
+        lines.append("bypass")
+    with open(magic, "w", encoding="utf-8") as mf:
+        mf.write("\n".join(lines) + "\n")
+    child = run.sup.start(
+        Stage(rs.magic_pass(rsync_bin, push, magic), name="rsync", errno_for=rs.errno_for)
+    )
     run.sup.wait([child], what="sending the completion file", timeout=max(s.idle_timeout, 60))
     run.out.done(state)
 

@@ -47,8 +47,9 @@ def wait_stale(path: str, what: str, attempts: int = 30, delay: float = 1.0) -> 
                 os.unlink(path)
             return
         time.sleep(delay)
-    raise AlreadyRunning(f"{what} (PID {read_pid(path)}, {path}) is still running after "
-                         f"{attempts * delay:g} s")
+    raise AlreadyRunning(
+        f"{what} (PID {read_pid(path)}, {path}) is still running after {attempts * delay:g} s"
+    )
 
 
 def write_pid(path: str, pid: int | None = None) -> None:

@@ -7,6 +7,7 @@ Data flows between stages through OS pipes; Python only reads the stages' stderr
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from typing import IO, Any, Union
 
 import psutil
 
-from sst.errors import ParentGone, SSTError, Timeout, ToolFailed
+from sst.errors import Interrupted, ParentGone, SSTError, Timeout, ToolFailed, TransferError
 
 TICK = 0.05  # seconds between supervision checks
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
@@ -53,7 +54,9 @@ class Child:
 
     stage: Stage
     popen: subprocess.Popen[bytes]
-    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
+    )
     reader: threading.Thread | None = None
 
     @property
@@ -106,16 +109,12 @@ def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
     except psutil.NoSuchProcess:
         return
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=grace)
 
 
@@ -170,8 +169,9 @@ class Supervisor:
         self.children: list[Child] = []
 
     # -- starting -----------------------------------------------------------------------
-    def start(self, stage: Stage, *, stdin: FileArg = subprocess.DEVNULL,
-              stdout: FileArg = None) -> Child:
+    def start(
+        self, stage: Stage, *, stdin: FileArg = subprocess.DEVNULL, stdout: FileArg = None
+    ) -> Child:
         """Start one stage; stdout defaults to our stderr, never to our stdout."""
         out: FileArg = stdout if stdout is not None else sys.stderr.fileno()
         try:
@@ -197,15 +197,20 @@ class Supervisor:
         self.children.append(child)
         return child
 
-    def pipeline(self, stages: Sequence[Stage], *, stdin: FileArg = subprocess.DEVNULL,
-                 stdout: FileArg = None) -> list[Child]:
+    def pipeline(
+        self,
+        stages: Sequence[Stage],
+        *,
+        stdin: FileArg = subprocess.DEVNULL,
+        stdout: FileArg = None,
+    ) -> list[Child]:
         """Start stages joined stdout->stdin by OS pipes."""
         started: list[Child] = []
         prev: FileArg = stdin
         for i, stage in enumerate(stages):
             last = i == len(stages) - 1
             child = self.start(stage, stdin=prev, stdout=stdout if last else subprocess.PIPE)
-            if prev is not stdin and hasattr(prev, "close"):
+            if prev is not stdin and prev is not None and not isinstance(prev, int):
                 prev.close()  # the next stage holds its own copy
             prev = None if last else child.popen.stdout
             started.append(child)
@@ -215,10 +220,19 @@ class Supervisor:
     def check_parent(self) -> None:
         """Raise ParentGone if mariadbd died."""
         if not self.parent.alive():
-            raise ParentGone(f"parent mysqld process (PID {self.parent.pid}) terminated unexpectedly")
+            raise ParentGone(
+                f"parent mysqld process (PID {self.parent.pid}) terminated unexpectedly"
+            )
 
-    def wait(self, children: Sequence[Child], *, what: str, timeout: float | None = None,
-             idle: Callable[[], float] | None = None, idle_timeout: float = 0.0) -> None:
+    def wait(
+        self,
+        children: Sequence[Child],
+        *,
+        what: str,
+        timeout: float | None = None,
+        idle: Callable[[], float] | None = None,
+        idle_timeout: float = 0.0,
+    ) -> None:
         """Wait for all children to exit; the first failure kills the rest and raises.
 
         `timeout` bounds the whole wait; `idle()` returns seconds since the last progress,
@@ -244,8 +258,14 @@ class Supervisor:
                 raise Timeout(f"{what}: no progress for {idle_timeout:g} s")
             time.sleep(TICK)
 
-    def wait_until(self, predicate: Callable[[], bool], *, what: str, timeout: float,
-                   alive: Sequence[Child] = ()) -> None:
+    def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        what: str,
+        timeout: float,
+        alive: Sequence[Child] = (),
+    ) -> None:
         """Poll predicate until true; raise if a watched child exits, the parent dies,
         or timeout seconds pass (0 = no limit)."""
         start = time.monotonic()
@@ -306,13 +326,23 @@ class Captured:
     stderr: str
 
 
-def run_capture(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                timeout: float = 60.0, cwd: str | None = None) -> Captured:
+def run_capture(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    cwd: str | None = None,
+) -> Captured:
     """Run a short command and capture its (small) output; kills it on timeout."""
     try:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None, cwd=cwd, close_fds=True,
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            close_fds=True,
             start_new_session=True,
         )
     except FileNotFoundError as exc:
@@ -323,13 +353,11 @@ def run_capture(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         kill_tree(proc.pid)
         proc.communicate()
         raise Timeout(f"{os.path.basename(argv[0])} did not finish within {timeout:g} s") from None
-    return Captured(proc.returncode, out.decode("utf-8", "replace"),
-                    err.decode("utf-8", "replace"))
+    return Captured(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
 def install_signal_handlers() -> None:
     """TERM/INT/QUIT exit 3 and HUP/PIPE exit 32, like the stock traps, via exceptions."""
-    from sst.errors import Interrupted, TransferError
 
     def interrupted(signum: int, _frame: object) -> None:
         raise Interrupted(f"terminated by signal {signal.Signals(signum).name}")

@@ -16,5 +16,7 @@ def find(name: str, *, extra_dirs: tuple[str, ...] = ()) -> str:
             return cand
     path = shutil.which(name)
     if path is None:
-        raise ToolMissing(f"'{name}' not found in PATH; install it (Debian package hints in README)")
+        raise ToolMissing(
+            f"'{name}' not found in PATH; install it (Debian package hints in README)"
+        )
     return path

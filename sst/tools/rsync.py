@@ -51,8 +51,16 @@ class Push:
 
     def common(self) -> tuple[str, ...]:
         """Flags on every pass. No --inplace: a staged joiner shares inodes with its old copy."""
-        out = ["--owner", "--group", "--perms", "--links", "--specials", "--ignore-times",
-               "--delete", "--quiet"]
+        out = [
+            "--owner",
+            "--group",
+            "--perms",
+            "--links",
+            "--specials",
+            "--ignore-times",
+            "--delete",
+            "--quiet",
+        ]
         if self.whole_file:
             out.append("--whole-file")
         if self.rsh:
@@ -89,8 +97,14 @@ def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
     return (binary, *rsh, "--archive", "--quiet", "--checksum", magic_path, push.url)
 
 
-def daemon_conf(*, pid_file: str, modules: Sequence[tuple[str, str]], as_root: bool,
-                timeout: int, refuse_inplace: bool) -> str:
+def daemon_conf(
+    *,
+    pid_file: str,
+    modules: Sequence[tuple[str, str]],
+    as_root: bool,
+    timeout: int,
+    refuse_inplace: bool,
+) -> str:
     """rsyncd.conf text. A daemon started by root would drop to `nobody` and could not write
     the datadir (the stock script's bug): as root we stay root, otherwise nothing changes."""
     for _, path in modules:

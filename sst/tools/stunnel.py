@@ -51,8 +51,9 @@ def client_conf(files: TLSFiles, verify: Verify, connect: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_conf(files: TLSFiles, verify: Verify, *, pid_file: str, accept: str, rsync: str,
-                execargs: str) -> str:
+def server_conf(
+    files: TLSFiles, verify: Verify, *, pid_file: str, accept: str, rsync: str, execargs: str
+) -> str:
     """Joiner side: accept TLS and run one rsync server per connection."""
     lines = [
         "foreground = yes",
