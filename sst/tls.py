@@ -25,11 +25,20 @@ from sst.errors import TLSError
 
 @dataclass(frozen=True)
 class CheckedTLS:
-    """The result of a successful check: the leaf's CN and when it expires."""
+    """The result of a successful check: the leaf, its CN and when it expires."""
 
     files: TLSFiles
     cn: str
     not_after: datetime.datetime
+    leaf: x509.Certificate
+
+    def require_identity(self, name: str, why: str) -> None:
+        """Raise unless OpenSSL would accept this certificate for name (SAN, then CN)."""
+        if not matches_host(self.leaf, name):
+            raise TLSError(
+                f"certificate '{self.files.cert}' does not match '{name}' ({why}): "
+                f"{describe_names(self.leaf)}"
+            )
 
 
 def _read(path: str, what: str) -> bytes:
@@ -195,6 +204,18 @@ def matches_host(cert: x509.Certificate, host: str) -> bool:
     return any(_dns_match(d, name) for d in dns)
 
 
+def describe_names(cert: x509.Certificate) -> str:
+    """`CN=..., SAN DNS:a, IP:b` for error messages."""
+    parts = [f"CN={common_name(cert) or '-'}"]
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        parts += [f"DNS:{d}" for d in san.get_values_for_type(x509.DNSName)]
+        parts += [f"IP:{i}" for i in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        parts.append("no SAN")
+    return ", ".join(parts)
+
+
 def _dns_match(pattern: str, name: str) -> bool:
     if pattern == name:
         return True
@@ -220,4 +241,4 @@ def check(files: TLSFiles, *, role: str, need_ca: bool) -> CheckedTLS:
         verify_chain(chain, anchors, files.cert, f"'{files.ca or files.capath}'")
     elif need_ca:
         raise TLSError(f"no CA configured for the {role} (ssl-ca / ssl-capath / tca)")
-    return CheckedTLS(files, common_name(chain[0]), chain[0].not_valid_after_utc)
+    return CheckedTLS(files, common_name(chain[0]), chain[0].not_valid_after_utc, chain[0])

@@ -123,6 +123,15 @@ def test_capath(tmp_path: Path, ca: certs.Pair) -> None:
     assert tls.check(f, role="donor", need_ca=True).cn == "n"
 
 
+def test_require_identity_names_the_problem(tmp_path: Path, ca: certs.Pair) -> None:
+    f = files(tmp_path, ca, lab.make_leaf(ca, "node2", dns=["node2.example.com"]))
+    checked = tls.check(f, role="joiner", need_ca=True)
+    with pytest.raises(TLSError) as e:
+        checked.require_identity("node2", "the donor checks it")
+    assert f.cert in e.value.message and "DNS:node2.example.com" in e.value.message
+    checked.require_identity("node2.example.com", "ok")
+
+
 def test_identity_rules(ca: certs.Pair) -> None:
     both = lab.make_leaf(ca, "node2", ips=["127.0.0.2"], dns=["node2.example.com"])[0]
     assert tls.matches_host(both, "127.0.0.2")

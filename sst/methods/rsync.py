@@ -223,6 +223,9 @@ def _joiner_receive(
                 f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
                 f"{s.ssl_mode} announces to the donor"
             )
+        if s.ssl_mode == "VERIFY_IDENTITY":
+            # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
+            checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
         secret = secrets.token_hex(16)
         ready = f"{checked.cn}:{secret}@{ready}"
     log.info(
