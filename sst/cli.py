@@ -26,12 +26,22 @@ def _rsync(req: Request, out: Stdout) -> None:
     rsync.run_method(req, out)
 
 
+def _mariabackup(req: Request, out: Stdout) -> None:
+    from sst.methods import mariabackup
+
+    mariabackup.run_method(req, out)
+
+
 # Method names we answer to: the side-by-side py_ names and the stock names (drop-in).
 METHODS: dict[str, MethodFn] = {
     "py_rsync": _rsync,
     "py_rsync_wan": _rsync,
     "rsync": _rsync,
     "rsync_wan": _rsync,
+    "py_mariabackup": _mariabackup,
+    "mariabackup": _mariabackup,
+    "xtrabackup-v2": _mariabackup,
+    "xtrabackup": _mariabackup,
 }
 
 

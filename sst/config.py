@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sst import tools
 from sst.errors import ConfigError
@@ -175,26 +178,226 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     if errors:
         raise ConfigError("; ".join(errors))
 
-    p = req.paths
-    log_bin = p.log_bin
-    if log_bin is None and opts.present((MYSQLD,), "log-bin"):
-        log_bin = opts.get((MYSQLD,), "log-bin")
     return RsyncSettings(
         ssl_mode=mode,
         tls=tls,
         max_binlogs=max_binlogs,
         backup_threads=threads,
         tmpdir=opts.get(groups, "tmpdir"),
-        log_bin=log_bin,
-        log_bin_index=p.log_bin_index or opts.get((MYSQLD,), "log-bin-index"),
-        log_basename=p.log_basename or opts.get((MYSQLD,), "log-basename"),
-        innodb_data_home_dir=p.innodb_data_home_dir or opts.get((MYSQLD,), "innodb-data-home-dir"),
-        innodb_log_group_home_dir=p.innodb_log_group_home_dir
-        or opts.get((MYSQLD,), "innodb-log-group-home-dir"),
-        innodb_undo_directory=p.innodb_undo_directory
-        or opts.get((MYSQLD,), "innodb-undo-directory"),
-        aria_log_dir_path=p.aria_log_dir_path or opts.get((MYSQLD,), "aria-log-dir-path"),
+        **_server_paths(req, opts),
         flush_timeout=flush_t,
         idle_timeout=idle_t,
         connect_timeout=conn_t,
     )
+
+
+ENC_GROUPS = (MYSQLD, "sst", "xtrabackup mariabackup")
+BK_GROUPS = ("sst", "xtrabackup mariabackup")
+
+DEFAULT_CPAT = (
+    r".*/(\.sst|\.sst-old|\.sst-staging|galera\.cache|sst_in_progress|grastate\.dat"
+    r"|gvwstate\.dat|wsrep_sst\.pid|.*\.pem|.*\.err|.*\.log|RPM_UPGRADE_MARKER"
+    r"|RPM_UPGRADE_HISTORY|lost\+found)$"
+)
+
+
+@dataclass(frozen=True)
+class SocatPlan:
+    """The effective mariabackup transport security after encrypt/ssl-mode resolution."""
+
+    label: str  # for log lines: "plain", "TLS VERIFY_CA (encrypt=3)", ...
+    files: TLSFiles | None  # None: plain TCP
+    verify: bool = False  # peers' chains are checked against the CA
+    check_name: bool = False  # the donor checks the joiner's name (VERIFY_IDENTITY rules)
+    mode: str = "DISABLED"
+
+
+@dataclass(frozen=True)
+class MariabackupSettings:
+    """Everything the mariabackup method reads from the option files."""
+
+    plan: SocatPlan
+    sockopt: str
+    compressor: tuple[str, ...]
+    decompressor: tuple[str, ...]
+    backup_threads: int
+    inno_backup_opts: tuple[str, ...]
+    inno_apply_opts: tuple[str, ...]
+    inno_move_opts: tuple[str, ...]
+    use_memory: str
+    initial_timeout: float
+    idle_timeout: float
+    progress: str  # "", "none", "1" or a file path
+    rlimit: str
+    tmpdir: str
+    cpat: str  # a Python regex matched against full paths of depth-1 entries
+    log_bin: str | None
+    log_bin_index: str
+    log_basename: str
+    innodb_data_home_dir: str
+    innodb_log_group_home_dir: str
+    innodb_undo_directory: str
+    aria_log_dir_path: str
+
+
+def _argv_option(name: str, value: str, errors: list[str]) -> tuple[str, ...]:
+    """A command option (compressor, inno-*-opts) split like a shell would, never run by one."""
+    if not value:
+        return ()
+    if any(c in value for c in "|;&<>`$\n") or "$(" in value:
+        errors.append(
+            f"{name}={value!r}: shell syntax is not supported (the command runs as an "
+            "argument list, not through a shell)"
+        )
+        return ()
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:
+        errors.append(f"{name}={value!r}: {exc}")
+        return ()
+
+
+def emacs_regex_to_python(pattern: str) -> str:
+    """find(1)'s default (emacs) regex, as the stock cpat uses, to a Python regex."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append(nxt if nxt in "()|{}" else "\\" + nxt)
+            i += 2
+            continue
+        out.append("\\" + ch if ch in "()|{}" else ch)
+        i += 1
+    return "".join(out)
+
+
+def socat_plan(opts: Options, role: str, errors: list[str]) -> SocatPlan:
+    """encrypt + ssl-mode -> what the socat tunnel does (sst-contract.md 5.3), stricter:
+    VERIFY_* with no CA is refused instead of silently dropping authentication."""
+    enc_text = opts.get(ENC_GROUPS, "encrypt", "0")
+    mode = opts.get(ENC_GROUPS, "ssl-mode", "DISABLED").upper()
+    if mode not in TLS_MODES:
+        errors.append(f"ssl-mode={mode!r} is not one of {', '.join(TLS_MODES)}")
+        mode = "DISABLED"
+    try:
+        encrypt = int(enc_text)
+    except ValueError:
+        errors.append(f"encrypt={enc_text!r} is not a number")
+        return SocatPlan("plain", None)
+    if encrypt == 1:
+        errors.append(
+            "encrypt=1 (stream encryption with a key on the command line) is not "
+            "supported; use TLS: encrypt=3 or 4, or ssl-mode"
+        )
+        return SocatPlan("plain", None)
+    if encrypt not in (0, 2, 3, 4):
+        errors.append(f"encrypt={encrypt} is not one of 0, 2, 3, 4")
+        return SocatPlan("plain", None)
+    if encrypt == 0 and mode == "DISABLED":
+        return SocatPlan("plain", None)
+    auto = encrypt == 0
+    if auto:
+        encrypt = 3
+    files = resolve_tls(opts, ENC_GROUPS, role)
+    if encrypt == 2 and not files.key:
+        files = TLSFiles(files.ca, files.capath, files.cert, files.cert)  # PEM holds the key
+    if not (files.cert and files.key):
+        errors.append(
+            f"TLS (encrypt={encrypt}, ssl-mode={mode}) needs ssl-cert and ssl-key "
+            f"(or tcert/tkey) for the {role}; refusing to fall back to cleartext"
+        )
+        return SocatPlan("plain", None)
+    if mode == "REQUIRED" and auto:
+        files = TLSFiles("", "", files.cert, files.key)  # encryption only, as stock
+    if mode.startswith("VERIFY") and not files.any_ca:
+        errors.append(
+            f"ssl-mode={mode} needs a CA (ssl-ca or ssl-capath); without one the "
+            "peer would not be authenticated"
+        )
+    if encrypt in (2, 4) and not files.any_ca:
+        errors.append(f"encrypt={encrypt} needs a CA (tca / ssl-ca)")
+    verify = files.any_ca
+    check_name = verify and mode != "VERIFY_CA" and encrypt == 3
+    if mode == "VERIFY_IDENTITY":
+        check_name = True
+    label = f"TLS {mode if mode != 'DISABLED' else ''} (encrypt={encrypt})".replace("  ", " ")
+    return SocatPlan(label, files, verify, check_name, mode)
+
+
+def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
+    """Freeze the mariabackup method's settings; every invalid value is reported at once."""
+    errors: list[str] = []
+    plan = socat_plan(opts, req.role, errors)
+    tfmt = opts.get(("sst",), "transferfmt", "socat")
+    if tfmt != "socat":
+        errors.append(f"transferfmt={tfmt!r}: only socat is supported")
+    sfmt = opts.get(("sst",), "streamfmt", "mbstream")
+    if sfmt not in ("mbstream", "xbstream"):
+        errors.append(
+            f"streamfmt={sfmt!r}: only mbstream is supported (mariadb-backup cannot produce tar)"
+        )
+    threads_text = opts.get(ENC_GROUPS, "backup-threads")
+    threads = int(_number("backup-threads", threads_text, errors, minimum=1)) if threads_text else 0
+
+    def timeout(name: str, default: str) -> float:
+        return _number(name, opts.get(("sst",), name, default), errors, minimum=0)
+
+    cpat_text = opts.get(("sst",), "cpat")
+    cpat = emacs_regex_to_python(cpat_text) if cpat_text else DEFAULT_CPAT
+    try:
+        re.compile(cpat)
+    except re.error as exc:
+        errors.append(f"cpat={cpat_text!r} is not a valid pattern: {exc}")
+    progress = opts.get(("sst",), "progress")
+    initial = timeout("sst-initial-timeout", "300")
+    idle = timeout("sst-idle-timeout", "300")
+    result = MariabackupSettings(
+        plan=plan,
+        sockopt=opts.get(("sst",), "sockopt"),
+        compressor=_argv_option("compressor", opts.get(("sst",), "compressor"), errors),
+        decompressor=_argv_option("decompressor", opts.get(("sst",), "decompressor"), errors),
+        backup_threads=threads,
+        inno_backup_opts=_argv_option(
+            "inno-backup-opts", opts.get(BK_GROUPS, "inno-backup-opts"), errors
+        ),
+        inno_apply_opts=_argv_option(
+            "inno-apply-opts", opts.get(BK_GROUPS, "inno-apply-opts"), errors
+        ),
+        inno_move_opts=_argv_option(
+            "inno-move-opts", opts.get(BK_GROUPS, "inno-move-opts"), errors
+        ),
+        use_memory=opts.get(BK_GROUPS, "use-memory")
+        or req.paths.innodb_buffer_pool_size
+        or opts.get((MYSQLD,), "innodb-buffer-pool-size"),
+        initial_timeout=initial,
+        idle_timeout=idle,
+        progress=progress,
+        rlimit=opts.get(("sst",), "rlimit"),
+        tmpdir=opts.get(ENC_GROUPS, "tmpdir"),
+        cpat=cpat,
+        **_server_paths(req, opts),
+    )
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return result
+
+
+def _server_paths(req: Request, opts: Options) -> dict[str, Any]:
+    p = req.paths
+    log_bin = p.log_bin
+    if log_bin is None and opts.present((MYSQLD,), "log-bin"):
+        log_bin = opts.get((MYSQLD,), "log-bin")
+    return {
+        "log_bin": log_bin,
+        "log_bin_index": p.log_bin_index or opts.get((MYSQLD,), "log-bin-index"),
+        "log_basename": p.log_basename or opts.get((MYSQLD,), "log-basename"),
+        "innodb_data_home_dir": p.innodb_data_home_dir
+        or opts.get((MYSQLD,), "innodb-data-home-dir"),
+        "innodb_log_group_home_dir": p.innodb_log_group_home_dir
+        or opts.get((MYSQLD,), "innodb-log-group-home-dir"),
+        "innodb_undo_directory": p.innodb_undo_directory
+        or opts.get((MYSQLD,), "innodb-undo-directory"),
+        "aria_log_dir_path": p.aria_log_dir_path or opts.get((MYSQLD,), "aria-log-dir-path"),
+    }

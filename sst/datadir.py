@@ -11,7 +11,7 @@ import contextlib
 import fnmatch
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sst.errors import SSTError, TransferError
@@ -229,3 +229,65 @@ def read_magic(path: str) -> tuple[str, dict[str, str]]:
         if tag:
             tags.setdefault(tag, value.strip())
     return lines[0].strip(), tags
+
+
+@dataclass
+class Aside:
+    """Depth-1 entries of live directories renamed into `<dir>/.sst-old`, kept until the new
+    copy is in place: `restore()` puts them back, `discard()` deletes them."""
+
+    dirs: list[str]
+    keep: Callable[[str], bool]
+
+    def restore(self) -> None:
+        """Remove what arrived since, and rename the old entries back."""
+        for d in self.dirs:
+            old = os.path.join(d, OLD)
+            if not os.path.isdir(old):
+                continue
+            for name in os.listdir(d):
+                path = os.path.join(d, name)
+                if name in PROTECTED_TOP or name == STAGING_MB or self.keep(path):
+                    continue
+                _remove_any(path)
+            for name in os.listdir(old):
+                os.rename(os.path.join(old, name), os.path.join(d, name))
+            os.rmdir(old)
+
+    def discard(self) -> None:
+        """The new copy is in place: delete the old entries."""
+        for d in self.dirs:
+            shutil.rmtree(os.path.join(d, OLD), ignore_errors=True)
+
+
+STAGING_MB = ".sst"  # mariabackup's staging directory name (stock)
+
+
+def _remove_any(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def set_aside(dirs: Sequence[str], keep: Callable[[str], bool]) -> Aside:
+    """Rename every depth-1 entry of dirs that keep() does not protect into `<dir>/.sst-old`.
+
+    Renames stay on the same filesystem, so this is fast and nothing is copied.
+    """
+    aside = Aside([], keep)
+    for d in dict.fromkeys(dirs):
+        if not os.path.isdir(d):
+            continue
+        old = os.path.join(d, OLD)
+        if os.path.lexists(old):
+            shutil.rmtree(old)
+        os.mkdir(old)
+        aside.dirs.append(d)
+        for name in os.listdir(d):
+            path = os.path.join(d, name)
+            if name in PROTECTED_TOP or name == STAGING_MB or keep(path):
+                continue
+            os.rename(path, os.path.join(old, name))
+    return aside

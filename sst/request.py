@@ -158,6 +158,7 @@ class Request:
     remote_auth: RemoteAuth = field(default_factory=RemoteAuth)
     paths: ServerPaths = field(default_factory=ServerPaths)
     mysqld_args: tuple[str, ...] = ()
+    mysqld_passthrough: tuple[str, ...] = ()  # what mariadb-backup gets as --mysqld-args
 
     @property
     def defaults_args(self) -> tuple[str, ...]:
@@ -327,7 +328,7 @@ def parse_request(
     if role not in ("joiner", "donor"):
         raise ConfigError(f"--role must be 'joiner' or 'donor', not {role!r}")
 
-    kept, mysqld_datadir, _ = _parse_mysqld_args(mysqld_args)
+    kept, mysqld_datadir, passthrough = _parse_mysqld_args(mysqld_args)
     datadir = get("datadir") or mysqld_datadir
     if not datadir:
         raise ConfigError("The '--datadir' parameter must be passed", code=2)
@@ -414,4 +415,5 @@ def parse_request(
         remote_auth=ra,
         paths=paths,
         mysqld_args=tuple(mysqld_args),
+        mysqld_passthrough=tuple(passthrough),
     )

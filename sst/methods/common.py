@@ -50,10 +50,10 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
 
 
 class TreeActivity:
-    """Seconds since a process tree last wrote or started a process (stall detection)."""
+    """Seconds since process trees last read, wrote or started a process (stall detection)."""
 
-    def __init__(self, pid: int, poll_every: float = 0.5) -> None:
-        self.pid = pid
+    def __init__(self, *pids: int, poll_every: float = 0.5) -> None:
+        self.pids = pids
         self._poll_every = poll_every
         self._last_seen: tuple[int, int] = (-1, -1)
         self._last_change = time.monotonic()
@@ -63,10 +63,14 @@ class TreeActivity:
     def _sample(self) -> tuple[int, int]:
         total = 0
         count = 0
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
+        procs: list[psutil.Process] = []
+        for pid in self.pids:
+            try:
+                root = psutil.Process(pid)
+                procs += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        if not procs:
             return self._last_seen
         for p in procs:
             try:

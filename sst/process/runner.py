@@ -41,6 +41,8 @@ class Stage:
     pass_fds: tuple[int, ...] = ()
     errno_for: Callable[[int], int] | None = None  # exit status -> errno for a failure
     log_stderr: bool = True  # relay stderr lines into our stderr
+    log_file: str = ""  # append stderr here instead (verbose tools); the tail is still kept
+    on_line: Callable[[str], None] | None = None  # called per stderr line (progress)
 
     @property
     def label(self) -> str:
@@ -88,17 +90,35 @@ class Child:
 
 
 def _relay(child: Child, stream: IO[bytes]) -> None:
-    label = child.stage.label
-    for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        child.tail.append(line)
-        if child.stage.log_stderr:
+    """Read a child's stderr line by line: keep the tail, feed on_line, log it."""
+    stage = child.stage
+    sink: IO[str] | None = None
+    if stage.log_file:
+        try:
+            sink = open(stage.log_file, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError:
+            sink = None
+    try:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
+            child.tail.append(line)
+            if stage.on_line is not None:
+                try:
+                    stage.on_line(line)
+                except Exception:  # a progress consumer must never stop the relay
+                    pass
             try:
-                sys.stderr.write(f"{label}: {line}\n")
-                sys.stderr.flush()
+                if sink is not None:
+                    sink.write(line + "\n")
+                elif stage.log_stderr:
+                    sys.stderr.write(f"{stage.label}: {line}\n")
+                    sys.stderr.flush()
             except (OSError, ValueError):
                 pass
-    stream.close()
+    finally:
+        stream.close()
+        if sink is not None:
+            sink.close()
 
 
 def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
@@ -232,18 +252,21 @@ class Supervisor:
         timeout: float | None = None,
         idle: Callable[[], float] | None = None,
         idle_timeout: float = 0.0,
+        watch: Sequence[Child] = (),
     ) -> None:
         """Wait for all children to exit; the first failure kills the rest and raises.
 
         `timeout` bounds the whole wait; `idle()` returns seconds since the last progress,
-        and more than `idle_timeout` of it is a stall. Both raise Timeout.
+        and more than `idle_timeout` of it is a stall. Both raise Timeout. A failure of a
+        `watch` child also raises, but its exit is not waited for.
         """
         start = time.monotonic()
+        everyone = [*watch, *children]
         while True:
             self.check_parent()
-            for c in children:
+            for c in everyone:
                 if c.failed():
-                    self._reap(children)
+                    self._reap(everyone)
                     raise c.error(what)  # _reap drained stderr, so the tail is complete
             if all(c.poll() is not None for c in children):
                 for c in children:
@@ -251,10 +274,10 @@ class Supervisor:
                         c.reader.join(timeout=2)
                 return
             if timeout and time.monotonic() - start > timeout:
-                self._reap(children)
+                self._reap(everyone)
                 raise Timeout(f"{what}: no result after {timeout:g} s")
             if idle is not None and idle_timeout and idle() > idle_timeout:
-                self._reap(children)
+                self._reap(everyone)
                 raise Timeout(f"{what}: no progress for {idle_timeout:g} s")
             time.sleep(TICK)
 

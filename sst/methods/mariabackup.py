@@ -1,0 +1,650 @@
+"""The mariabackup method: sst-contract.md 3.3, 3.5, 5.3 and 6.1.
+
+Two connections to one joiner port: stage 1 carries the magic files, stage 2 the
+mariadb-backup stream. The joiner receives and prepares into `<datadir>/.sst`; the old
+datadir is set aside only once prepare succeeded and the coordinates were read, and is put
+back if move-back fails. Our joiner acknowledges each stage on the same connection (it
+announces this in the otherwise unused LSN field of its address), so our donor prints
+`done` only for data the joiner really accepted; against stock peers both sides behave as
+the stock scripts do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+
+from sst import config, datadir, log, net, tls, tools
+from sst.config import MariabackupSettings, SocatPlan
+from sst.datadir import IN_PROGRESS, STAGING_MB, Binlogs
+from sst.errors import (
+    ConfigError,
+    PortBusy,
+    SecretMismatch,
+    SSTError,
+    Timeout,
+    ToolMissing,
+    TransferError,
+)
+from sst.methods.common import Run, TreeActivity, completed, sst_run, started
+from sst.process.runner import Child, Stage, run_capture
+from sst.protocol import State, Stdout
+from sst.request import Request
+from sst.tools import mariabackup as mb
+from sst.tools import pv
+from sst.tools import socat as sc
+
+MODULE = "xtrabackup_sst"
+ACK_MARK = "galera-sst-ack"  # in the LSN field: "this joiner acknowledges each stage"
+LISTEN_TIMEOUT = 30.0
+ACK_TIMEOUT = 60.0
+STAGE2_CONNECT = 120.0  # how long the donor keeps retrying the stage-2 connection
+
+
+def load_settings(req: Request) -> MariabackupSettings:
+    """Read the option files for this request."""
+    opts = config.read_options(req, (config.MYSQLD, "sst", "xtrabackup mariabackup"))
+    return config.mariabackup_settings(req, opts)
+
+
+def _tool(name: str) -> str:
+    try:
+        return tools.find(name)
+    except ToolMissing as exc:
+        if name in ("mariadb-backup", "mbstream"):
+            raise SSTError(
+                f"{exc.message} (Debian: apt-get install mariadb-backup)", errno.ENOMSG
+            ) from None
+        raise
+
+
+def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS | None:
+    plan = s.plan
+    if plan.files is None:
+        return None
+    ver = run_capture((socat, "-V"), timeout=10)
+    if "WITH_OPENSSL 1" not in ver.stdout:
+        raise ToolMissing(
+            f"TLS is configured ({plan.label}) but {socat} has no OpenSSL "
+            "support; refusing to send in cleartext"
+        )
+    checked = tls.check(plan.files, role=role, need_ca=plan.verify)
+    log.info(
+        f"{plan.label} through socat: cert '{plan.files.cert}', key '{plan.files.key}', "
+        f"CA '{plan.files.ca or plan.files.capath or '-'}'"
+        + ("" if plan.verify else "; the peer is NOT authenticated (no CA)")
+    )
+    return checked
+
+
+def _socat_tls(plan: SocatPlan, commonname: str) -> sc.SocatTLS | None:
+    f = plan.files
+    if f is None:
+        return None
+    return sc.SocatTLS(
+        cert=f.cert,
+        key=f.key,
+        cafile=f.ca,
+        capath=f.capath,
+        verify=plan.verify,
+        commonname=commonname if plan.verify else "",
+    )
+
+
+def _common(req: Request, s: MariabackupSettings, binary: str) -> mb.Common:
+    dirs = []
+    for opt, value in (
+        ("aria-log-dir-path", s.aria_log_dir_path),
+        ("innodb-data-home-dir", s.innodb_data_home_dir),
+        ("innodb-log-group-home-dir", s.innodb_log_group_home_dir),
+        ("innodb-undo-directory", s.innodb_undo_directory),
+        ("innodb-buffer-pool-filename", req.paths.innodb_buffer_pool_filename),
+    ):
+        if value:
+            dirs.append(f"--{opt}={value}")
+    return mb.Common(binary, tuple(dirs), s.use_memory, req.mysqld_passthrough)
+
+
+def _progress_stages(run: Run, s: MariabackupSettings, role: str, size: int = 0) -> list[Stage]:
+    """pv for `--progress 1` (machine lines to mariadbd), [sst] progress, and rlimit."""
+    rlimit = s.rlimit if role == "donor" else ""
+    if s.progress == "none":
+        return []
+    if run.req.progress == 1:
+        out = run.out
+
+        def complete(line: str) -> None:
+            if line.strip().isdigit():
+                out.complete(int(line.strip()))
+
+        return [
+            Stage(
+                pv.machine_progress(tools.find("pv"), rlimit),
+                name="pv",
+                on_line=complete,
+                log_stderr=False,
+            )
+        ]
+    if s.progress:
+        sink = "" if s.progress == "1" else s.progress
+        return [
+            Stage(pv.human_progress(tools.find("pv"), role, size, rlimit), name="pv", log_file=sink)
+        ]
+    if rlimit:
+        return [Stage(pv.rate_limit(tools.find("pv"), rlimit), name="pv")]
+    return []
+
+
+def _filters(s: MariabackupSettings, *, send: bool) -> list[Stage]:
+    argv = s.compressor if send else s.decompressor
+    return [Stage(argv, name=os.path.basename(argv[0]))] if argv else []
+
+
+# ---------------------------------------------------------------------------------------
+# joiner
+# ---------------------------------------------------------------------------------------
+
+
+def joiner(run: Run, s: MariabackupSettings) -> None:
+    """Receive both stages, prepare, swap in; print the coordinates."""
+    req = run.req
+    assert req.address is not None
+    dd = req.datadir
+    socat = tools.find("socat")
+    mbstream = _tool("mbstream")
+    backup = _tool("mariadb-backup")
+    checked = _preflight(s, "joiner", socat)
+    marker = os.path.join(dd, IN_PROGRESS)
+    staging = os.path.join(dd, STAGING_MB)
+    datadir.touch(marker)
+    try:
+        _joiner(
+            run, s, socat=socat, mbstream=mbstream, backup=backup, checked=checked, staging=staging
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        datadir.remove(marker)
+
+
+def _listen(
+    run: Run, s: MariabackupSettings, socat: str, bind: str, tail: Sequence[Stage]
+) -> list[Child]:
+    req = run.req
+    assert req.address is not None
+    argv = sc.listen_argv(
+        socat,
+        port=req.address.port,
+        bind=bind,
+        ipv6=req.address.is_ipv6,
+        tls=_socat_tls(s.plan, ""),
+        sockopt=s.sockopt,
+    )
+    return run.sup.pipeline([Stage(argv, name="socat"), *tail], stdin=subprocess.PIPE)
+
+
+def _ack(child: Child, ok: bool) -> None:
+    """Answer the donor on the connection (our donor waits for it before `done`)."""
+    stdin = child.popen.stdin
+    if stdin is None:
+        return
+    try:
+        if ok:
+            stdin.write(sc.ACK)
+            stdin.flush()
+        stdin.close()
+    except (BrokenPipeError, OSError):
+        pass  # a stock donor (socat -u) may already be gone
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.popen.wait(timeout=ACK_TIMEOUT)
+
+
+def _joiner(
+    run: Run,
+    s: MariabackupSettings,
+    *,
+    socat: str,
+    mbstream: str,
+    backup: str,
+    checked: tls.CheckedTLS | None,
+    staging: str,
+) -> None:
+    req = run.req
+    addr = req.address
+    assert addr is not None
+    dd = req.datadir
+    bind = net.bind_address(addr.host)
+    if not bind:
+        log.warning(f"{addr.host} is not an address of this host; listening on all interfaces")
+    if net.port_in_use(addr.port, bind):
+        raise PortBusy(
+            f"SST port {addr.port} on {bind or '*'} is already in use by another program"
+        )
+    for stale in mb.LEGACY_FILES:
+        datadir.remove(os.path.join(dd, stale))
+
+    statdir = os.path.join(run.rundir, "stage1")
+    os.mkdir(statdir)
+    extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
+    kids = _listen(run, s, socat, bind, [*_filters(s, send=False), extract])
+    listener = kids[0]
+    try:
+        run.sup.wait_until(
+            lambda: net.tree_listens(listener.pid, addr.port),
+            what=f"starting socat on port {addr.port}",
+            timeout=LISTEN_TIMEOUT,
+            alive=[listener],
+        )
+    except (Timeout, TransferError) as exc:
+        raise PortBusy(f"socat could not listen on port {addr.port}: {exc.message}") from exc
+
+    ready = f"{addr.hostport}/{addr.module or MODULE}/{ACK_MARK}/1"
+    secret = ""
+    if s.plan.mode.startswith("VERIFY"):
+        assert checked is not None
+        if not checked.cn:
+            raise ConfigError(
+                f"certificate '{checked.files.cert}' has no CN, which ssl-mode="
+                f"{s.plan.mode} announces to the donor"
+            )
+        if s.plan.mode == "VERIFY_IDENTITY":
+            checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
+        secret = secrets.token_hex(16)
+        ready = f"{checked.cn}:{secret}@{ready}"
+    log.info(f"Listening on {bind or '*'}:{addr.port} ({s.plan.label})")
+    run.out.ready(ready)
+
+    run.sup.wait(
+        kids[1:],
+        watch=[listener],
+        what="receiving the donor's state files (stage 1)",
+        timeout=s.initial_timeout or None,
+    )
+    info = os.path.join(statdir, mb.INFO_FILE)
+    if not os.path.exists(info):
+        _ack(listener, False)
+        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
+    first, tags = datadir.read_magic(info)
+    if secret and tags.get("secret", "") != secret:
+        _ack(listener, False)
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
+    _ack(listener, True)
+    if req.progress == 1 and tags.get("total", "").isdigit():
+        run.out.total(int(tags["total"]))
+    run.sup.check_parent()
+
+    if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
+        log.info("IST requested by the donor: the datadir is left as it is")
+        line = _first_line(os.path.join(statdir, mb.DONOR_INFO_FILE)) or first
+        State.parse(line)
+        log.info(f"Galera co-ords from the donor: {line}")
+        run.out.coordinates(line)
+        return
+
+    if os.path.lexists(staging):
+        log.info(f"Removing a stale staging directory {staging}")
+        shutil.rmtree(staging)
+    os.mkdir(staging)
+    extract2 = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=staging)
+    kids = _listen(
+        run,
+        s,
+        socat,
+        bind,
+        [*_progress_stages(run, s, "joiner"), *_filters(s, send=False), extract2],
+    )
+    listener = kids[0]
+    log.info("Receiving the backup (stage 2)")
+    activity = TreeActivity(*(k.pid for k in kids))
+    run.sup.wait(
+        kids[1:],
+        watch=[listener],
+        what="receiving the backup stream (stage 2)",
+        idle=activity.idle,
+        idle_timeout=s.idle_timeout,
+    )
+    _check_backup(staging, listener)
+    _ack(listener, True)
+    log.info("Backup received; preparing it")
+
+    common = _common(req, s, backup)
+    prep = run.sup.start(
+        Stage(
+            mb.prepare_argv(
+                common,
+                target_dir=staging,
+                force_recovery=req.paths.innodb_force_recovery,
+                extra=s.inno_apply_opts,
+            ),
+            name="mariadb-backup --prepare",
+            log_file=os.path.join(dd, "mariabackup.prepare.log"),
+            errno_for=lambda rc: errno.EINVAL,
+        )
+    )
+    run.sup.wait([prep], what="mariadb-backup --prepare (the old datadir is untouched)")
+
+    line = (
+        _first_line(os.path.join(staging, mb.DONOR_INFO_FILE))
+        or _first_line(os.path.join(staging, mb.INFO_FILE))
+        or first
+    )
+    State.parse(line)
+    _drop_received_binlogs(staging)
+
+    # The irreversible part: only for a live server, and undone if move-back fails.
+    run.sup.check_parent()
+    _swap(run, s, common, staging)
+    log.info(f"Galera co-ords from the donor: {line}")
+    run.out.coordinates(line)
+
+
+def _first_line(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _check_backup(staging: str, listener: Child) -> None:
+    cp = os.path.join(staging, mb.CHECKPOINTS)
+    if not os.path.exists(cp) or os.path.getsize(cp) == 0:
+        _ack(listener, False)
+        raise TransferError(
+            "xtrabackup_checkpoints is missing or empty: the backup on the "
+            "donor failed or the stream was cut (see the donor's "
+            "mariabackup.backup.log)"
+        )
+    with open(cp, encoding="utf-8", errors="replace") as f:
+        if re.search(r"\bcompact\s*=\s*1\b", f.read()):
+            _ack(listener, False)
+            raise SSTError("compact backups are not supported by mariadb-backup", errno.ENOENT)
+    if any(n.endswith(".qp") for n in os.listdir(staging)):
+        _ack(listener, False)
+        raise ConfigError(
+            "the donor sent qpress-compressed files ([sst] compress); qpress is "
+            "not supported, use [sst] compressor/decompressor (e.g. zstd)"
+        )
+
+
+def _drop_received_binlogs(staging: str) -> None:
+    """10.11.19 (MDEV-38147): the joiner starts a fresh binlog seeded from the checkpoint."""
+    info = os.path.join(staging, mb.BINLOG_INFO)
+    names: list[str] = []
+    try:
+        with open(info, encoding="utf-8", errors="replace") as f:
+            names = [ln.split("\t")[0].strip() for ln in f if ln.strip()]
+    except FileNotFoundError:
+        return
+    for n in names:
+        if n and "/" not in n:
+            datadir.remove(os.path.join(staging, n))
+
+
+def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> None:
+    req = run.req
+    dd = req.datadir
+    pattern = re.compile(s.cpat)
+
+    def keep(path: str) -> bool:
+        return pattern.fullmatch(path) is not None
+
+    separate = [
+        datadir.resolve(dd, p)
+        for p in (
+            s.innodb_data_home_dir,
+            s.innodb_log_group_home_dir,
+            s.innodb_undo_directory,
+            s.aria_log_dir_path,
+        )
+        if p
+    ]
+    dirs = [dd, *[p for p in separate if not p.startswith(dd + os.sep) and p != dd]]
+    for d in dirs:
+        datadir.ensure_dir(d)
+    aside = datadir.set_aside(dirs, keep)
+    try:
+        move = run.sup.start(
+            Stage(
+                mb.move_back_argv(
+                    common,
+                    _defaults(req, ""),
+                    target_dir=staging,
+                    datadir=dd,
+                    parallel=s.backup_threads,
+                    extra=s.inno_move_opts,
+                ),
+                name="mariadb-backup --move-back",
+                log_file=os.path.join(dd, "mariabackup.move.log"),
+                errno_for=lambda rc: errno.EINVAL,
+            )
+        )
+        run.sup.wait([move], what="mariadb-backup --move-back (the old datadir was restored)")
+    except BaseException:
+        aside.restore()
+        raise
+    aside.discard()
+    binlogs = Binlogs.from_settings(dd, s.log_bin, s.log_bin_index, s.log_basename)
+    if binlogs is not None:
+        binlogs.remove_all(dd)
+        datadir.ensure_dir(binlogs.directory)
+        datadir.ensure_dir(os.path.dirname(binlogs.index))
+    log.info(f"Moved the prepared backup into {dd}")
+
+
+def _defaults(req: Request, credentials: str) -> tuple[str, ...]:
+    """The defaults options for mariadb-backup, with the credentials file if any."""
+    out: list[str] = []
+    if credentials:
+        key = "--defaults-file" if req.defaults_file else "--defaults-extra-file"
+        out.append(f"{key}={credentials}")
+    elif req.defaults_file:
+        out.append(f"--defaults-file={req.defaults_file}")
+    if req.defaults_extra_file and not (credentials and not req.defaults_file):
+        out.append(f"--defaults-extra-file={req.defaults_extra_file}")
+    if req.defaults_group_suffix:
+        out.append(f"--defaults-group-suffix={req.defaults_group_suffix}")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------
+# donor
+# ---------------------------------------------------------------------------------------
+
+FOOTPRINT = re.compile(r"(undo.*|.*\.ibd|.*\.MY[ID]|ibdata1)")
+
+
+def footprint(root: str) -> int:
+    """Bytes the backup will send, estimated like stock (undo, .ibd, .MYI/.MYD, ibdata1)."""
+    total = 0
+    for base, _, files in os.walk(root):
+        for f in files:
+            if FOOTPRINT.fullmatch(f):
+                try:
+                    total += os.lstat(os.path.join(base, f)).st_size
+                except OSError:
+                    continue
+    return total
+
+
+def _donor_commonname(plan: SocatPlan, req: Request) -> str:
+    """Which name the donor requires in the joiner's certificate ('' = chain only)."""
+    if not plan.check_name or plan.mode == "VERIFY_CA":
+        return ""
+    if req.remote_auth.cn:
+        return req.remote_auth.cn  # the name the joiner announced (stock rule)
+    assert req.address is not None
+    return req.address.host
+
+
+def _send(
+    run: Run,
+    s: MariabackupSettings,
+    stages: Sequence[Stage],
+    *,
+    what: str,
+    connect_for: float,
+    ack_expected: bool,
+    socat: str,
+    idle: Callable[[list[Child]], Callable[[], float]] | None = None,
+) -> None:
+    req = run.req
+    addr = req.address
+    assert addr is not None
+    retries = max(1, int(connect_for / 0.1))
+    argv = sc.connect_argv(
+        socat,
+        host=addr.host,
+        port=addr.port,
+        ipv6=addr.is_ipv6,
+        tls=_socat_tls(s.plan, _donor_commonname(s.plan, req)),
+        sockopt=s.sockopt,
+        retries=retries,
+    )
+    kids = run.sup.pipeline([*stages, Stage(argv, name="socat")], stdout=subprocess.PIPE)
+    idle_fn = idle(kids) if idle is not None else None
+    run.sup.wait(kids, what=what, idle=idle_fn, idle_timeout=s.idle_timeout if idle else 0.0)
+    out = kids[-1].popen.stdout
+    answer = out.read() if out is not None else b""
+    if ack_expected and answer != sc.ACK:
+        raise TransferError(
+            f"{what}: the joiner did not acknowledge the data (it rejected "
+            "this donor's connection or failed to store it; see its log)"
+        )
+
+
+def donor(run: Run, s: MariabackupSettings) -> None:
+    """Stream the magic files, then the backup; `done` only after the joiner has them."""
+    req = run.req
+    addr = req.address
+    if addr is None:
+        raise ConfigError("the donor needs --address")
+    if not req.bypass and not addr.sst_ver:
+        raise SSTError(
+            "the joiner's address has no SST version: upgrade the joiner "
+            "(its mariabackup SST script is too old for this donor)",
+            errno.EPROTONOSUPPORT,
+        )
+    socat = tools.find("socat")
+    mbstream = _tool("mbstream")
+    backup = "" if req.bypass else _tool("mariadb-backup")
+    _preflight(s, "donor", socat)
+    ack_expected = addr.lsn == ACK_MARK
+    if not ack_expected:
+        log.info(
+            "The joiner does not acknowledge stages (a stock script): as with stock, "
+            "delivery is judged by the sender's exit status"
+        )
+
+    magic = os.path.join(run.rundir, "magic")
+    os.mkdir(magic)
+    state = f"{req.gtid} {req.gtid_domain_id}".strip()
+    lines = [state]
+    if req.remote_auth.secret:
+        lines.append(f"secret {req.remote_auth.secret}")
+    size = 0
+    if not req.bypass and (req.progress == 1 or s.progress not in ("", "none")):
+        size = footprint(req.datadir)
+        log.info(f"Estimated transfer size: {size} bytes")
+        if req.progress == 1:
+            lines.append(f"total {size}")
+            run.out.total(size)
+    _write(os.path.join(magic, mb.INFO_FILE), "\n".join(lines) + "\n")
+    _write(os.path.join(magic, mb.DONOR_INFO_FILE), state + "\n")
+    files = [mb.INFO_FILE, mb.DONOR_INFO_FILE]
+    if req.bypass:
+        log.info("Bypassing the SST for IST")
+        run.out.resume()
+        _write(os.path.join(magic, mb.IST_FILE), "1\n")
+        files.append(mb.IST_FILE)
+
+    stage1 = [
+        Stage(mb.mbstream_create(mbstream, files), name="mbstream", cwd=magic),
+        *_filters(s, send=True),
+    ]
+    _send(
+        run,
+        s,
+        stage1,
+        what="sending the state files (stage 1)",
+        connect_for=s.initial_timeout or 60,
+        ack_expected=ack_expected,
+        socat=socat,
+    )
+    if req.bypass:
+        run.out.done(req.gtid)
+        return
+
+    creds = os.path.join(run.rundir, "credentials.cnf")
+    mb.credentials_file(
+        creds,
+        include=req.defaults_file,
+        user=req.credentials.user,
+        password=req.credentials.password,
+    )
+    xtmp = os.path.join(run.rundir, "tmp")
+    target = os.path.join(run.rundir, "target")
+    os.mkdir(xtmp)
+    os.mkdir(target)
+    argv = mb.backup_argv(
+        _common(req, s, backup),
+        _defaults(req, creds),
+        socket=req.socket,
+        tmpdir=xtmp,
+        target_dir=target,
+        datadir=req.datadir,
+        parallel=s.backup_threads,
+        extra=s.inno_backup_opts,
+    )
+    backup_log = os.path.join(req.datadir, "mariabackup.backup.log")
+    datadir.remove(backup_log)
+    stage2 = [
+        Stage(
+            argv,
+            name="mariadb-backup --backup",
+            log_file=backup_log,
+            errno_for=lambda rc: errno.EINVAL,
+        ),
+        *_filters(s, send=True),
+        *_progress_stages(run, s, "donor", size),
+    ]
+    log.info(f"Streaming the backup to the joiner at {addr.hostport}")
+    _send(
+        run,
+        s,
+        stage2,
+        what="streaming the backup (stage 2)",
+        connect_for=STAGE2_CONNECT,
+        ack_expected=ack_expected,
+        socat=socat,
+        idle=lambda kids: TreeActivity(*(k.pid for k in kids)).idle,
+    )
+    run.out.done(req.gtid)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def run_method(req: Request, out: Stdout) -> None:
+    """Entry for the mariabackup method, both roles."""
+    s = load_settings(req)
+    kind = "IST" if req.bypass else "SST"
+    started(req, kind)
+    with sst_run(req, out, s.tmpdir) as run:
+        if req.role == "joiner":
+            if req.address is None:
+                raise ConfigError("the joiner needs --address")
+            joiner(run, s)
+        else:
+            donor(run, s)
+    completed(req, kind)

@@ -1,0 +1,146 @@
+"""mariadb-backup and mbstream: backup, prepare and move-back argv; the credentials file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+INFO_FILE = "xtrabackup_galera_info"
+DONOR_INFO_FILE = "donor_galera_info"
+IST_FILE = "xtrabackup_ist"
+CHECKPOINTS = "xtrabackup_checkpoints"
+BINLOG_INFO = "xtrabackup_binlog_info"
+LEGACY_FILES = (
+    "xtrabackup_binary",
+    "xtrabackup_pid",
+    "xtrabackup_checkpoints",
+    "xtrabackup_info",
+    "xtrabackup_slave_info",
+    "xtrabackup_binlog_info",
+    "xtrabackup_binlog_pos_innodb",
+)
+
+
+@dataclass(frozen=True)
+class Common:
+    """Options every mariadb-backup run of one SST shares."""
+
+    binary: str
+    server_dirs: tuple[str, ...] = ()  # --innodb-data-home-dir=... etc.
+    use_memory: str = ""
+    mysqld_args: tuple[str, ...] = ()
+
+    def tail(self) -> tuple[str, ...]:
+        """Server directories and memory (INNOEXTRA without the connection)."""
+        mem = (f"--use-memory={self.use_memory}",) if self.use_memory else ()
+        return (*self.server_dirs, *mem)
+
+    def mysqld(self) -> tuple[str, ...]:
+        """`--mysqld-args ...`, always last."""
+        return ("--mysqld-args", *self.mysqld_args) if self.mysqld_args else ()
+
+
+def backup_argv(
+    c: Common,
+    defaults: Sequence[str],
+    *,
+    socket: str,
+    tmpdir: str,
+    target_dir: str,
+    datadir: str,
+    parallel: int,
+    extra: Sequence[str],
+) -> tuple[str, ...]:
+    """`mariadb-backup --backup --stream=mbstream` to stdout (credentials in defaults)."""
+    par = (f"--parallel={parallel}",) if parallel else ()
+    return (
+        c.binary,
+        *defaults,
+        "--backup",
+        *par,
+        "--databases-exclude=lost+found",
+        *extra,
+        f"--tmpdir={tmpdir}",
+        *c.tail(),
+        f"--socket={socket}",
+        "--galera-info",
+        "--stream=mbstream",
+        f"--target-dir={target_dir}",
+        f"--datadir={datadir}",
+        *c.mysqld(),
+    )
+
+
+def prepare_argv(
+    c: Common, *, target_dir: str, force_recovery: str, extra: Sequence[str]
+) -> tuple[str, ...]:
+    """`mariadb-backup --prepare` in the staging directory."""
+    rec = (f"--innodb-force-recovery={force_recovery}",) if force_recovery else ()
+    return (
+        c.binary,
+        "--prepare",
+        *rec,
+        *extra,
+        *c.tail(),
+        f"--target-dir={target_dir}",
+        f"--datadir={target_dir}",
+        *c.mysqld(),
+    )
+
+
+def move_back_argv(
+    c: Common,
+    defaults: Sequence[str],
+    *,
+    target_dir: str,
+    datadir: str,
+    parallel: int,
+    extra: Sequence[str],
+) -> tuple[str, ...]:
+    """`mariadb-backup --move-back` from staging into the (set aside) live datadir."""
+    par = (f"--parallel={parallel}",) if parallel else ()
+    return (
+        c.binary,
+        *defaults,
+        "--move-back",
+        *par,
+        *extra,
+        *c.tail(),
+        "--galera-info",
+        "--force-non-empty-directories",
+        f"--target-dir={target_dir}",
+        f"--datadir={datadir}",
+    )
+
+
+def mbstream_create(binary: str, files: Sequence[str]) -> tuple[str, ...]:
+    """Stream files (relative to the cwd) as mbstream."""
+    return (binary, "-c", *files)
+
+
+def mbstream_extract(binary: str) -> tuple[str, ...]:
+    """Extract an mbstream on stdin into the cwd."""
+    return (binary, "-x")
+
+
+def _quote(value: str) -> str:
+    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{out}"'
+
+
+def credentials_file(path: str, *, include: str, user: str, password: str | None) -> None:
+    """A 0600 option file: the server's defaults (!include), then the SST credentials.
+
+    It goes to mariadb-backup as --defaults-file, because --defaults-extra-file is ignored
+    when a --defaults-file is given, and argv is visible to every user.
+    """
+    lines = [f"!include {include}"] if include else []
+    lines.append("[mariadb-backup]")
+    if user:
+        lines.append(f"user={_quote(user)}")
+    if password is not None:
+        lines.append(f"password={_quote(password)}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,116 @@
+"""socat: the mariabackup transport, plain TCP or OpenSSL, both ends (sst-contract.md 5.3).
+
+Our joiner's listener is bidirectional: after a stage has been extracted and checked it
+writes `ok` back, because a sending socat's exit status does not prove that the receiver
+accepted the data (sst-contract.md 5.6). The donor reads that acknowledgement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sst.errors import ConfigError
+
+BUFFER = 131072  # -b: the default 8 KiB buffer costs 3x on fast links
+ACK = b"ok\n"
+
+
+@dataclass(frozen=True)
+class SocatTLS:
+    """TLS options for one end: certificate, key, trust, and the peer name to check."""
+
+    cert: str
+    key: str
+    cafile: str = ""
+    capath: str = ""
+    verify: bool = True
+    commonname: str | None = ""  # "" = no name check; None = socat's default (the host)
+    no_sni: bool = True
+
+
+def _value(v: str, what: str) -> str:
+    if any(c in v for c in ",:!\n\r") or "''" in v:
+        raise ConfigError(
+            f"{what} {v!r} contains a character socat cannot take in an address "
+            "option (',', ':', '!' or a line break); rename or link the file"
+        )
+    return v
+
+
+def _tls_options(tls: SocatTLS, *, connect: bool) -> list[str]:
+    opts = [f"cert={_value(tls.cert, 'certificate path')}"]
+    if tls.key and tls.key != tls.cert:
+        opts.append(f"key={_value(tls.key, 'key path')}")
+    if tls.cafile:
+        opts.append(f"cafile={_value(tls.cafile, 'CA path')}")
+    if tls.capath:
+        opts.append(f"capath={_value(tls.capath, 'CA path')}")
+    opts.append(f"verify={1 if tls.verify else 0}")
+    if tls.commonname is not None:
+        opts.append(f"commonname={_value(tls.commonname, 'peer name')}")
+    if connect and tls.no_sni:
+        opts.append("no-sni=1")
+    return opts
+
+
+def _sockopt(extra: str) -> list[str]:
+    extra = extra.strip().strip(",")
+    return [extra] if extra else []
+
+
+def listen_argv(
+    binary: str,
+    *,
+    port: int,
+    bind: str,
+    ipv6: bool,
+    tls: SocatTLS | None,
+    sockopt: str = "",
+    ack_wait: int = 300,
+) -> tuple[str, ...]:
+    """Joiner: accept one connection; network -> stdout (closed at EOF), stdin -> network."""
+    opts = ["reuseaddr"]
+    if bind:
+        opts.append(f"bind={'[' + bind + ']' if ':' in bind else bind}")
+    if ipv6:
+        opts.append("pf=ip6")
+    if tls is not None:
+        opts += _tls_options(tls, connect=False)
+    opts += _sockopt(sockopt)
+    kind = "OPENSSL-LISTEN" if tls is not None else "TCP-LISTEN"
+    return (
+        binary,
+        "-b",
+        str(BUFFER),
+        "-t",
+        str(ack_wait),
+        f"{kind}:{port},{','.join(opts)}",
+        "STDIN!!STDOUT,shut-close",
+    )
+
+
+def connect_argv(
+    binary: str,
+    *,
+    host: str,
+    port: int,
+    ipv6: bool,
+    tls: SocatTLS | None,
+    sockopt: str = "",
+    retries: int = 0,
+    interval: float = 0.1,
+    ack_wait: int = 120,
+) -> tuple[str, ...]:
+    """Donor: stdin -> network; whatever the joiner answers -> stdout."""
+    h = f"[{host}]" if ipv6 else host
+    opts: list[str] = []
+    if retries:
+        opts += [f"retry={retries}", f"interval={interval:g}"]
+    if ipv6:
+        opts.append("pf=ip6")
+    if tls is not None:
+        opts += _tls_options(tls, connect=True)
+    opts += _sockopt(sockopt)
+    kind = "OPENSSL" if tls is not None else "TCP"
+    addr = f"{kind}:{h}:{port}" + ("," + ",".join(opts) if opts else "")
+    return (binary, "-b", str(BUFFER), "-t", str(ack_wait), "STDIO", addr)
