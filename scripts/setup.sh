@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(mariadb-server galera-4 mariadb-backup mariadb-client socat stunnel4 rsync pv
-          iproute2 procps python3-venv python3-pip tar)
+          iproute2 procps python3-venv python3-pip tar zstd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

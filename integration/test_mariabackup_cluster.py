@@ -1,0 +1,153 @@
+"""Real joins through py_mariabackup: every TLS mode, compression, IST, and a failed
+prepare or move-back that leaves the joiner's old datadir in place."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from integration.test_rsync_cluster import assert_clean, join, sst_errors
+from integration.test_rsync_failures import snapshot
+from sst import lab as labmod
+from sst.lab import CertPaths, Lab, Node
+
+pytestmark = pytest.mark.cluster
+
+
+def use(
+    donor: Node, joiner: Node, sst: dict[str, str], donor_sst: dict[str, str] | None = None
+) -> None:
+    donor.sst_method = joiner.sst_method = "py_mariabackup"
+    joiner.sst_options = dict(sst)
+    donor.sst_options = dict(donor_sst if donor_sst is not None else sst)
+
+
+def legacy_pem(lab: Lab, certs: CertPaths, name: str) -> str:
+    """encrypt=2 wants one PEM with the certificate and its key (tcert)."""
+    cert, key = certs.certs[name]
+    path = os.path.join(lab.base, "certs", f"{name}-combined.pem")
+    with open(path, "wb") as out:
+        for p in (cert, key):
+            with open(p, "rb") as f:
+                out.write(f.read())
+    os.chmod(path, 0o640)
+    labmod.chown(path, "mysql")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"])
+def test_mariabackup_ssl_modes(lab: Lab, donor: Node, certs: CertPaths, mode: str) -> None:
+    joiner = lab.add_node(sst_method="py_mariabackup")
+    use(
+        donor,
+        joiner,
+        labmod.tls_options(certs, joiner.name, mode),
+        labmod.tls_options(certs, donor.name, mode),
+    )
+    join(lab, donor, joiner)
+    text = joiner.log_text()
+    assert "py_mariabackup SST completed on joiner" in text
+    assert "Moved the prepared backup" in text
+    if mode != "DISABLED":
+        assert f"TLS {mode} (encrypt=3) through socat" in text
+    # Acknowledged stages: the donor never fell back to exit-status judgement.
+    assert "does not acknowledge" not in donor.log_text()
+    lab.remove_node(joiner)
+
+
+@pytest.mark.parametrize("encrypt", [2, 3, 4])
+def test_mariabackup_encrypt_modes(lab: Lab, donor: Node, certs: CertPaths, encrypt: int) -> None:
+    joiner = lab.add_node(sst_method="py_mariabackup")
+
+    def opts(node: Node) -> dict[str, str]:
+        cert, key = certs.certs[node.name]
+        if encrypt == 2:
+            return {"encrypt": "2", "tca": certs.ca, "tcert": legacy_pem(lab, certs, node.name)}
+        return {"encrypt": str(encrypt), "tca": certs.ca, "tcert": cert, "tkey": key}
+
+    use(donor, joiner, opts(joiner), opts(donor))
+    join(lab, donor, joiner)
+    assert f"(encrypt={encrypt}) through socat" in joiner.log_text()
+    lab.remove_node(joiner)
+
+
+def test_mariabackup_zstd_then_ist(lab: Lab, donor: Node, certs: CertPaths) -> None:
+    joiner = lab.add_node(sst_method="py_mariabackup")
+    sst = {
+        **labmod.tls_options(certs, joiner.name, "VERIFY_CA"),
+        "compressor": "zstd -1 -T2",
+        "decompressor": "zstd -d",
+    }
+    dsst = {
+        **labmod.tls_options(certs, donor.name, "VERIFY_CA"),
+        "compressor": "zstd -1 -T2",
+        "decompressor": "zstd -d",
+    }
+    use(donor, joiner, sst, dsst)
+    join(lab, donor, joiner)
+    joiner.stop()
+    donor.sql("INSERT INTO lab.t1 VALUES (900002, 'ist', 2, 'y', NOW())")
+    lab.join(joiner)
+    donor.wait_synced(60)
+    assert "IST requested by the donor" in joiner.log_text()
+    assert labmod.checksums(donor) == labmod.checksums(joiner)
+    assert sst_errors(joiner) == []
+    assert_clean(lab, joiner)
+    lab.remove_node(joiner)
+
+
+def force_sst(node: Node) -> None:
+    """Make a stopped node ask for a full SST next time (as after an unclean shutdown)."""
+    path = os.path.join(node.datadir, "grastate.dat")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    lines = ["seqno:   -1" if ln.startswith("seqno:") else ln for ln in text.splitlines()]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def starts_standalone(node: Node) -> str:
+    """Start the node without Galera on its current datadir; return a marker row."""
+    saved = dict(node.mysqld_options)
+    node.mysqld_options = {**saved, "wsrep_provider": "none", "wsrep_on": "OFF"}
+    node.write_cnf([node])
+    node.start()
+    try:
+        import time
+
+        for _ in range(100):
+            if os.path.exists(node.socket):
+                try:
+                    return node.sql("SELECT v FROM lab.t0 WHERE id=1").strip()
+                except labmod.LabError:
+                    pass
+            time.sleep(0.3)
+        raise AssertionError("the node did not start on its old datadir\n" + node.log_tail())
+    finally:
+        node.stop()
+        node.mysqld_options = saved
+
+
+@pytest.mark.parametrize("phase", ["prepare", "move"])
+def test_failed_prepare_or_move_keeps_old_datadir(lab: Lab, donor: Node, phase: str) -> None:
+    joiner = lab.add_node(sst_method="py_rsync")
+    donor.sst_method = "py_rsync"
+    donor.sst_options = {}
+    join(lab, donor, joiner)  # the joiner now has real data of its own
+    joiner.stop()
+    force_sst(joiner)
+    before = {k: v for k, v in snapshot(joiner.datadir).items() if not k.endswith(".log")}
+    bad = "inno-apply-opts" if phase == "prepare" else "inno-move-opts"
+    use(donor, joiner, {bad: "--no-such-option-for-the-test"}, {})
+    lab.configure()
+    joiner.start()
+    assert joiner.wait_exit(180) not in (None, 0)
+    errors = sst_errors(joiner)
+    assert len(errors) == 1
+    assert f"mariadb-backup --{'prepare' if phase == 'prepare' else 'move-back'}" in errors[0]
+    after = {k: v for k, v in snapshot(joiner.datadir).items() if not k.endswith(".log")}
+    assert after == before
+    assert_clean(lab, joiner)
+    assert starts_standalone(joiner) == "c4ca4238a0b923820dcc509a6f75849b"  # MD5(1)
+    lab.remove_node(joiner)
