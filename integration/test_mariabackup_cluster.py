@@ -4,6 +4,7 @@ prepare or move-back that leaves the joiner's old datadir in place."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -114,8 +115,6 @@ def starts_standalone(node: Node) -> str:
     node.write_cnf([node])
     node.start()
     try:
-        import time
-
         for _ in range(100):
             if os.path.exists(node.socket):
                 try:

@@ -103,10 +103,9 @@ def _relay(child: Child, stream: IO[bytes]) -> None:
             line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
             child.tail.append(line)
             if stage.on_line is not None:
-                try:
+                # A progress consumer must never stop the relay.
+                with contextlib.suppress(Exception):
                     stage.on_line(line)
-                except Exception:  # a progress consumer must never stop the relay
-                    pass
             try:
                 if sink is not None:
                     sink.write(line + "\n")

