@@ -47,10 +47,13 @@ def load(donor: Node, gib: float) -> None:
     rows = int(gib * 2**30 / 16 / 1100)
     stmts = ["CREATE DATABASE IF NOT EXISTS bench"]
     for t in range(16):
-        stmts.append(f"CREATE TABLE bench.t{t} (id INT PRIMARY KEY, a CHAR(200), b BLOB) "
-                     "ENGINE=InnoDB")
-        stmts.append(f"INSERT INTO bench.t{t} SELECT seq, MD5(seq), RANDOM_BYTES(800) "
-                     f"FROM bench.seq_1_to_{rows}")
+        stmts.append(
+            f"CREATE TABLE bench.t{t} (id INT PRIMARY KEY, a CHAR(200), b BLOB) ENGINE=InnoDB"
+        )
+        stmts.append(
+            f"INSERT INTO bench.t{t} SELECT seq, MD5(seq), RANDOM_BYTES(800) "
+            f"FROM bench.seq_1_to_{rows}"
+        )
     for s in stmts:
         donor.sql(s, timeout=3600)
 
@@ -60,8 +63,7 @@ def tar_copy_seconds(src: str, scratch: str) -> float:
     dst = os.path.join(scratch, "tarcopy")
     os.makedirs(dst)
     t0 = time.monotonic()
-    subprocess.run(f"tar -C '{src}' -cf - . | tar -C '{dst}' -xf - && sync", shell=True,
-                   check=True)
+    subprocess.run(f"tar -C '{src}' -cf - . | tar -C '{dst}' -xf - && sync", shell=True, check=True)
     took = time.monotonic() - t0
     shutil.rmtree(dst)
     return took
@@ -86,8 +88,9 @@ def join_once(lb: Lab, donor: Node, certs: labmod.CertPaths, method: str, mode: 
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--gib", type=float, default=2.0, help="data on the donor (default 2)")
     p.add_argument("--runs", type=int, default=3, help="joins per implementation and case")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ",".join(CASES))
@@ -98,15 +101,19 @@ def main() -> int:
         return 1
     lb = Lab(ns.base)
     try:
-        certs = labmod.make_certs(os.path.join(lb.base, "certs"),
-                                  {f"node{i}": f"127.0.0.{i}" for i in range(1, 60)})
+        certs = labmod.make_certs(
+            os.path.join(lb.base, "certs"), {f"node{i}": f"127.0.0.{i}" for i in range(1, 60)}
+        )
         donor = lb.add_node(mysqld_options={"innodb_buffer_pool_size": "512M"})
         lb.bootstrap(donor)
         t0 = time.monotonic()
         load(donor, ns.gib)
         size = labmod.datadir_bytes(donor.datadir)
-        print(f"donor loaded in {time.monotonic() - t0:.0f} s: datadir {size / 2**30:.2f} GiB, "
-              f"{os.cpu_count()} CPUs", flush=True)
+        print(
+            f"donor loaded in {time.monotonic() - t0:.0f} s: datadir {size / 2**30:.2f} GiB, "
+            f"{os.cpu_count()} CPUs",
+            flush=True,
+        )
         limit = tar_copy_seconds(donor.datadir, lb.base)
         print(f"machine limit (tar | tar + sync of the datadir): {limit:.1f} s", flush=True)
         results: dict[str, Result] = {}
@@ -117,8 +124,7 @@ def main() -> int:
                 for impl, method in (("stock", stock), ("ours", ours)):
                     took = join_once(lb, donor, certs, method, mode)
                     (r.stock if impl == "stock" else r.ours).append(took)
-                    print(f"  {case:16} run {i + 1} {impl:5} {method:15} {took:6.1f} s",
-                          flush=True)
+                    print(f"  {case:16} run {i + 1} {impl:5} {method:15} {took:6.1f} s", flush=True)
         print()
         print(f"{'case':16} {'stock s':>8} {'ours s':>8} {'ours/stock':>10} {'ours/limit':>10}")
         for case, r in results.items():

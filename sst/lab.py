@@ -466,6 +466,34 @@ class Lab:
         chown(log_path, owner)
         return node
 
+    def use_ours_under_stock_names(self, node: Node) -> None:
+        """Make this node's mariadbd run our scripts under the stock names (drop-in).
+
+        mariadbd always puts "<basedir>/bin" first on the scripts' PATH (it normalises
+        basedir to "/usr/", and its "already on PATH" check then misses "/usr/bin"), so the
+        node gets a basedir of its own whose bin/ holds ours, as testing.md describes.
+        """
+        d = os.path.join(node.directory, "bin")
+        os.makedirs(d, exist_ok=True)
+        node.mysqld_options.update(
+            {
+                "basedir": node.directory,
+                "plugin-dir": "/usr/lib/mysql/plugin",
+                "lc-messages-dir": "/usr/share/mysql",
+                "character-sets-dir": "/usr/share/mysql/charsets",
+            }
+        )
+        scripts = scripts_dir()
+        for stock, ours in (
+            ("mariabackup", "py_mariabackup"),
+            ("rsync", "py_rsync"),
+            ("rsync_wan", "py_rsync_wan"),
+        ):
+            link = os.path.join(d, f"wsrep_sst_{stock}")
+            if not os.path.lexists(link):
+                os.symlink(os.path.join(scripts, f"wsrep_sst_{ours}"), link)
+        node.path_prefix = f"{d}:{scripts}"
+
     def remove_node(self, node: Node, *, keep_files: bool = False) -> None:
         """Stop a node and take it out of the cluster membership (and off the disk)."""
         node.stop()

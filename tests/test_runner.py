@@ -131,3 +131,18 @@ def test_pidfile_stale_and_live(tmp_path: Path) -> None:
     assert e.value.code == 114 and str(live.pid) in e.value.message
     live.kill()
     live.wait()
+
+
+def test_children_never_inherit_sst_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WSREP_SST_OPT_AUTH", "sst:Very-Secret-1")
+    monkeypatch.setenv("WSREP_SST_OPT_REMOTE_AUTH", "node2:Very-Secret-2")
+    monkeypatch.setenv("MYSQL_PWD", "Very-Secret-3")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    dump = tmp_path / "env"
+    with Supervisor() as sup, open(dump, "wb") as f:
+        sup.wait([sup.start(Stage(("env",)), stdout=f)], what="env")
+    text = dump.read_text()
+    assert "Very-Secret" not in text and "KEEP_ME=yes" in text
+    assert "Very-Secret" not in run_capture(("env",)).stdout

@@ -28,6 +28,17 @@ TAIL_LINES = 20
 
 FileArg = Union[int, IO[Any], None]
 
+# Secrets mariadbd hands the script in its environment: no child ever inherits them.
+SECRET_ENV = ("WSREP_SST_OPT_AUTH", "WSREP_SST_OPT_REMOTE_AUTH", "WSREP_SST_OPT_PSWD", "MYSQL_PWD")
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment without the SST secrets, plus extra."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    if extra:
+        env.update(extra)
+    return env
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -35,7 +46,7 @@ class Stage:
 
     argv: tuple[str, ...]
     name: str = ""
-    env: Mapping[str, str] | None = None  # None: inherit ours
+    env: Mapping[str, str] | None = None  # None: ours without the secrets (child_env)
     cwd: str | None = None
     ok_codes: frozenset[int] = frozenset({0})
     pass_fds: tuple[int, ...] = ()
@@ -199,7 +210,7 @@ class Supervisor:
                 stdin=stdin,
                 stdout=out,
                 stderr=subprocess.PIPE,
-                env=dict(stage.env) if stage.env is not None else None,
+                env=dict(stage.env) if stage.env is not None else child_env(),
                 cwd=stage.cwd,
                 close_fds=True,
                 pass_fds=stage.pass_fds,
@@ -362,7 +373,7 @@ def run_capture(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None,
+            env=dict(env) if env is not None else child_env(),
             cwd=cwd,
             close_fds=True,
             start_new_session=True,
