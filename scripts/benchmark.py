@@ -14,7 +14,9 @@ This is a measurement, not a test: it asserts nothing and always prints what it 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -69,7 +71,26 @@ def tar_copy_seconds(src: str, scratch: str) -> float:
     return took
 
 
-def join_once(lb: Lab, donor: Node, certs: labmod.CertPaths, method: str, mode: str) -> float:
+STAMP = re.compile(r"^WSREP_SST: \[\w+\] (.*) \((\d{8} \d\d:\d\d:\d\d\.\d{3})\)$")
+
+
+def timeline(log_text: str) -> str:
+    """`+1.2s text` per WSREP_SST line of our joiner: where the time went."""
+    out = []
+    first = None
+    for line in log_text.splitlines():
+        m = STAMP.match(line)
+        if not m:
+            continue
+        t = datetime.datetime.strptime(m.group(2), "%Y%m%d %H:%M:%S.%f")
+        first = first or t
+        out.append(f"      +{(t - first).total_seconds():5.1f}s {m.group(1)[:70]}")
+    return "\n".join(out)
+
+
+def join_once(
+    lb: Lab, donor: Node, certs: labmod.CertPaths, method: str, mode: str, *, verbose: bool = False
+) -> float:
     """One fresh joiner through method; seconds from start to Synced."""
     extra = {"sst-log-archive-dir": "", "sst-log-archive": "0"}
     joiner = lb.add_node(sst_method=method)
@@ -82,6 +103,8 @@ def join_once(lb: Lab, donor: Node, certs: labmod.CertPaths, method: str, mode: 
         a, b = labmod.checksums(donor, ["bench"]), labmod.checksums(joiner, ["bench"])
         if a != b:
             raise labmod.LabError(f"{method}: data differs after the join")
+        if verbose:
+            print(timeline(joiner.log_text()), flush=True)
         return took
     finally:
         lb.remove_node(joiner)
@@ -95,6 +118,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3, help="joins per implementation and case")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ",".join(CASES))
     p.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
+    p.add_argument("--timeline", action="store_true", help="print our joiner's phases per run")
     ns = p.parse_args()
     if os.geteuid() != 0:
         print("benchmark.py must run as root", file=sys.stderr)
@@ -122,7 +146,9 @@ def main() -> int:
             r = results.setdefault(case, Result([], []))
             for i in range(ns.runs):
                 for impl, method in (("stock", stock), ("ours", ours)):
-                    took = join_once(lb, donor, certs, method, mode)
+                    took = join_once(
+                        lb, donor, certs, method, mode, verbose=ns.timeline and impl == "ours"
+                    )
                     (r.stock if impl == "stock" else r.ours).append(took)
                     print(f"  {case:16} run {i + 1} {impl:5} {method:15} {took:6.1f} s", flush=True)
         print()
