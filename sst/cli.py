@@ -32,6 +32,18 @@ def _mariabackup(req: Request, out: Stdout) -> None:
     mariabackup.run_method(req, out)
 
 
+def _mysqldump(req: Request, out: Stdout) -> None:
+    from sst.methods import mysqldump
+
+    mysqldump.run_method(req, out)
+
+
+def _backup(req: Request, out: Stdout) -> None:
+    from sst.methods import backup
+
+    backup.run_method(req, out)
+
+
 # Method names we answer to: the side-by-side py_ names and the stock names (drop-in).
 METHODS: dict[str, MethodFn] = {
     "py_rsync": _rsync,
@@ -42,6 +54,9 @@ METHODS: dict[str, MethodFn] = {
     "mariabackup": _mariabackup,
     "xtrabackup-v2": _mariabackup,
     "xtrabackup": _mariabackup,
+    "mysqldump": _mysqldump,
+    "backup": _backup,
+    "py_backup": _backup,
 }
 
 

@@ -31,6 +31,8 @@ from cryptography.x509.oid import NameOID
 from sst.process.runner import kill_tree, run_capture
 
 GALERA = "/usr/lib/galera/libgalera_smm.so"
+SST_PASSWORD = "sst-Secret'pw"  # a quote on purpose: it must survive every layer
+SST_PASSWORD_SQL = "'sst-Secret''pw'"
 SYNC_TIMEOUT = 180.0
 
 
@@ -267,8 +269,10 @@ class Node:
             f'wsrep_provider_options="gmcast.listen_addr=tcp://{self.ip}:{self.ports["galera"]};'
             f'ist.recv_addr={self.ip}:{self.ports["ist"]};gcache.size=32M"',
             f"wsrep_sst_method={self.sst_method}",
-            f"wsrep_sst_receive_address={self.ip}:{self.ports['sst']}",
-            "wsrep_sst_auth=sst:sst-Secret'pw",
+            # mysqldump: mariadbd receives the dump itself, on its SQL port.
+            f"wsrep_sst_receive_address={self.ip}:"
+            f"{self.ports['mysql' if self.sst_method == 'mysqldump' else 'sst']}",
+            f"wsrep_sst_auth=sst:{SST_PASSWORD}",
         ]
         lines += [f"{k}={v}" for k, v in self.mysqld_options.items()]
         lines.append("[sst]")
@@ -488,6 +492,8 @@ class Lab:
             ("mariabackup", "py_mariabackup"),
             ("rsync", "py_rsync"),
             ("rsync_wan", "py_rsync_wan"),
+            ("mysqldump", "py_rsync"),  # one program: the method comes from the link's name
+            ("backup", "py_rsync"),
         ):
             link = os.path.join(d, f"wsrep_sst_{stock}")
             if not os.path.lexists(link):
@@ -512,10 +518,30 @@ class Lab:
         node.start(new_cluster=True)
         node.wait_synced()
         node.sql(
-            "CREATE USER IF NOT EXISTS 'sst'@'localhost' IDENTIFIED BY 'sst-Secret''pw';"
-            "GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICA MONITOR ON *.* "
-            "TO 'sst'@'localhost';"
+            f"CREATE USER IF NOT EXISTS 'sst'@'localhost' IDENTIFIED BY {SST_PASSWORD_SQL};"
+            "GRANT ALL PRIVILEGES ON *.* TO 'sst'@'localhost' WITH GRANT OPTION;"
         )
+
+    def create_sst_user_offline(self, node: Node) -> None:
+        """An SST account on a stopped node, reachable from other nodes (mysqldump joiners)."""
+        sql = (  # --bootstrap reads one statement per line
+            "FLUSH PRIVILEGES;\n"
+            f"CREATE USER IF NOT EXISTS 'sst'@'%' IDENTIFIED BY {SST_PASSWORD_SQL};\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'sst'@'%' WITH GRANT OPTION;\n"
+        )
+        argv = [
+            "/usr/sbin/mariadbd",
+            "--no-defaults",
+            f"--datadir={node.datadir}",
+            f"--user={node.user}",
+            "--bootstrap",
+            f"--log-error={os.path.join(node.directory, 'bootstrap.log')}",
+        ]
+        res = subprocess.run(
+            argv, input=sql.encode(), capture_output=True, timeout=120, check=False
+        )
+        if res.returncode != 0:
+            raise LabError(f"bootstrap of the SST user failed: {res.stderr.decode()[-500:]}")
 
     def join(self, node: Node, timeout: float = SYNC_TIMEOUT) -> float:
         """Start a node that joins the cluster; returns seconds until Synced."""

@@ -11,6 +11,7 @@ import pytest
 from sst.errors import ConfigError
 from sst.process.runner import run_capture
 from sst.tools import mariabackup as mb
+from sst.tools import mysql as my
 from sst.tools import socat as sc
 from sst.tools.my_print_defaults import argv as mpd_argv
 
@@ -75,8 +76,12 @@ def test_backup_prepare_move_argv() -> None:
 
 def test_credentials_file(tmp_path: Path) -> None:
     path = tmp_path / "cred.cnf"
-    mb.credentials_file(
-        str(path), include="/etc/mysql/my.cnf", user="sst", password='p"a\\ss w;$(x)\nz'
+    my.option_file(
+        str(path),
+        include="/etc/mysql/my.cnf",
+        group="mariadb-backup",
+        user="sst",
+        password='p"a\\ss w;$(x)\nz',
     )
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     text = path.read_text()

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import psutil
 
 from sst import log
-from sst.datadir import SST_PID, ensure_dir
+from sst.datadir import SST_PID, ensure_dir, remove
+from sst.errors import FlushFailed
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Supervisor
-from sst.protocol import Stdout
+from sst.protocol import State, Stdout
 from sst.request import Request
 
 
@@ -93,6 +94,33 @@ class TreeActivity:
                 self._last_seen = sample
                 self._last_change = now
         return now - self._last_change
+
+
+def flush_tables(run: Run, timeout: float) -> str:
+    """`flush tables`, then wait for mariadbd's tables_flushed (or sst_error); the state."""
+    dd = run.req.datadir
+    flushed = os.path.join(dd, "tables_flushed")
+    failed = os.path.join(dd, "sst_error")
+    for path in (flushed, failed):
+        remove(path)
+    run.out.flush_tables()
+
+    def ready() -> bool:
+        if os.path.exists(failed):
+            remove(failed)
+            raise FlushFailed("mariadbd could not FLUSH TABLES WITH READ LOCK (sst_error)")
+        try:
+            with open(flushed, encoding="utf-8") as f:
+                return ":" in f.read()
+        except FileNotFoundError:
+            return False
+
+    run.sup.wait_until(ready, what="waiting for FLUSH TABLES WITH READ LOCK", timeout=timeout)
+    with open(flushed, encoding="utf-8") as f:
+        state = f.read().strip()
+    remove(flushed)
+    State.parse(state)
+    return state
 
 
 def started(req: Request, kind: str) -> None:

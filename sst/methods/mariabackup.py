@@ -37,6 +37,7 @@ from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State, Stdout
 from sst.request import Request
 from sst.tools import mariabackup as mb
+from sst.tools import mysql as my
 from sst.tools import pv
 from sst.tools import socat as sc
 
@@ -584,9 +585,10 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         return
 
     creds = os.path.join(run.rundir, "credentials.cnf")
-    mb.credentials_file(
+    my.option_file(
         creds,
         include=req.defaults_file,
+        group="mariadb-backup",
         user=req.credentials.user,
         password=req.credentials.password,
     )

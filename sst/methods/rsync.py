@@ -16,14 +16,13 @@ from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import IN_PROGRESS, Area, Binlogs
 from sst.errors import (
     ConfigError,
-    FlushFailed,
     PortBusy,
     SecretMismatch,
     Timeout,
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, completed, sst_run, started
+from sst.methods.common import Run, TreeActivity, completed, flush_tables, sst_run, started
 from sst.process import pidfile
 from sst.process.runner import Child, Stage
 from sst.protocol import State, Stdout
@@ -381,30 +380,6 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     return rs.Push(url, whole_file=not is_wan(req), rsh=rsh)
 
 
-def _wait_flushed(run: Run, s: RsyncSettings) -> str:
-    dd = run.req.datadir
-    flushed = os.path.join(dd, "tables_flushed")
-    failed = os.path.join(dd, "sst_error")
-
-    def ready() -> bool:
-        if os.path.exists(failed):
-            datadir.remove(failed)
-            raise FlushFailed("mariadbd could not FLUSH TABLES WITH READ LOCK (sst_error)")
-        try:
-            with open(flushed, encoding="utf-8") as f:
-                return ":" in f.read()
-        except FileNotFoundError:
-            return False
-
-    run.sup.wait_until(
-        ready, what="waiting for FLUSH TABLES WITH READ LOCK", timeout=s.flush_timeout
-    )
-    with open(flushed, encoding="utf-8") as f:
-        state = f.read().strip()
-    datadir.remove(flushed)
-    return state
-
-
 def _binlog_tar(run: Run, s: RsyncSettings) -> str:
     """Tar the newest sst-max-binlogs binlogs into the datadir; '' when there are none."""
     req = run.req
@@ -497,11 +472,7 @@ def donor(run: Run, s: RsyncSettings) -> None:
     datadir.remove(tar)
     try:
         if not req.bypass:
-            for f in ("tables_flushed", "sst_error"):
-                datadir.remove(os.path.join(req.datadir, f))
-            run.out.flush_tables()
-            state = _wait_flushed(run, s)
-            State.parse(state)
+            state = flush_tables(run, s.flush_timeout)
             os.sync()
             log.info("Tables flushed")
             _binlog_tar(run, s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,25 +121,3 @@ def mbstream_create(binary: str, files: Sequence[str]) -> tuple[str, ...]:
 def mbstream_extract(binary: str) -> tuple[str, ...]:
     """Extract an mbstream on stdin into the cwd."""
     return (binary, "-x")
-
-
-def _quote(value: str) -> str:
-    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{out}"'
-
-
-def credentials_file(path: str, *, include: str, user: str, password: str | None) -> None:
-    """A 0600 option file: the server's defaults (!include), then the SST credentials.
-
-    It goes to mariadb-backup as --defaults-file, because --defaults-extra-file is ignored
-    when a --defaults-file is given, and argv is visible to every user.
-    """
-    lines = [f"!include {include}"] if include else []
-    lines.append("[mariadb-backup]")
-    if user:
-        lines.append(f"user={_quote(user)}")
-    if password is not None:
-        lines.append(f"password={_quote(password)}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")

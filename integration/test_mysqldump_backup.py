@@ -1,0 +1,117 @@
+"""mysqldump joins with verified client TLS, the donor's GTID state on the joiner, and the
+backup method's FTWRL handshake."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from integration.test_mixed_pairs import restart_alone
+from integration.test_rsync_cluster import assert_clean, join
+from sst import lab as labmod
+from sst.lab import CertPaths, Lab, Node
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def ours(lab: Lab, donor: Node) -> Iterator[Node]:
+    """The shared donor, restarted to run our scripts under the stock names (mariadbd runs
+    mysqldump only by that name), and restored afterwards."""
+    saved = (donor.path_prefix, dict(donor.mysqld_options))
+    lab.use_ours_under_stock_names(donor)
+    restart_alone(lab, donor)
+    yield donor
+    donor.path_prefix, donor.mysqld_options = saved
+    restart_alone(lab, donor)
+
+
+def server_tls(certs: CertPaths, node: Node) -> dict[str, str]:
+    cert, key = certs.certs[node.name]
+    return {"ssl_cert": cert, "ssl_key": key, "ssl_ca": certs.ca}
+
+
+def mysqldump_joiner(lab: Lab, certs: CertPaths) -> Node:
+    joiner = lab.add_node(sst_method="mysqldump")
+    joiner.mysqld_options = {**server_tls(certs, joiner), "log-bin": "joiner-bin"}
+    lab.create_sst_user_offline(joiner)
+    return joiner
+
+
+def test_mysqldump_verified_tls_and_donor_gtid_state(
+    lab: Lab, ours: Node, certs: CertPaths
+) -> None:
+    donor = ours
+    donor.sql("INSERT INTO lab.t2 VALUES (900003, 'gtid', 3, 'z', NOW())")
+    state = donor.sql("SELECT @@GLOBAL.gtid_binlog_state").strip()
+    assert state, "the shared donor writes binlogs, so it has a GTID state"
+    joiner = mysqldump_joiner(lab, certs)
+    donor.sst_method = "mysqldump"
+    donor.sst_options = {"ssl-mode": "VERIFY_IDENTITY", "ssl-ca": certs.ca}
+    log_at = len(donor.log_text())
+    join(lab, donor, joiner)
+    text = donor.log_text()[log_at:]
+    assert "Connecting to the joiner with TLS, verifying the server certificate and name" in text
+    assert "mysqldump SST completed on donor" in text
+    # The stock script would write the joiner's own (empty) state back; ours copies the donor's.
+    assert joiner.sql("SELECT @@GLOBAL.gtid_binlog_state").strip() == state
+    lab.remove_node(joiner)
+
+
+def test_mysqldump_refuses_a_server_certificate_it_cannot_verify(
+    lab: Lab, ours: Node, certs: CertPaths
+) -> None:
+    donor = ours
+    joiner = mysqldump_joiner(lab, certs)
+    other = labmod.make_certs(os.path.join(lab.base, "other-ca"), {"x": "127.0.0.1"})
+    donor.sst_method = "mysqldump"
+    donor.sst_options = {"ssl-mode": "VERIFY_CA", "ssl-ca": other.ca}
+    log_at = len(donor.log_text())
+    lab.configure()
+    joiner.start()
+    assert joiner.wait_exit(180) not in (None, 0), "the joiner must fail visibly"
+    errors = [ln for ln in donor.log_text()[log_at:].splitlines() if "WSREP_SST: [ERROR]" in ln]
+    assert errors and all("connecting to the joiner" in e for e in errors)
+    assert any("certificate" in e.lower() or "ssl" in e.lower() for e in errors)
+    donor.wait_synced(60)
+    assert_clean(lab, donor)
+    lab.remove_node(joiner)
+
+
+def test_backup_method_holds_ftwrl_and_writes_the_state(lab: Lab, donor: Node) -> None:
+    """`backup` transfers nothing: run it as mariadbd would for a donor (via garbd) and
+    check the FTWRL handshake and the state file, on the real donor server."""
+    from tests.conftest import start_script
+
+    donor.sst_options = {}
+    s = start_script(
+        "py_backup",
+        [
+            "--role",
+            "donor",
+            "--address",
+            "127.0.0.250:4444",
+            "--datadir",
+            donor.datadir,
+            "--defaults-file",
+            donor.cnf,
+            "--gtid",
+            "00000000-0000-0000-0000-000000000001:5",
+            "--gtid-domain-id",
+            "0",
+        ],
+    )
+    assert s.readline() == "flush tables"
+    # Play mariadbd: take FTWRL on the real server, then write tables_flushed.
+    path = os.path.join(donor.datadir, "tables_flushed")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("00000000-0000-0000-0000-000000000001:7 0\n")
+    assert s.readline() == "continue"
+    assert s.readline() == "done 00000000-0000-0000-0000-000000000001:7 0"
+    assert s.wait() == 0
+    with open(os.path.join(donor.datadir, "backup_sst_complete"), encoding="utf-8") as f:
+        assert f.read() == "00000000-0000-0000-0000-000000000001:7 0\n"
+    os.unlink(os.path.join(donor.datadir, "backup_sst_complete"))
+    assert not os.path.exists(path)

@@ -1,0 +1,264 @@
+"""The mysqldump method (donor only; sst-contract.md 1.4, 2.3, 5.5 and 6.3).
+
+The dump runs in two client sessions on the joiner's server. The first carries the header
+and the dump itself (`mariadb-dump | cat header.sql - | mariadb`, joined by OS pipes). Only
+if the dump and that session both succeeded does the second session set
+`wsrep_start_position`, which is what completes the joiner's SST: a failed dump can never
+look like a finished transfer (the stock script relies on an injected syntax error instead).
+
+The joiner's `gtid_binlog_state` is set to the donor's (the stock script reads the joiner's
+own value and writes it back, which only erases it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import time
+
+from sst import config, log, net, tls, tools
+from sst.config import MYSQLD, TLS_MODES, TLSFiles
+from sst.errors import ConfigError, SSTError, Timeout
+from sst.methods.common import Run, TreeActivity, completed, sst_run, started
+from sst.process.runner import Child, Stage, run_capture
+from sst.protocol import Stdout
+from sst.request import Request
+from sst.tools import mysql as my
+
+CLIENT_GROUPS = "client client-server mysql mariadb-client client-mariadb"
+VERSION_RE = re.compile(r"(Distrib 10\.[1-9])|( from 1[1-9]\.)")
+GTID_STATE_RE = re.compile(r"^[0-9,\-]*$")
+GTID_ARG_RE = re.compile(r"^[0-9a-fA-F\-]+:-?\d+(,\d+-\d+-\d+)?$")  # uuid:seqno,d-s-n
+
+CSV_TABLES_FIX = (
+    "SET sql_mode=''; USE mysql; "
+    "SET @cond = (SELECT (SUPPORT = 'YES' or SUPPORT = 'DEFAULT') FROM "
+    "INFORMATION_SCHEMA.ENGINES WHERE ENGINE = 'csv'); "
+    "SET @stmt = IF (@cond = '1', 'CREATE TABLE IF NOT EXISTS general_log ( event_time "
+    "timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), "
+    "user_host mediumtext NOT NULL, thread_id bigint(21) unsigned NOT NULL, server_id int(10) "
+    "unsigned NOT NULL, command_type varchar(64) NOT NULL, argument mediumtext NOT NULL) "
+    "ENGINE=CSV DEFAULT CHARSET=utf8mb3 COMMENT=\"General log\"', 'SET @dummy = 0'); "
+    "PREPARE stmt FROM @stmt; EXECUTE stmt; DROP PREPARE stmt; "
+    "SET @stmt = IF (@cond = '1', 'CREATE TABLE IF NOT EXISTS slow_log ( start_time "
+    "timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), "
+    "user_host mediumtext NOT NULL, query_time time(6) NOT NULL, lock_time time(6) NOT NULL, "
+    "rows_sent bigint(20) UNSIGNED NOT NULL, rows_examined bigint(20) UNSIGNED NOT NULL, "
+    "db varchar(512) NOT NULL, last_insert_id int(11) NOT NULL, insert_id int(11) NOT NULL, "
+    "server_id int(10) unsigned NOT NULL, sql_text mediumtext NOT NULL, thread_id bigint(21) "
+    'unsigned NOT NULL) ENGINE=CSV DEFAULT CHARSET=utf8mb3 COMMENT="Slow log"\', '
+    "'SET @dummy = 0'); PREPARE stmt FROM @stmt; EXECUTE stmt; DROP PREPARE stmt;"
+)
+
+
+def client_tls(req: Request, opts: config.Options) -> my.ClientTLS | None:
+    """TLS for the connection to the joiner: [sst] ssl-* first, else the client groups'.
+
+    With a CA the server certificate is verified, its name included; VERIFY_* without a
+    CA is refused.
+    """
+    sst_files = config.resolve_tls(opts, ("sst",), "donor")
+    files = sst_files
+    if not (files.ca or files.capath or files.cert or files.key):
+        files = config.resolve_tls(opts, (CLIENT_GROUPS,), "donor")
+    mode = opts.get(("sst",), "ssl-mode").upper()
+    if mode and mode not in TLS_MODES:
+        raise ConfigError(f"ssl-mode={mode!r} is not one of {', '.join(TLS_MODES)}")
+    if mode == "DISABLED":
+        return None
+    if mode.startswith("VERIFY") and not files.any_ca:
+        raise ConfigError(
+            f"ssl-mode={mode} needs a CA (ssl-ca or ssl-capath) to verify the "
+            "joiner's server certificate"
+        )
+    if not (mode or files.ca or files.capath or files.cert):
+        return None
+    return my.ClientTLS(files.ca, files.capath, files.cert, files.key, verify_server=files.any_ca)
+
+
+def _preflight(t: my.ClientTLS) -> None:
+    if t.cert or t.key:
+        tls.check(TLSFiles(t.ca, t.capath, t.cert, t.key), role="donor", need_ca=False)
+    elif t.ca:
+        tls.load_certs(t.ca, "CA")
+    mode = (
+        "verifying the server certificate and name"
+        if t.verify_server
+        else "NOT verifying the server (no CA)"
+    )
+    log.info(f"Connecting to the joiner with TLS, {mode}")
+
+
+def _query(argv: tuple[str, ...], sql: str, what: str) -> list[str]:
+    res = run_capture((*argv, "--skip-column-names", "-e", sql), timeout=60)
+    if res.returncode != 0:
+        last = res.stderr.strip().splitlines()[-1:] or [f"exit {res.returncode}"]
+        raise SSTError(f"{what}: {last[0]}", res.returncode or 1)
+    return res.stdout.strip().split("\t")
+
+
+def donor(run: Run, opts: config.Options) -> None:
+    """Dump the donor into the joiner's server; no stdout protocol (mariadbd never reads it)."""
+    req = run.req
+    addr = req.address
+    for name, value in (
+        ("host", addr.host if addr else ""),
+        ("port", req.port or (addr.port if addr else 0)),
+        ("local port", req.local_port),
+        ("socket", req.socket),
+        ("gtid", req.gtid),
+    ):
+        if not value:
+            raise ConfigError(
+                f"the mysqldump donor needs its {name} (--address, --port, "
+                "--local-port, --socket, --gtid)"
+            )
+    assert addr is not None
+    port = req.port or addr.port
+    if net.bind_address(addr.host) and port == req.local_port:
+        raise ConfigError(
+            f"destination address '{addr.host}:{port}' matches this server "
+            "(a node cannot transfer its state to itself)"
+        )
+    client = tools.find("mariadb")
+    dump = tools.find("mariadb-dump")
+    version = run_capture((client, "--version"), timeout=10).stdout
+    if not VERSION_RE.search(version):
+        raise ConfigError(f"this operation requires MariaDB client 10.1 or newer: {version}")
+    ctls = client_tls(req, opts)
+    if ctls is not None:
+        _preflight(ctls)
+
+    creds = req.credentials
+    local_cnf = os.path.join(run.rundir, "local.cnf")
+    remote_cnf = os.path.join(run.rundir, "remote.cnf")
+    my.option_file(
+        local_cnf,
+        include=req.defaults_file,
+        group="client",
+        user=creds.user,
+        password=creds.password,
+    )
+    my.option_file(
+        remote_cnf,
+        include=req.defaults_file,
+        group="client",
+        user=creds.user,
+        password=creds.password,
+        tls=ctls,
+    )
+
+    def dflt(path: str) -> tuple[str, ...]:
+        return my.defaults_args(
+            path,
+            has_defaults_file=bool(req.defaults_file),
+            extra_file=req.defaults_extra_file,
+            group_suffix=req.defaults_group_suffix,
+        )
+
+    remote = my.client_argv(client, dflt(remote_cnf), host=addr.host, port=port)
+    local = (client, *dflt(local_cnf), f"--socket={req.socket}", "--batch")
+    log_bin, ver, general, slow = _query(
+        remote,
+        "SET SESSION wsrep_sync_wait=0; SELECT @@GLOBAL.log_bin, @@GLOBAL.version, "
+        "@@GLOBAL.general_log, @@GLOBAL.slow_query_log",
+        f"connecting to the joiner {addr.host}",
+    )
+    log.info(f"Joiner server {ver} at {addr.host}:{port}: log_bin={log_bin}")
+
+    header: list[str] = ["SET wsrep_on=OFF;"]
+    trailer: list[str] = []
+    dump_argv: tuple[str, ...] = ()
+    if not req.bypass:
+        donor_state = _query(
+            local, "SELECT @@GLOBAL.gtid_binlog_state", "reading the donor's gtid_binlog_state"
+        )[0]
+        if not GTID_STATE_RE.match(donor_state):
+            raise SSTError(f"unexpected gtid_binlog_state {donor_state!r} on the donor")
+        header += ["SET GLOBAL general_log=OFF;", "SET GLOBAL slow_query_log=OFF;"]
+        if log_bin == "1" and int(ver.split(".")[0] or 0) > 5:
+            header += [
+                "SET GLOBAL wsrep_on=OFF; RESET MASTER; SET GLOBAL wsrep_on=ON;",
+                "SET GLOBAL wsrep_on=OFF; "
+                f"SET @@GLOBAL.gtid_binlog_state='{donor_state}'; "
+                "SET GLOBAL wsrep_on=ON;",
+                "SET @@SESSION.sql_log_bin=OFF;",
+            ]
+        header.append("SET wsrep_on=OFF;")
+        dump_argv = my.dump_argv(dump, dflt(local_cnf), socket=req.socket)
+        trailer += [
+            CSV_TABLES_FIX,
+            f"SET GLOBAL general_log={'ON' if general == '1' else 'OFF'};",
+            f"SET GLOBAL slow_query_log={'ON' if slow == '1' else 'OFF'};",
+        ]
+        log.info(f"Dumping all databases into the joiner's server at {addr.host}:{port}")
+    else:
+        log.info("Bypassing state dump (IST).")
+    trailer.append(f"SET GLOBAL wsrep_start_position='{req.gtid}';")
+    _apply(run, remote, header, dump_argv, trailer)
+
+
+def _apply(
+    run: Run, client: tuple[str, ...], header: list[str], dump: tuple[str, ...], trailer: list[str]
+) -> None:
+    """One client session on the joiner: header, then the dump straight from mariadb-dump
+    into the same OS pipe, then, only if the dump exited 0, the trailer that sets the
+    start position. The dump's privilege tables replace the joiner's, so a second session
+    could not log in any more."""
+    r, w = os.pipe()
+    try:
+        applier = run.sup.start(Stage(client, name="mariadb (joiner)"), stdin=r)
+    finally:
+        os.close(r)
+    try:
+        _feed(run, w, "\n".join(header) + "\n", applier)
+        if dump:
+            dumper = run.sup.start(Stage(dump, name="mariadb-dump"), stdout=w)
+            activity = TreeActivity(dumper.pid, applier.pid)
+            run.sup.wait(
+                [dumper],
+                watch=[applier],
+                what="dumping into the joiner (the joiner's SST fails)",
+                idle=activity.idle,
+                idle_timeout=600,
+            )
+        _feed(run, w, "\n".join(trailer) + "\n", applier)
+    finally:
+        os.close(w)
+    run.sup.wait([applier], what="applying the state on the joiner")
+
+
+def _feed(run: Run, fd: int, text: str, reader: Child, timeout: float = 120.0) -> None:
+    """Write a few statements into the client's pipe, never blocking past the deadline."""
+    data = memoryview(text.encode())
+    deadline = time.monotonic() + timeout
+    while data:
+        run.sup.check_parent()
+        if reader.failed():
+            raise reader.error("the joiner's client session")
+        _, ready, _ = select.select([], [fd], [], 0.1)
+        if ready:
+            try:
+                n = os.write(fd, data[:4096])
+            except BrokenPipeError:
+                raise reader.error("the joiner's client session ended early") from None
+            data = data[n:]
+        elif time.monotonic() > deadline:
+            raise Timeout(f"the joiner's client did not read for {timeout:g} s")
+
+
+def run_method(req: Request, out: Stdout) -> None:
+    """Entry for the mysqldump method (mariadbd runs it on the donor only)."""
+    if req.role == "joiner":
+        raise ConfigError(
+            "the mysqldump method has no joiner script (mariadbd receives the dump itself)"
+        )
+    if req.gtid and not GTID_ARG_RE.match(req.gtid):
+        raise ConfigError(f"malformed --gtid {req.gtid!r}")
+    opts = config.read_options(req, (MYSQLD, "sst", CLIENT_GROUPS))
+    kind = "IST" if req.bypass else "SST"
+    started(req, kind)
+    with sst_run(req, out) as run:
+        donor(run, opts)
+    completed(req, kind)
