@@ -12,6 +12,7 @@ from integration.test_mixed_pairs import restart_alone
 from integration.test_rsync_cluster import assert_clean, join
 from sst import lab as labmod
 from sst.lab import CertPaths, Lab, Node
+from tests.conftest import start_script
 
 pytestmark = pytest.mark.cluster
 
@@ -83,8 +84,6 @@ def test_mysqldump_refuses_a_server_certificate_it_cannot_verify(
 def test_backup_method_holds_ftwrl_and_writes_the_state(lab: Lab, donor: Node) -> None:
     """`backup` transfers nothing: run it as mariadbd would for a donor (via garbd) and
     check the FTWRL handshake and the state file, on the real donor server."""
-    from tests.conftest import start_script
-
     donor.sst_options = {}
     s = start_script(
         "py_backup",

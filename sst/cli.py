@@ -116,6 +116,14 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--rows", type=int, default=20000, help="rows of test data on the donor")
     demo.add_argument("--keep", action="store_true", help="keep the node directories")
     demo.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
+    inst = sub.add_parser("install", help="put galera-sst in place of the stock scripts")
+    inst.add_argument(
+        "--replace-stock",
+        action="store_true",
+        required=True,
+        help="divert the stock wsrep_sst_* scripts (dpkg-divert) and install ours",
+    )
+    sub.add_parser("uninstall", help="restore the stock scripts")
     run = sub.add_parser("sst", help="run an SST script by method name (as mariadbd would)")
     run.add_argument("method")
     run.add_argument("args", nargs=argparse.REMAINDER)
@@ -128,6 +136,15 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
                 method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
             )
         )
+    if ns.command in ("install", "uninstall"):
+        from sst import install
+
+        try:
+            (install.install if ns.command == "install" else install.uninstall)(install.Env())
+        except SSTError as exc:
+            print(f"galera-sst {ns.command}: {exc.message}", file=sys.stderr)
+            sys.exit(exc.code)
+        sys.exit(0)
     if ns.command == "sst":
         install_signal_handlers()
         sys.exit(run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ))
