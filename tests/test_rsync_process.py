@@ -354,3 +354,22 @@ def test_runs_under_stock_name_rsync_wan(
     assert j.readline() == f"{UUID}:5 0"
     assert j.wait() == 0
     assert "delta mode" in j.stderr()
+
+
+def test_mysqldump_refuses_transfer_to_itself(node_dir: Path) -> None:
+    s = start_script("mysqldump", ["--address", "127.0.0.1:3306", "--port", "3306",
+                                   "--local-port", "3306", "--socket", "/tmp/none.sock",
+                                   "--datadir", str(node_dir / "data"), "--defaults-file",
+                                   str(node_dir / "my.cnf"), "--gtid", f"{UUID}:5,0-1-5",
+                                   "--gtid-domain-id", "0"])
+    assert s.readline() == ""  # mariadbd never reads this script's stdout: nothing there
+    assert s.wait() == 22
+    errors = error_lines(s.stderr())
+    assert len(errors) == 1 and "matches this server" in errors[0]
+
+
+def test_backup_method_has_no_joiner(node_dir: Path) -> None:
+    s = start_script("py_backup", ["--role", "joiner", "--address", "127.0.0.1:1",
+                                   "--datadir", str(node_dir / "data")])
+    assert s.wait() == 22
+    assert "no joiner side" in error_lines(s.stderr())[0]
