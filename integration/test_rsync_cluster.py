@@ -8,6 +8,7 @@ import time
 import pytest
 
 from integration.conftest import leftovers
+from integration.leaks import watching
 from sst import lab as labmod
 from sst import net
 from sst.lab import CertPaths, Lab, Node
@@ -49,9 +50,16 @@ def set_tls(donor: Node, joiner: Node, certs: CertPaths, mode: str) -> None:
 
 
 def join(lab: Lab, donor: Node, joiner: Node) -> None:
-    """Join, then assert equal checksums, no SST error and no debris on either side."""
-    lab.join(joiner)
-    donor.wait_synced(60)
+    """Join, then assert equal checksums, no SST error, no debris on either side, and no
+    secret in any argv, child environment or log while our scripts ran."""
+    donor_log_at = len(donor.log_text())
+    with watching(labmod.SST_PASSWORD) as watch:
+        lab.join(joiner)
+        donor.wait_synced(60)
+    watch.scan_text("the joiner's error log", joiner.log_text())
+    watch.scan_text("the donor's error log", donor.log_text()[donor_log_at:])
+    assert watch.scripts_seen >= 1, "none of our SST scripts was seen running"
+    assert watch.hits == []
     a, b = labmod.checksums(donor), labmod.checksums(joiner)
     assert len(a) >= 6
     assert a == b
