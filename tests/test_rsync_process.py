@@ -357,11 +357,27 @@ def test_runs_under_stock_name_rsync_wan(
 
 
 def test_mysqldump_refuses_transfer_to_itself(node_dir: Path) -> None:
-    s = start_script("mysqldump", ["--address", "127.0.0.1:3306", "--port", "3306",
-                                   "--local-port", "3306", "--socket", "/tmp/none.sock",
-                                   "--datadir", str(node_dir / "data"), "--defaults-file",
-                                   str(node_dir / "my.cnf"), "--gtid", f"{UUID}:5,0-1-5",
-                                   "--gtid-domain-id", "0"])
+    s = start_script(
+        "mysqldump",
+        [
+            "--address",
+            "127.0.0.1:3306",
+            "--port",
+            "3306",
+            "--local-port",
+            "3306",
+            "--socket",
+            "/tmp/none.sock",
+            "--datadir",
+            str(node_dir / "data"),
+            "--defaults-file",
+            str(node_dir / "my.cnf"),
+            "--gtid",
+            f"{UUID}:5,0-1-5",
+            "--gtid-domain-id",
+            "0",
+        ],
+    )
     assert s.readline() == ""  # mariadbd never reads this script's stdout: nothing there
     assert s.wait() == 22
     errors = error_lines(s.stderr())
@@ -369,7 +385,9 @@ def test_mysqldump_refuses_transfer_to_itself(node_dir: Path) -> None:
 
 
 def test_backup_method_has_no_joiner(node_dir: Path) -> None:
-    s = start_script("py_backup", ["--role", "joiner", "--address", "127.0.0.1:1",
-                                   "--datadir", str(node_dir / "data")])
+    s = start_script(
+        "py_backup",
+        ["--role", "joiner", "--address", "127.0.0.1:1", "--datadir", str(node_dir / "data")],
+    )
     assert s.wait() == 22
     assert "no joiner side" in error_lines(s.stderr())[0]
