@@ -70,6 +70,17 @@ def donor(lab: Lab) -> Node:
     return node
 
 
+@pytest.fixture(autouse=True)
+def _only_the_donor_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever a test did, pass or fail, the next one starts with the donor alone."""
+    yield
+    if "lab" not in request.fixturenames:
+        return
+    lb: Lab = request.getfixturevalue("lab")
+    for node in list(lb.nodes[1:]):
+        lb.remove_node(node)
+
+
 def leftovers(base: str) -> list[str]:
     """SST processes (ours or the tools') still running for anything under base."""
     out = []

@@ -71,7 +71,16 @@ class LeakWatch:
                     kids = p.children(recursive=True)
                 except psutil.Error:
                     continue
+                try:
+                    own = p.cmdline()
+                except psutil.Error:
+                    continue
                 for k in kids:
+                    try:
+                        if k.cmdline() == own:
+                            continue  # forked but not yet exec'ed: still a copy of the script
+                    except psutil.Error:
+                        continue
                     self._check(k, child=True)
             self.samples += 1
             time.sleep(self._period)
