@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sst.errors import ConfigError
 
 DEFAULT_PORT = 4444
+_ADDRESS_BAD = re.compile(r"[^A-Za-z0-9._\-:\[\]/]")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ class Address:
         raw = text.strip()
         if not raw:
             raise ConfigError("empty SST address")
+        bad = _ADDRESS_BAD.search(raw)
+        if bad:
+            raise ConfigError(
+                f"bad character {bad.group()!r} in SST address {raw!r} (mariadbd "
+                "allows letters, digits and . _ - : [ ] /)"
+            )
         if raw.startswith("["):
             end = raw.find("]")
             if end < 0:
@@ -65,9 +72,8 @@ class Address:
             except ValueError:
                 raise ConfigError(f"bad IPv6 address {host!r} in {raw!r}") from None
         else:
-            m = re.match(r"^([^:/]*)(.*)$", raw)
-            assert m is not None
-            host, rest = m.group(1), m.group(2)
+            host, sep, rest = raw.partition(":") if ":" in raw.split("/")[0] else raw.partition("/")
+            rest = sep + rest
         if not host:
             raise ConfigError(f"no host in SST address {raw!r}")
         port = default_port

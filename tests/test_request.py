@@ -186,3 +186,9 @@ def test_address_parser_never_crashes(text: str) -> None:
         assert exc.message
     else:
         assert a.host and 0 < a.port < 65536
+
+
+@pytest.mark.parametrize("bad", [":\n0", "host name:4444", "h%eth0:1", "h;rm:1"])
+def test_address_bad_characters(bad: str) -> None:
+    with pytest.raises(ConfigError, match="bad character"):
+        Address.parse(bad)
