@@ -391,3 +391,24 @@ def test_backup_method_has_no_joiner(node_dir: Path) -> None:
     )
     assert s.wait() == 22
     assert "no joiner side" in error_lines(s.stderr())[0]
+
+
+def test_joiner_sigkill_leaves_no_listener(
+    joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """SIGKILL runs no cleanup: the children still die (parent-death signal), the port is
+    freed, and the next SST on this datadir starts normally."""
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    assert j.readline().startswith("ready ")
+    kids = [p.pid for p in j.descendants()]
+    assert kids
+    j.proc.kill()
+    j.wait()
+    assert no_processes_left(kids)
+    assert not net.port_in_use(port, "127.0.0.1")
+    j2 = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    assert j2.readline().startswith("ready ")
+    j2.proc.send_signal(signal.SIGTERM)
+    assert j2.wait(20) == 3
+    assert_no_debris(joiner_dir / "data")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,18 @@ FileArg = Union[int, IO[Any], None]
 
 # Secrets mariadbd hands the script in its environment: no child ever inherits them.
 SECRET_ENV = ("WSREP_SST_OPT_AUTH", "WSREP_SST_OPT_REMOTE_AUTH", "WSREP_SST_OPT_PSWD", "MYSQL_PWD")
+
+
+_SETPRIV = shutil.which("setpriv")
+
+
+def _with_parent_death_signal(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """Children get SIGTERM if this process dies, even by SIGKILL (no cleanup runs then):
+    util-linux setpriv sets PR_SET_PDEATHSIG and execs the program. Without setpriv the
+    normal cleanup paths still stop them."""
+    if _SETPRIV is None:
+        return argv
+    return (_SETPRIV, "--pdeathsig", "TERM", "--", *argv)
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -206,7 +219,7 @@ class Supervisor:
         out: FileArg = stdout if stdout is not None else sys.stderr.fileno()
         try:
             popen = subprocess.Popen(
-                stage.argv,
+                _with_parent_death_signal(stage.argv),
                 stdin=stdin,
                 stdout=out,
                 stderr=subprocess.PIPE,
