@@ -12,7 +12,7 @@ from sst.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 
-VOLATILE = {"galera.cache", "grastate.dat", "gvwstate.dat"}
+VOLATILE = {"galera.cache", "grastate.dat", "gvwstate.dat", "galera_sst_status.json"}
 
 
 def snapshot(datadir: str) -> dict[str, tuple[int, int]]:

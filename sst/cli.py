@@ -6,6 +6,7 @@ Exceptions become exit codes here and only here.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -116,6 +117,9 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--rows", type=int, default=20000, help="rows of test data on the donor")
     demo.add_argument("--keep", action="store_true", help="keep the node directories")
     demo.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
+    st = sub.add_parser("status", help="the running SST, or how the last one ended")
+    st.add_argument("--datadir", default="/var/lib/mysql")
+    st.add_argument("--json", action="store_true", help="machine-readable")
     inst = sub.add_parser("install", help="put galera-sst in place of the stock scripts")
     inst.add_argument(
         "--replace-stock",
@@ -136,6 +140,15 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
                 method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
             )
         )
+    if ns.command == "status":
+        from sst import status
+
+        data = status.read(ns.datadir)
+        if data is None:
+            print(f"no galera-sst status in {ns.datadir}", file=sys.stderr)
+            sys.exit(2)
+        print(json.dumps(data) if ns.json else status.describe(data))
+        sys.exit(0 if data["state"] in ("running", "succeeded") else 1)
     if ns.command in ("install", "uninstall"):
         from sst import install
 

@@ -197,7 +197,7 @@ BK_GROUPS = ("sst", "xtrabackup mariabackup")
 DEFAULT_CPAT = (
     r".*/(\.sst|\.sst-old|\.sst-staging|galera\.cache|sst_in_progress|grastate\.dat"
     r"|gvwstate\.dat|wsrep_sst\.pid|.*\.pem|.*\.err|.*\.log|RPM_UPGRADE_MARKER"
-    r"|RPM_UPGRADE_HISTORY|lost\+found)$"
+    r"|RPM_UPGRADE_HISTORY|lost\+found|galera_sst_status\.json)$"
 )
 
 

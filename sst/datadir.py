@@ -22,7 +22,16 @@ IN_PROGRESS = "sst_in_progress"
 SST_PID = "wsrep_sst.pid"
 
 # Top-level names of the datadir that a transfer never replaces or deletes.
-PROTECTED_TOP = (STAGING, OLD, "lost+found", ".zfs", ".snapshot", ".fseventsd", ".Trashes")
+PROTECTED_TOP = (
+    STAGING,
+    OLD,
+    "lost+found",
+    ".zfs",
+    ".snapshot",
+    ".fseventsd",
+    ".Trashes",
+    "galera_sst_status.json",
+)
 
 
 def resolve(datadir: str, path: str) -> str:

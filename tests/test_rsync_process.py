@@ -3,18 +3,22 @@ as mariadbd would. Every failure asserts the exit code, one ERROR line, and no d
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sst import lab, net
+from sst.status import FILE as STATUS_FILE
 from tests.conftest import (
+    ROOT,
     UUID,
     Script,
     error_lines,
@@ -39,9 +43,12 @@ DEBRIS = (
 
 
 def snapshot(d: Path) -> dict[str, bytes]:
+    """Every file's bytes, minus our status file (written on purpose, success or not)."""
     out = {}
     for root, _, files in os.walk(d):
         for f in files:
+            if f == STATUS_FILE:
+                continue
             p = Path(root) / f
             out[str(p.relative_to(d))] = p.read_bytes()
     return out
@@ -412,3 +419,32 @@ def test_joiner_sigkill_leaves_no_listener(
     j2.proc.send_signal(signal.SIGTERM)
     assert j2.wait(20) == 3
     assert_no_debris(joiner_dir / "data")
+
+
+def test_status_file_tells_how_the_last_sst_ended(
+    joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    write_cnf(joiner_dir, {"sst-initial-timeout": "1"})
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    assert j.readline().startswith("ready ")
+    assert j.wait(30) == 32
+    res = subprocess.run(
+        [sys.executable, "-m", "sst", "status", "--datadir", str(joiner_dir / "data"), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        check=False,
+    )
+    assert res.returncode == 1
+    data = json.loads(res.stdout)
+    assert (data["state"], data["role"], data["exit_code"]) == ("failed", "joiner", 32)
+    assert "no donor connected" in data["error"] and data["phase"] == "receiving"
+    human = subprocess.run(
+        [sys.executable, "-m", "sst", "status", "--datadir", str(joiner_dir / "data")],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        check=False,
+    ).stdout
+    assert "py_rsync joiner (failed)" in human and "error (exit 32)" in human

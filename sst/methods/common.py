@@ -14,39 +14,57 @@ import psutil
 
 from sst import log
 from sst.datadir import SST_PID, ensure_dir, remove
-from sst.errors import FlushFailed
+from sst.errors import FlushFailed, SSTError
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Supervisor
 from sst.protocol import State, Stdout
 from sst.request import Request
+from sst.status import Status
 
 
 @dataclass
 class Run:
-    """One SST run: the request, its supervisor, the stdout writer and a private run dir."""
+    """One SST run: the request, its supervisor, stdout, a private run dir, the status file."""
 
     req: Request
     sup: Supervisor
     out: Stdout
     rundir: str
+    status: Status | None = None
+
+    def phase(
+        self, name: str, *, expected: int = 0, tls: str = "", watch: tuple[int, ...] = ()
+    ) -> None:
+        """Announce a phase in the status file."""
+        if self.status is not None:
+            self.status.phase(name, expected=expected, tls=tls, watch=watch)
 
 
 @contextmanager
 def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
-    """Guard the datadir (wsrep_sst.pid), make a 0700 run dir, and on every exit kill all
-    children and remove the run dir and the pid file."""
+    """Guard the datadir (wsrep_sst.pid), make a 0700 run dir, keep the status file, and on
+    every exit kill all children and remove the run dir and the pid file."""
     ensure_dir(req.datadir)
     pid_path = os.path.join(req.datadir, SST_PID)
     pidfile.wait_stale(pid_path, "a previous SST script")
     pidfile.write_pid(pid_path)
     base = tmpdir if tmpdir and not any(c.isspace() for c in tmpdir) else None
     rundir = tempfile.mkdtemp(prefix="galera-sst.", dir=base)
-    sup = Supervisor(ParentWatch(req.parent if req.role == "joiner" else 0))
+    status = Status(req.datadir, req.method, req.role, req.address.hostport if req.address else "")
+    sup = Supervisor(ParentWatch(req.parent if req.role == "joiner" else 0), status.tick)
+    code, error = 0, ""
     try:
-        yield Run(req, sup, out, rundir)
+        yield Run(req, sup, out, rundir, status)
+    except SSTError as exc:
+        code, error = exc.code, exc.message
+        raise
+    except BaseException as exc:
+        code, error = 1, f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         sup.close()
         shutil.rmtree(rundir, ignore_errors=True)
+        status.finish(code, error)
         pidfile.remove(pid_path)
 
 

@@ -259,6 +259,7 @@ def _joiner(
         ready = f"{checked.cn}:{secret}@{ready}"
     log.info(f"Listening on {bind or '*'}:{addr.port} ({s.plan.label})")
     run.out.ready(ready)
+    run.phase("receiving the state files", tls=s.plan.label)
 
     run.sup.wait(
         kids[1:],
@@ -304,6 +305,12 @@ def _joiner(
     )
     listener = kids[0]
     log.info("Receiving the backup (stage 2)")
+    total = tags.get("total", "")
+    run.phase(
+        "receiving the backup",
+        expected=int(total) if total.isdigit() else 0,
+        watch=tuple(k.pid for k in kids),
+    )
     activity = TreeActivity(*(k.pid for k in kids))
     run.sup.wait(
         kids[1:],
@@ -315,6 +322,7 @@ def _joiner(
     _check_backup(staging, listener)
     _ack(listener, True)
     log.info("Backup received; preparing it")
+    run.phase("preparing")
 
     common = _common(req, s, backup)
     prep = run.sup.start(
@@ -342,6 +350,7 @@ def _joiner(
 
     # The irreversible part: only for a live server, and undone if move-back fails.
     run.sup.check_parent()
+    run.phase("moving the backup into the datadir")
     _swap(run, s, common, staging)
     log.info(f"Galera co-ords from the donor: {line}")
     run.out.coordinates(line)
@@ -496,6 +505,7 @@ def _send(
     ack_expected: bool,
     socat: str,
     idle: Callable[[list[Child]], Callable[[], float]] | None = None,
+    expected: int = 0,
 ) -> None:
     req = run.req
     addr = req.address
@@ -511,6 +521,7 @@ def _send(
         retries=retries,
     )
     kids = run.sup.pipeline([*stages, Stage(argv, name="socat")], stdout=subprocess.PIPE)
+    run.phase(what, tls=s.plan.label, expected=expected, watch=(kids[-1].pid,))
     idle_fn = idle(kids) if idle is not None else None
     run.sup.wait(kids, what=what, idle=idle_fn, idle_timeout=s.idle_timeout if idle else 0.0)
     out = kids[-1].popen.stdout
@@ -624,6 +635,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         s,
         stage2,
         what="streaming the backup (stage 2)",
+        expected=size,
         connect_for=STAGE2_CONNECT,
         ack_expected=ack_expected,
         socat=socat,

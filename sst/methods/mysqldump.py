@@ -216,6 +216,7 @@ def _apply(
         if dump:
             dumper = run.sup.start(Stage(dump, name="mariadb-dump"), stdout=w)
             activity = TreeActivity(dumper.pid, applier.pid)
+            run.phase("dumping into the joiner", watch=(dumper.pid,))
             run.sup.wait(
                 [dumper],
                 watch=[applier],

@@ -232,6 +232,7 @@ def _joiner_receive(
         f"{', delta mode' if wan else ''})"
     )
     run.out.ready(ready)
+    run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
 
     magic = os.path.join(layout.main.staged, rs.MAGIC_FILE)
     activity = TreeActivity(daemon.pid)
@@ -270,6 +271,7 @@ def _joiner_receive(
         log.info("IST requested by the donor: the datadir is left as it is")
     else:
         run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
+        run.phase("swapping in the new datadir")
         _swap(run, s, layout, tar)
     log.info(f"Galera co-ords from the donor: {state}")
     run.out.coordinates(state_line)
@@ -413,6 +415,7 @@ def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> No
 
     def one(argv: tuple[str, ...], what: str) -> None:
         child = run.sup.start(Stage(argv, name="rsync", errno_for=rs.errno_for))
+        run.phase(what, tls=s.ssl_mode, watch=(child.pid,))
         act = TreeActivity(child.pid)
         run.sup.wait([child], what=what, idle=act.idle, idle_timeout=s.idle_timeout)
 
@@ -444,6 +447,7 @@ def _parallel(run: Run, s: RsyncSettings, argvs: list[tuple[str, ...]]) -> None:
         while pending and len(active) < s.backup_threads:
             c = run.sup.start(Stage(pending.pop(0), name="rsync", errno_for=rs.errno_for))
             active.append((c, TreeActivity(c.pid)))
+            run.phase("sending database directories", watch=tuple(a.pid for a, _ in active))
         run.sup.check_parent()
         for c, act in list(active):
             rc = c.poll()

@@ -207,9 +207,12 @@ class Supervisor:
     not share mariadbd's group. No child ever inherits our stdout (mariadbd's pipe).
     """
 
-    def __init__(self, parent: ParentWatch | None = None) -> None:
+    def __init__(
+        self, parent: ParentWatch | None = None, on_tick: Callable[[], None] | None = None
+    ) -> None:
         self.parent = parent or ParentWatch(0)
         self.children: list[Child] = []
+        self.on_tick = on_tick  # called on every supervision tick (the status file)
 
     # -- starting -----------------------------------------------------------------------
     def start(
@@ -261,7 +264,9 @@ class Supervisor:
 
     # -- waiting ------------------------------------------------------------------------
     def check_parent(self) -> None:
-        """Raise ParentGone if mariadbd died."""
+        """Raise ParentGone if mariadbd died (and tick the status)."""
+        if self.on_tick is not None:
+            self.on_tick()
         if not self.parent.alive():
             raise ParentGone(
                 f"parent mysqld process (PID {self.parent.pid}) terminated unexpectedly"

@@ -1,0 +1,146 @@
+"""The live status file `<datadir>/galera_sst_status.json`: what a running SST is doing, or
+how the last one ended, for `galera-sst status`, probes and orchestration."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+FILE = "galera_sst_status.json"
+TICK = 1.0  # seconds between byte samples
+
+
+@dataclass
+class Snapshot:
+    """What the file holds (one JSON object)."""
+
+    method: str
+    role: str
+    pid: int
+    peer: str = ""
+    tls: str = ""
+    phase: str = "starting"
+    state: str = "running"  # running | succeeded | failed
+    started: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    last_progress: float = field(default_factory=time.time)
+    bytes_done: int = 0
+    bytes_expected: int = 0
+    rate: float = 0.0  # bytes per second, over the last samples
+    eta_seconds: float | None = None
+    exit_code: int | None = None
+    error: str = ""
+
+
+class Status:
+    """Writes the status file atomically; cheap enough to call on every supervision tick."""
+
+    def __init__(self, datadir: str, method: str, role: str, peer: str = "") -> None:
+        self.path = os.path.join(datadir, FILE)
+        self.snap = Snapshot(method=method, role=role, pid=os.getpid(), peer=peer)
+        self._last_sample = 0.0
+        self._last_bytes = 0
+        self._pids: tuple[int, ...] = ()
+        self.write()
+
+    def write(self) -> None:
+        """Replace the file (never a half-written one)."""
+        self.snap.updated = time.time()
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(asdict(self.snap), f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # status is best effort; the SST itself must not fail for it
+
+    def phase(
+        self, name: str, *, expected: int = 0, tls: str = "", watch: tuple[int, ...] = ()
+    ) -> None:
+        """Enter a phase; optionally the process trees whose I/O counts as progress."""
+        self.snap.phase = name
+        if expected:
+            self.snap.bytes_expected = expected
+        if tls:
+            self.snap.tls = tls
+        self._pids = watch
+        self.write()
+
+    def tick(self) -> None:
+        """Sample the watched processes' I/O at most every TICK seconds."""
+        now = time.monotonic()
+        if not self._pids or now - self._last_sample < TICK:
+            return
+        total = 0
+        for pid in self._pids:
+            try:
+                root = psutil.Process(pid)
+                for p in (root, *root.children(recursive=True)):
+                    try:
+                        total += p.io_counters().write_chars
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+            except psutil.NoSuchProcess:
+                continue
+        elapsed = now - self._last_sample if self._last_sample else 0.0
+        self._last_sample = now
+        if total > self._last_bytes:
+            if elapsed:
+                self.snap.rate = (total - self._last_bytes) / elapsed
+            self.snap.last_progress = time.time()
+            self._last_bytes = total
+            self.snap.bytes_done = max(self.snap.bytes_done, total)
+        s = self.snap
+        if s.bytes_expected and s.rate > 0 and s.bytes_done < s.bytes_expected:
+            s.eta_seconds = (s.bytes_expected - s.bytes_done) / s.rate
+        self.write()
+
+    def finish(self, code: int, error: str = "") -> None:
+        """Record the outcome."""
+        self.snap.state = "succeeded" if code == 0 else "failed"
+        self.snap.exit_code = code
+        self.snap.error = error
+        self.snap.phase = "done" if code == 0 else self.snap.phase
+        self.snap.eta_seconds = None
+        self.write()
+
+
+def read(datadir: str) -> dict[str, Any] | None:
+    """The status file as a dict (None if absent); a dead writer means it was interrupted."""
+    try:
+        with open(os.path.join(datadir, FILE), encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if data.get("state") == "running" and not psutil.pid_exists(int(data.get("pid", 0))):
+        data["state"] = "interrupted"
+    return data
+
+
+def describe(data: dict[str, Any]) -> str:
+    """A few human lines."""
+    now = time.time()
+    lines = [
+        f"{data['method']} {data['role']} ({data['state']})"
+        + (f", peer {data['peer']}" if data.get("peer") else "")
+        + (f", {data['tls']}" if data.get("tls") else ""),
+        f"phase: {data['phase']}, started {now - data['started']:.0f} s ago",
+    ]
+    done, exp = data.get("bytes_done", 0), data.get("bytes_expected", 0)
+    if done or exp:
+        lines.append(
+            f"bytes: {done / 2**20:.1f} MiB"
+            + (f" of {exp / 2**20:.1f} MiB" if exp else "")
+            + f", {data.get('rate', 0) / 2**20:.1f} MiB/s"
+            + (f", ETA {data['eta_seconds']:.0f} s" if data.get("eta_seconds") else "")
+        )
+    if data["state"] == "running":
+        lines.append(f"last progress {now - data['last_progress']:.0f} s ago")
+    if data.get("error"):
+        lines.append(f"error (exit {data.get('exit_code')}): {data['error']}")
+    return "\n".join(lines)
