@@ -309,7 +309,7 @@ def _joiner(
     run.phase(
         "receiving the backup",
         expected=int(total) if total.isdigit() else 0,
-        watch=tuple(k.pid for k in kids),
+        watch=(listener.pid,),  # bytes received: what socat writes on
     )
     activity = TreeActivity(*(k.pid for k in kids))
     run.sup.wait(
