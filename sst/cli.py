@@ -117,6 +117,15 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--rows", type=int, default=20000, help="rows of test data on the donor")
     demo.add_argument("--keep", action="store_true", help="keep the node directories")
     demo.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
+    ck = sub.add_parser("check", help="pre-flight checks of this node's SST, touching no data")
+    ck.add_argument(
+        "--method", default="py_mariabackup", choices=["py_mariabackup", "py_rsync", "mysqldump"]
+    )
+    ck.add_argument("--role", choices=["joiner", "donor"], help="default: both")
+    ck.add_argument("--defaults-file", default="")
+    ck.add_argument("--defaults-extra-file", default="")
+    ck.add_argument("--defaults-group-suffix", default="")
+    ck.add_argument("--json", action="store_true", help="machine-readable")
     st = sub.add_parser("status", help="the running SST, or how the last one ended")
     st.add_argument("--datadir", default="/var/lib/mysql")
     st.add_argument("--json", action="store_true", help="machine-readable")
@@ -140,6 +149,24 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
                 method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
             )
         )
+    if ns.command == "check":
+        from sst import check
+
+        roles = (ns.role,) if ns.role else ("joiner", "donor")
+        try:
+            found = check.run(
+                (ns.defaults_file, ns.defaults_extra_file, ns.defaults_group_suffix),
+                method=ns.method,
+                roles=roles,
+                env=dict(os.environ),
+            )
+        except SSTError as exc:
+            print(f"galera-sst check: {exc.message}", file=sys.stderr)
+            sys.exit(exc.code)
+        if ns.json:
+            print(json.dumps(check.as_json(found)))
+            sys.exit(1 if any(f.level == "fail" for f in found) else 0)
+        sys.exit(check.report(found))
     if ns.command == "status":
         from sst import status
 

@@ -74,7 +74,7 @@ def _write(path: str, data: bytes, mode: int = 0o644) -> None:
 def make_ca(
     cn: str = "galera-sst test CA",
     *,
-    days: int = 30,
+    days: int = 365,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA certificate and key."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -113,7 +113,7 @@ def make_leaf(
     *,
     ips: Sequence[str] = (),
     dns: Sequence[str] = (),
-    days: int = 30,
+    days: int = 365,
     not_before_days: float = -1.0,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A certificate for cn signed by ca, with the given SANs (none: CN only)."""

@@ -1,0 +1,294 @@
+"""`galera-sst check`: will this node's SST work? Every pre-flight check, touching no data."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from sst import config, net, tls, tools
+from sst.config import MYSQLD, Options, TLSFiles
+from sst.errors import SSTError
+from sst.process.runner import run_capture
+from sst.request import Address, Credentials, Request, parse_request
+from sst.tools import mysql as my
+
+EXPIRY_WARN_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One row of the report."""
+
+    check: str
+    level: str  # pass | warn | fail
+    detail: str
+    fix: str = ""
+
+
+def _which(name: str) -> str:
+    try:
+        return tools.find(name)
+    except SSTError:
+        return ""
+
+
+def _tools(method: str, tls_on: bool) -> list[Finding]:
+    need = {
+        "py_rsync": ["rsync", "tar"],
+        "py_mariabackup": ["socat", "mariadb-backup", "mbstream"],
+        "mysqldump": ["mariadb", "mariadb-dump"],
+    }.get(method, [])
+    if method == "py_rsync" and tls_on:
+        need.append("stunnel4" if _which("stunnel4") and not _which("stunnel") else "stunnel")
+    out = []
+    for name in ["my_print_defaults", *need]:
+        path = _which(name)
+        out.append(
+            Finding(
+                f"tool {name}",
+                "pass" if path else "fail",
+                path or "not found",
+                ""
+                if path
+                else "apt-get install "
+                + {
+                    "stunnel": "stunnel4",
+                    "socat": "socat",
+                    "rsync": "rsync",
+                    "mariadb-backup": "mariadb-backup",
+                    "mbstream": "mariadb-backup",
+                }.get(name, "mariadb-client"),
+            )
+        )
+    if "socat" in need and _which("socat") and tls_on:
+        ok = "WITH_OPENSSL 1" in run_capture((_which("socat"), "-V"), timeout=10).stdout
+        out.append(
+            Finding(
+                "socat with OpenSSL",
+                "pass" if ok else "fail",
+                "yes" if ok else "socat was built without OpenSSL",
+                "" if ok else "install Debian's socat package",
+            )
+        )
+    if "mariadb-backup" in need and _which("mariadb-backup") and _which("mariadbd"):
+        b = (
+            run_capture((_which("mariadb-backup"), "--version"), timeout=10).stderr
+            + run_capture((_which("mariadb-backup"), "--version"), timeout=10).stdout
+        )
+        s = run_capture((_which("mariadbd"), "--version"), timeout=10).stdout
+        bv = re.search(r"(\d+\.\d+\.\d+)-MariaDB", b)
+        sv = re.search(r"Ver (\d+\.\d+\.\d+)", s)
+        same = bool(bv and sv and bv.group(1) == sv.group(1))
+        out.append(
+            Finding(
+                "mariadb-backup matches the server",
+                "pass" if same else "fail",
+                f"mariadb-backup {bv.group(1) if bv else '?'}, server {sv.group(1) if sv else '?'}",
+                "" if same else "install the mariadb-backup of the server's version",
+            )
+        )
+    return out
+
+
+def _cert(label: str, files: TLSFiles, role: str, need_ca: bool) -> list[Finding]:
+    try:
+        checked = tls.check(files, role=role, need_ca=need_ca)
+    except SSTError as exc:
+        return [Finding(label, "fail", exc.message, "fix or replace the file named")]
+    days = (checked.not_after - datetime.datetime.now(datetime.timezone.utc)).days
+    level = "warn" if days < EXPIRY_WARN_DAYS else "pass"
+    return [
+        Finding(
+            label,
+            level,
+            f"CN={checked.cn or '-'}, expires in {days} days ({files.cert})",
+            "renew the certificate" if level == "warn" else "",
+        )
+    ]
+
+
+def _settings(
+    req: Request, opts: Options, method: str
+) -> tuple[list[Finding], TLSFiles | None, bool]:
+    """Resolve the method's options for one role; returns findings, TLS files, need_ca."""
+    label = f"{method} options ({req.role})"
+    try:
+        if method == "py_rsync":
+            s = config.rsync_settings(req, opts)
+            on = s.ssl_mode != "DISABLED"
+            return (
+                [Finding(label, "pass", f"ssl-mode {s.ssl_mode}")],
+                s.tls if on else None,
+                s.ssl_mode.startswith("VERIFY"),
+            )
+        if method == "py_mariabackup":
+            m = config.mariabackup_settings(req, opts)
+            return [Finding(label, "pass", m.plan.label)], m.plan.files, m.plan.verify
+    except SSTError as exc:
+        return [Finding(label, "fail", exc.message, "correct the option files")], None, False
+    return [Finding(label, "pass", "nothing to resolve")], None, False
+
+
+def _port(opts: Options) -> list[Finding]:
+    text = opts.get((MYSQLD,), "wsrep-sst-receive-address")
+    if not text or text.upper() == "AUTO":
+        text = (
+            opts.get((MYSQLD,), "wsrep-node-address").rsplit(":", 1)[0]
+            if opts.get((MYSQLD,), "wsrep-node-address").count(":") == 1
+            else opts.get((MYSQLD,), "wsrep-node-address")
+        )
+    if not text:
+        return [
+            Finding(
+                "SST port",
+                "warn",
+                "no wsrep_sst_receive_address or "
+                "wsrep_node_address; mariadbd will guess the address",
+                "set wsrep_sst_receive_address",
+            )
+        ]
+    try:
+        addr = Address.parse(text)
+    except SSTError as exc:
+        return [Finding("SST port", "fail", exc.message, "fix wsrep_sst_receive_address")]
+    bind = net.bind_address(addr.host)
+    busy = net.port_in_use(addr.port, bind)
+    return [
+        Finding(
+            "SST port",
+            "fail" if busy else "pass",
+            f"{addr.hostport} is {'in use' if busy else 'free'}"
+            + ("" if bind else f" ({addr.host} is not an address of this host)"),
+            "stop what listens there or pick another port" if busy else "",
+        )
+    ]
+
+
+def _disk(datadir: str) -> list[Finding]:
+    if not os.path.isdir(datadir):
+        return [Finding("disk space", "warn", f"datadir {datadir} does not exist yet")]
+    used = 0
+    for root, _, files in os.walk(datadir):
+        for f in files:
+            try:
+                used += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                continue
+    free = shutil.disk_usage(datadir).free
+    ok = free > used * 1.1
+    return [
+        Finding(
+            "disk space for staging",
+            "pass" if ok else "fail",
+            f"{free / 2**30:.1f} GiB free, datadir {used / 2**30:.1f} GiB (the joiner "
+            "stages a full copy before replacing the old one)",
+            "" if ok else "free space, or move the datadir to a larger filesystem",
+        )
+    ]
+
+
+def _credentials(req: Request, opts: Options) -> list[Finding]:
+    creds = req.credentials
+    if not creds.user:
+        auth = opts.get(("sst",), "wsrep-sst-auth") or opts.get((MYSQLD,), "wsrep-sst-auth")
+        creds = Credentials.parse(auth)
+    if not creds.user:
+        return [
+            Finding(
+                "SST credentials",
+                "warn",
+                "no wsrep_sst_auth: mariabackup and mysqldump donors need one",
+                "set wsrep_sst_auth",
+            )
+        ]
+    socket = opts.get((MYSQLD,), "socket")
+    client = _which("mariadb")
+    if not socket or not os.path.exists(socket) or not client:
+        return [
+            Finding("SST credentials", "warn", "the local server is not running; login not tried")
+        ]
+    with tempfile.TemporaryDirectory(prefix="galera-sst-check.") as d:
+        cnf = os.path.join(d, "c.cnf")
+        my.option_file(cnf, include="", group="client", user=creds.user, password=creds.password)
+        res = run_capture(
+            (client, f"--defaults-file={cnf}", f"--socket={socket}", "-e", "SELECT 1"), timeout=20
+        )
+    ok = res.returncode == 0
+    return [
+        Finding(
+            "SST credentials",
+            "pass" if ok else "fail",
+            f"user '{creds.user}' "
+            + ("can log in" if ok else f"cannot log in: {res.stderr.strip()[-200:]}"),
+            "" if ok else "create the user or fix wsrep_sst_auth",
+        )
+    ]
+
+
+def run(
+    defaults: tuple[str, str, str], *, method: str, roles: tuple[str, ...], env: dict[str, str]
+) -> list[Finding]:
+    """Every check for the given method and roles."""
+    args = ["--datadir", "/"]
+    for opt, value in zip(
+        ("--defaults-file", "--defaults-extra-file", "--defaults-group-suffix"), defaults
+    ):
+        if value:
+            args += [opt, value]
+    base = parse_request(f"wsrep_sst_{method}", ["--role", "joiner", *args], env)
+    opts = config.read_options(base, (MYSQLD, "sst", "xtrabackup mariabackup"))
+    datadir = opts.get((MYSQLD,), "datadir", "/var/lib/mysql").rstrip("/")
+    findings: list[Finding] = []
+    tls_files: list[tuple[str, TLSFiles, bool]] = []
+    for role in roles:
+        req = parse_request(
+            f"wsrep_sst_{method}",
+            ["--role", role, "--address", "127.0.0.1", *args, "--datadir", datadir],
+            env,
+        )
+        f, files, need_ca = _settings(req, opts, method)
+        findings += f
+        if files is not None:
+            tls_files.append((role, files, need_ca))
+    findings = _tools(method, bool(tls_files)) + findings
+    for role, files, need_ca in tls_files:
+        findings += _cert(f"SST certificate ({role})", files, role, need_ca)
+    repl = opts.get((MYSQLD,), "wsrep-provider-options")
+    m = re.search(r"socket\.ssl_ca\s*=\s*([^;\s]+)", repl)
+    if m and tls_files:
+        sst_ca = tls_files[0][1].ca
+        same = not sst_ca or os.path.realpath(m.group(1)) == os.path.realpath(sst_ca)
+        findings.append(
+            Finding(
+                "replication and SST CA",
+                "pass" if same else "warn",
+                f"replication CA {m.group(1)}, SST CA {sst_ca or '-'}",
+                "" if same else "use one CA for both, or check both trust",
+            )
+        )
+    if "joiner" in roles:
+        findings += _port(opts) + _disk(datadir)
+    if "donor" in roles:
+        findings += _credentials(base, opts)
+    return findings
+
+
+def report(findings: list[Finding], say: Callable[[str], None] = print) -> int:
+    """Print the table; exit status 1 if anything failed."""
+    width = max(len(f.check) for f in findings)
+    for f in findings:
+        say(
+            f"{f.level.upper():5} {f.check:{width}}  {f.detail}"
+            + (f"\n{'':{width + 8}}fix: {f.fix}" if f.fix else "")
+        )
+    return 1 if any(f.level == "fail" for f in findings) else 0
+
+
+def as_json(findings: list[Finding]) -> list[dict[str, str]]:
+    """The findings as plain dicts."""
+    return [asdict(f) for f in findings]
