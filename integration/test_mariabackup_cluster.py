@@ -150,3 +150,21 @@ def test_failed_prepare_or_move_keeps_old_datadir(lab: Lab, donor: Node, phase: 
     assert_clean(lab, joiner)
     assert starts_standalone(joiner) == "c4ca4238a0b923820dcc509a6f75849b"  # MD5(1)
     lab.remove_node(joiner)
+
+
+def test_credentials_from_sst_group_when_env_is_empty(lab: Lab, donor: Node) -> None:
+    """mariadbd passes an empty WSREP_SST_OPT_AUTH when wsrep_sst_auth is unset: the donor
+    then takes `[sst] wsrep-sst-auth` (sst-contract.md 1.9)."""
+    joiner = lab.add_node(sst_method="py_mariabackup")
+    use(donor, joiner, {}, {"wsrep-sst-auth": f"sst:{labmod.SST_PASSWORD}"})
+    donor.sql("SET GLOBAL wsrep_sst_auth=''")
+    try:
+        join(lab, donor, joiner)
+        # Without the fallback mariadb-backup would log in as the OS user via unix_socket.
+        with open(os.path.join(donor.datadir, "mariabackup.backup.log"), encoding="utf-8") as f:
+            assert "user: sst, password: set" in f.read()
+    finally:
+        donor.sql(
+            f"SET GLOBAL wsrep_sst_auth='sst:{labmod.SST_PASSWORD.replace(chr(39), 2 * chr(39))}'"
+        )
+    lab.remove_node(joiner)

@@ -12,7 +12,7 @@ from typing import Any
 from sst import tools
 from sst.errors import ConfigError
 from sst.process.runner import run_capture
-from sst.request import Request, normalize_option
+from sst.request import Credentials, Request, normalize_option
 from sst.tools import my_print_defaults
 
 MYSQLD = "--mysqld"  # every group mariadbd itself reads
@@ -238,6 +238,7 @@ class MariabackupSettings:
     innodb_log_group_home_dir: str
     innodb_undo_directory: str
     aria_log_dir_path: str
+    credentials: Credentials = field(default_factory=Credentials)
 
 
 def _argv_option(name: str, value: str, errors: list[str]) -> tuple[str, ...]:
@@ -377,6 +378,7 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
         rlimit=opts.get(("sst",), "rlimit"),
         tmpdir=opts.get(ENC_GROUPS, "tmpdir"),
         cpat=cpat,
+        credentials=credentials(req, opts),
         **_server_paths(req, opts),
     )
     if errors:
@@ -401,3 +403,10 @@ def _server_paths(req: Request, opts: Options) -> dict[str, Any]:
         or opts.get((MYSQLD,), "innodb-undo-directory"),
         "aria_log_dir_path": p.aria_log_dir_path or opts.get((MYSQLD,), "aria-log-dir-path"),
     }
+
+
+def credentials(req: Request, opts: Options) -> Credentials:
+    """WSREP_SST_OPT_AUTH, else `[sst] wsrep-sst-auth` (sst-contract.md 1.9)."""
+    if req.credentials.user:
+        return req.credentials
+    return Credentials.parse(opts.get(("sst",), "wsrep-sst-auth"))

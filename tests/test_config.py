@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sst.config import MYSQLD, Options, parse_output, resolve_tls, rsync_settings
+from sst.config import MYSQLD, Options, credentials, parse_output, resolve_tls, rsync_settings
 from sst.errors import ConfigError
-from sst.request import Request, parse_request
+from sst.request import Credentials, Request, parse_request
 
 
 def test_parse_output_normalises_names_and_last_wins() -> None:
@@ -82,3 +82,10 @@ def test_every_error_reported_at_once() -> None:
 def test_unknown_ssl_mode() -> None:
     with pytest.raises(ConfigError, match="not one of"):
         rsync_settings(req(), opts({}, {"ssl-mode": "preferred"}))
+
+
+def test_credentials_fall_back_to_sst_group() -> None:
+    r = req()
+    assert credentials(r, opts({}, {"wsrep-sst-auth": "u:p:w"})) == Credentials("u", "p:w")
+    r2 = parse_request("x", ["--datadir", "/d"], {"WSREP_SST_OPT_AUTH": "env:pw"})
+    assert credentials(r2, opts({}, {"wsrep-sst-auth": "u:p"})) == Credentials("env", "pw")

@@ -600,8 +600,8 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         creds,
         include=req.defaults_file,
         group="mariadb-backup",
-        user=req.credentials.user,
-        password=req.credentials.password,
+        user=s.credentials.user,
+        password=s.credentials.password,
     )
     xtmp = os.path.join(run.rundir, "tmp")
     target = os.path.join(run.rundir, "target")

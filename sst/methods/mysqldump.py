@@ -130,7 +130,7 @@ def donor(run: Run, opts: config.Options) -> None:
     if ctls is not None:
         _preflight(ctls)
 
-    creds = req.credentials
+    creds = config.credentials(req, opts)
     local_cnf = os.path.join(run.rundir, "local.cnf")
     remote_cnf = os.path.join(run.rundir, "remote.cnf")
     my.option_file(
