@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
 
+from integration.conftest import leftovers
 from sst import lab as labmod
 from sst.lab import CertPaths, Lab, Node
 
@@ -55,3 +57,75 @@ def test_status_after_a_join(lab: Lab, donor: Node) -> None:
         assert res.returncode == 0
         assert (data["state"], data["role"], data["method"]) == ("succeeded", role, "py_rsync")
         assert data["bytes_done"] > 0
+
+
+def test_manual_joiner_and_donor(lab: Lab, donor: Node, certs: CertPaths) -> None:
+    """Try certificates and the network path without touching a node: a manual joiner
+    receives the running donor's state into an empty directory, over VERIFY_IDENTITY."""
+    target = os.path.join(lab.base, "manual-target")
+    cnf = os.path.join(lab.base, "manual-joiner.cnf")
+    with open(cnf, "w", encoding="utf-8") as f:
+        f.write(
+            "[sst]\n"
+            + "".join(
+                f"{k}={v}\n"
+                for k, v in labmod.tls_options(certs, "node9", "VERIFY_IDENTITY").items()
+            )
+        )
+    donor.sst_options = labmod.tls_options(certs, donor.name, "VERIFY_IDENTITY")
+    donor.write_cnf(lab.nodes)
+    port = labmod.free_port_block("127.0.0.9", 1)
+    j = subprocess.Popen(
+        [
+            "galera-sst",
+            "joiner",
+            "--address",
+            f"127.0.0.9:{port}",
+            "--datadir",
+            target,
+            "--defaults-file",
+            cnf,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert j.stdout is not None
+    first = j.stdout.readline()
+    assert first.startswith("ready: on the donor, run")
+    address = j.stdout.readline().split("--address '")[1].split("'")[0]
+    assert address.startswith("node9:") and f"@127.0.0.9:{port}/" in address
+    env = {**os.environ, "WSREP_SST_OPT_AUTH": f"sst:{labmod.SST_PASSWORD}"}
+    d = subprocess.run(
+        [
+            "galera-sst",
+            "donor",
+            "--address",
+            address,
+            "--datadir",
+            donor.datadir,
+            "--socket",
+            donor.socket,
+            "--defaults-file",
+            donor.cnf,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert "done: the joiner has the state" in d.stdout
+    rest = j.stdout.read()
+    assert j.wait(60) == 0, rest + (j.stderr.read() if j.stderr else "")
+    assert f"into {target}" in rest
+    assert os.path.isdir(os.path.join(target, "lab")) and os.path.exists(
+        os.path.join(target, "ibdata1")
+    )
+    assert leftovers(lab.base) == []
+    # Never into a live datadir.
+    res = galera_sst("joiner", "--address", "127.0.0.9:1", "--datadir", donor.datadir)
+    assert res.returncode == 22 and "is not empty" in res.stderr
+    donor.sst_options = {}
+    donor.write_cnf(lab.nodes)

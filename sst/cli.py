@@ -126,6 +126,21 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     ck.add_argument("--defaults-extra-file", default="")
     ck.add_argument("--defaults-group-suffix", default="")
     ck.add_argument("--json", action="store_true", help="machine-readable")
+    mj = sub.add_parser("joiner", help="receive a state into an empty directory (a manual run)")
+    mj.add_argument(
+        "--method", default="py_mariabackup", choices=["py_mariabackup", "py_rsync", "py_rsync_wan"]
+    )
+    mj.add_argument("--address", required=True, help="host[:port] to listen on")
+    mj.add_argument("--datadir", required=True, help="an empty directory")
+    mj.add_argument("--defaults-file", default="")
+    md = sub.add_parser("donor", help="send this server's state to a joiner (a manual run)")
+    md.add_argument(
+        "--method", default="py_mariabackup", choices=["py_mariabackup", "py_rsync", "py_rsync_wan"]
+    )
+    md.add_argument("--address", required=True, help="what the joiner printed after 'ready'")
+    md.add_argument("--datadir", required=True)
+    md.add_argument("--socket", required=True, help="the running server's socket")
+    md.add_argument("--defaults-file", default="")
     st = sub.add_parser("status", help="the running SST, or how the last one ended")
     st.add_argument("--datadir", default="/var/lib/mysql")
     st.add_argument("--json", action="store_true", help="machine-readable")
@@ -167,6 +182,29 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
             print(json.dumps(check.as_json(found)))
             sys.exit(1 if any(f.level == "fail" for f in found) else 0)
         sys.exit(check.report(found))
+    if ns.command in ("joiner", "donor"):
+        from sst import manual
+
+        try:
+            if ns.command == "joiner":
+                code = manual.joiner(
+                    method=ns.method,
+                    address=ns.address,
+                    datadir=ns.datadir,
+                    defaults_file=ns.defaults_file,
+                )
+            else:
+                code = manual.donor(
+                    method=ns.method,
+                    address=ns.address,
+                    datadir=ns.datadir,
+                    socket=ns.socket,
+                    defaults_file=ns.defaults_file,
+                )
+        except SSTError as exc:
+            print(f"galera-sst {ns.command}: {exc.message}", file=sys.stderr)
+            sys.exit(exc.code)
+        sys.exit(code)
     if ns.command == "status":
         from sst import status
 
