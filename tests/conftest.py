@@ -150,3 +150,53 @@ def fake_tool(d: Path, name: str, body: str) -> None:
     p = d / name
     p.write_text("#!/bin/sh\n" + body + "\n")
     p.chmod(0o755)
+
+
+@pytest.fixture
+def parent() -> Iterator[subprocess.Popen[bytes]]:
+    """A process standing in for mariadbd (the joiner's --parent)."""
+    p = subprocess.Popen(["sleep", "300"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def joiner_args(base: Path, port: int, parent_pid: int) -> list[str]:
+    return [
+        "--role",
+        "joiner",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--datadir",
+        str(base / "data"),
+        "--defaults-file",
+        str(base / "my.cnf"),
+        "--parent",
+        str(parent_pid),
+        "--progress",
+        "0",
+    ]
+
+
+def donor_args(base: Path, address: str, bypass: bool = False) -> list[str]:
+    args = [
+        "--role",
+        "donor",
+        "--address",
+        address,
+        "--local-port",
+        "3306",
+        "--socket",
+        "/nonexistent.sock",
+        "--progress",
+        "0",
+        "--datadir",
+        str(base / "data"),
+        "--defaults-file",
+        str(base / "my.cnf"),
+        "--gtid",
+        f"{UUID}:5",
+        "--gtid-domain-id",
+        "0",
+    ]
+    return [*args, "--bypass"] if bypass else args

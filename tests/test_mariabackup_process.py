@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,56 +16,15 @@ from sst.methods.common import Run
 from sst.process.runner import Stage, Supervisor
 from sst.protocol import Stdout
 from sst.request import parse_request
-from tests.conftest import UUID, error_lines, free_port, start_script, write_cnf
-
-
-@pytest.fixture
-def parent() -> Iterator[subprocess.Popen[bytes]]:
-    p = subprocess.Popen(["sleep", "300"])
-    yield p
-    p.kill()
-    p.wait()
-
-
-def joiner_args(base: Path, port: int, parent_pid: int) -> list[str]:
-    return [
-        "--role",
-        "joiner",
-        "--address",
-        f"127.0.0.1:{port}",
-        "--datadir",
-        str(base / "data"),
-        "--defaults-file",
-        str(base / "my.cnf"),
-        "--parent",
-        str(parent_pid),
-        "--progress",
-        "0",
-    ]
-
-
-def donor_args(base: Path, address: str) -> list[str]:
-    return [
-        "--role",
-        "donor",
-        "--address",
-        address,
-        "--local-port",
-        "3306",
-        "--socket",
-        "/nonexistent.sock",
-        "--progress",
-        "0",
-        "--datadir",
-        str(base / "data"),
-        "--defaults-file",
-        str(base / "my.cnf"),
-        "--gtid",
-        f"{UUID}:9",
-        "--gtid-domain-id",
-        "0",
-        "--bypass",
-    ]
+from tests.conftest import (
+    UUID,
+    donor_args,
+    error_lines,
+    free_port,
+    joiner_args,
+    start_script,
+    write_cnf,
+)
 
 
 def setup_pair(
@@ -97,12 +55,14 @@ def test_ist_over_tls_with_acknowledgement(tmp_path: Path, parent: subprocess.Po
     auth, _, address = ready[6:].rpartition("@")
     assert address == f"127.0.0.1:{port}/xtrabackup_sst/galera-sst-ack/1"
     ds = start_script(
-        "py_mariabackup", donor_args(d, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
     )
     assert ds.readline() == "continue"
-    assert ds.readline() == f"done {UUID}:9"
+    assert ds.readline() == f"done {UUID}:5"
     assert ds.wait() == 0
-    assert js.readline() == f"{UUID}:9 0"
+    assert js.readline() == f"{UUID}:5 0"
     assert js.wait() == 0
     assert "IST requested by the donor" in js.stderr()
     assert not net.port_in_use(port, "127.0.0.1")
@@ -146,7 +106,9 @@ def test_rejected_donor_never_prints_done(tmp_path: Path, parent: subprocess.Pop
     js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
     auth, _, address = js.readline()[6:].rpartition("@")
     ds = start_script(
-        "py_mariabackup", donor_args(d, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
     )
     assert ds.readline() == "continue"
     assert ds.readline() == ""  # no `done`

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,11 @@ from tests.conftest import (
     ROOT,
     UUID,
     Script,
+    donor_args,
     error_lines,
     fake_tool,
     free_port,
+    joiner_args,
     no_processes_left,
     start_script,
     write_cnf,
@@ -60,15 +61,6 @@ def assert_no_debris(d: Path) -> None:
 
 
 @pytest.fixture
-def parent() -> Iterator[subprocess.Popen[bytes]]:
-    """A process standing in for mariadbd (the joiner's --parent)."""
-    p = subprocess.Popen(["sleep", "300"])
-    yield p
-    p.kill()
-    p.wait()
-
-
-@pytest.fixture
 def joiner_dir(tmp_path: Path) -> Path:
     """The joiner's old datadir: different data, its own grastate.dat and a dropped db."""
     base = tmp_path / "joiner"
@@ -81,47 +73,6 @@ def joiner_dir(tmp_path: Path) -> Path:
     (d / "grastate.dat").write_text("joiner's own state\n")
     write_cnf(base, {})
     return base
-
-
-def joiner_args(base: Path, port: int, parent_pid: int) -> list[str]:
-    return [
-        "--role",
-        "joiner",
-        "--address",
-        f"127.0.0.1:{port}",
-        "--datadir",
-        str(base / "data"),
-        "--defaults-file",
-        str(base / "my.cnf"),
-        "--parent",
-        str(parent_pid),
-        "--progress",
-        "0",
-    ]
-
-
-def donor_args(base: Path, address: str, bypass: bool = False) -> list[str]:
-    args = [
-        "--role",
-        "donor",
-        "--address",
-        address,
-        "--local-port",
-        "3306",
-        "--socket",
-        "/nonexistent.sock",
-        "--progress",
-        "0",
-        "--datadir",
-        str(base / "data"),
-        "--defaults-file",
-        str(base / "my.cnf"),
-        "--gtid",
-        f"{UUID}:5",
-        "--gtid-domain-id",
-        "0",
-    ]
-    return [*args, "--bypass"] if bypass else args
 
 
 def act_as_donor_server(donor: Script, datadir: Path) -> None:

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -14,7 +14,7 @@ import psutil
 
 from sst import log
 from sst.datadir import SST_PID, ensure_dir, remove
-from sst.errors import FlushFailed, SSTError
+from sst.errors import ConfigError, FlushFailed, SSTError
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Supervisor
 from sst.protocol import State, Stdout
@@ -139,6 +139,26 @@ def flush_tables(run: Run, timeout: float) -> str:
     remove(flushed)
     State.parse(state)
     return state
+
+
+def run_roles(
+    req: Request,
+    out: Stdout,
+    tmpdir: str,
+    joiner: Callable[[Run], None],
+    donor: Callable[[Run], None],
+) -> None:
+    """The frame of a two-role method: the stock first and last log lines around one run."""
+    kind = "IST" if req.bypass else "SST"
+    started(req, kind)
+    with sst_run(req, out, tmpdir) as run:
+        if req.role == "joiner":
+            if req.address is None:
+                raise ConfigError("the joiner needs --address")
+            joiner(run)
+        else:
+            donor(run)
+    completed(req, kind)
 
 
 def started(req: Request, kind: str) -> None:

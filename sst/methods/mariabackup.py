@@ -32,7 +32,7 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, completed, sst_run, started
+from sst.methods.common import Run, TreeActivity, run_roles
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State, Stdout
 from sst.request import Request
@@ -652,13 +652,4 @@ def _write(path: str, text: str) -> None:
 def run_method(req: Request, out: Stdout) -> None:
     """Entry for the mariabackup method, both roles."""
     s = load_settings(req)
-    kind = "IST" if req.bypass else "SST"
-    started(req, kind)
-    with sst_run(req, out, s.tmpdir) as run:
-        if req.role == "joiner":
-            if req.address is None:
-                raise ConfigError("the joiner needs --address")
-            joiner(run, s)
-        else:
-            donor(run, s)
-    completed(req, kind)
+    run_roles(req, out, s.tmpdir, lambda run: joiner(run, s), lambda run: donor(run, s))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
-import subprocess
 import time
 from dataclasses import dataclass
 
 import psutil
 
 from sst import config, datadir, log, net, tls, tools
-from sst.config import RsyncSettings, TLSFiles
+from sst.config import RsyncSettings
 from sst.datadir import IN_PROGRESS, Area, Binlogs
 from sst.errors import (
     ConfigError,
@@ -22,7 +20,7 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, completed, flush_tables, sst_run, started
+from sst.methods.common import Run, TreeActivity, flush_tables, run_roles
 from sst.process import pidfile
 from sst.process.runner import Child, Stage
 from sst.protocol import State, Stdout
@@ -507,16 +505,4 @@ def donor(run: Run, s: RsyncSettings) -> None:
 def run_method(req: Request, out: Stdout) -> None:
     """Entry for the rsync and rsync_wan methods, both roles."""
     s = load_settings(req)
-    kind = "IST" if req.bypass else "SST"
-    started(req, kind)
-    with sst_run(req, out, s.tmpdir) as run:
-        if req.role == "joiner":
-            if req.address is None:
-                raise ConfigError("the joiner needs --address")
-            joiner(run, s)
-        else:
-            donor(run, s)
-    completed(req, kind)
-
-
-_ = (subprocess, errno, TLSFiles)  # re-exported names used by tests
+    run_roles(req, out, s.tmpdir, lambda run: joiner(run, s), lambda run: donor(run, s))
