@@ -399,3 +399,53 @@ def test_status_file_tells_how_the_last_sst_ended(
         check=False,
     ).stdout
     assert "py_rsync joiner (failed)" in human and "error (exit 32)" in human
+
+
+@pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])
+def test_manual_sst_over_ipv6(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path, mode: str
+) -> None:
+    if mode != "DISABLED":
+        c = lab.make_certs(str(tmp_path / "certs"), {"joiner": "::1", "donor": "::1"}, owner="root")
+        write_cnf(joiner_dir, tls_opts(c, "joiner", mode))
+        write_cnf(node_dir, tls_opts(c, "donor", mode))
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    args = joiner_args(joiner_dir, port, parent.pid)
+    args[args.index("--address") + 1] = f"[::1]:{port}"
+    j = start_script("py_rsync", args)
+    ready = j.readline()
+    auth, _, address = ready[6:].rpartition("@")
+    assert address == f"[::1]:{port}/rsync_sst"
+    d = start_script(
+        "py_rsync",
+        donor_args(node_dir, address),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth} if auth else {},
+    )
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert (joiner_dir / "data" / "db1" / "t.ibd").read_bytes() == (
+        node_dir / "data" / "db1" / "t.ibd"
+    ).read_bytes()
+    assert not net.port_in_use(port, "::1")
+
+
+def test_mariabackup_joiner_peer_stalls(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> None:
+    """A peer that connects, sends a little and stalls: the deadline ends it cleanly."""
+    write_cnf(joiner_dir, {"sst-initial-timeout": "2"})
+    before = snapshot(joiner_dir / "data")
+    port = free_port()
+    j = start_script("py_mariabackup", joiner_args(joiner_dir, port, parent.pid))
+    assert j.readline().startswith("ready ")
+    kids = [p.pid for p in j.descendants()]
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"XBSTCK01")  # the start of an mbstream chunk, then nothing
+        assert j.wait(30) == 32
+    errors = error_lines(j.stderr())
+    assert len(errors) == 1 and "no result after 2 s" in errors[0] and "stage 1" in errors[0]
+    assert no_processes_left(kids)
+    assert not net.port_in_use(port, "127.0.0.1")
+    assert snapshot(joiner_dir / "data") == before
