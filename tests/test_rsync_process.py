@@ -449,3 +449,60 @@ def test_mariabackup_joiner_peer_stalls(joiner_dir: Path, parent: subprocess.Pop
     assert no_processes_left(kids)
     assert not net.port_in_use(port, "127.0.0.1")
     assert snapshot(joiner_dir / "data") == before
+
+
+def test_hostile_paths_rsync_verify_identity(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """Datadirs and certificate paths with spaces and quotes, through rsync and stunnel."""
+    certdir = tmp_path / "cert dir's"
+    c = lab.make_certs(str(certdir), {"joiner": "127.0.0.1", "donor": "127.0.0.1"}, owner="root")
+    jbase = tmp_path / "joiner node's dir"
+    dbase = tmp_path / "donor node's dir"
+    shutil.copytree(joiner_dir, jbase)
+    shutil.copytree(node_dir, dbase)
+    write_cnf(jbase, tls_opts(c, "joiner", "VERIFY_IDENTITY"))
+    write_cnf(dbase, tls_opts(c, "donor", "VERIFY_IDENTITY"))
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(jbase, port, parent.pid))
+    auth, _, address = j.readline()[6:].rpartition("@")
+    d = start_script(
+        "py_rsync", donor_args(dbase, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+    )
+    act_as_donor_server(d, dbase / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert (jbase / "data" / "db1" / "t.ibd").read_bytes() == (
+        dbase / "data" / "db1" / "t.ibd"
+    ).read_bytes()
+
+
+def test_hostile_paths_mariabackup_ist_tls(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    """The same for socat: certificate and datadir paths with spaces and quotes."""
+    certdir = tmp_path / "cert dir's"
+    c = lab.make_certs(str(certdir), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
+    bases = {n: tmp_path / f"{n} node's dir" for n in ("j", "d")}
+    for n, b in bases.items():
+        (b / "data").mkdir(parents=True)
+        write_cnf(b, tls_opts(c, n, "VERIFY_CA"))
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(bases["j"], port, parent.pid))
+    ready = js.readline()
+    if not ready:
+        js.wait()
+        pytest.fail(f"joiner: {js.stderr()}")
+    auth, _, address = ready[6:].rpartition("@")
+    ds = start_script(
+        "py_mariabackup",
+        donor_args(bases["d"], address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+    )
+    first = ds.readline()
+    if first != "continue":
+        ds.wait()
+        pytest.fail(f"donor: {ds.stderr()}")
+    assert ds.readline() == f"done {UUID}:5"
+    assert ds.wait() == 0, ds.stderr()
+    assert js.readline() == f"{UUID}:5 0"
+    assert js.wait() == 0, js.stderr()

@@ -84,15 +84,28 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
     return checked
 
 
-def _socat_tls(plan: SocatPlan, commonname: str) -> sc.SocatTLS | None:
+def _socat_tls(plan: SocatPlan, commonname: str, rundir: str) -> sc.SocatTLS | None:
+    """socat's TLS options. socat parses its address itself (',', ':', quotes), so it gets
+    symlinks with plain names in our private run directory, pointing at the real files."""
     f = plan.files
     if f is None:
         return None
+    links = os.path.join(rundir, "tls")
+    os.makedirs(links, exist_ok=True)
+
+    def link(path: str, name: str) -> str:
+        if not path:
+            return ""
+        target = os.path.join(links, name)
+        if not os.path.lexists(target):
+            os.symlink(os.path.abspath(path), target)
+        return target
+
     return sc.SocatTLS(
-        cert=f.cert,
-        key=f.key,
-        cafile=f.ca,
-        capath=f.capath,
+        cert=link(f.cert, "cert.pem"),
+        key=link(f.key, "key.pem") if f.key != f.cert else link(f.cert, "cert.pem"),
+        cafile=link(f.ca, "ca.pem"),
+        capath=link(f.capath, "capath"),
         verify=plan.verify,
         commonname=commonname if plan.verify else "",
     )
@@ -183,7 +196,7 @@ def _listen(
         port=req.address.port,
         bind=bind,
         ipv6=req.address.is_ipv6,
-        tls=_socat_tls(s.plan, ""),
+        tls=_socat_tls(s.plan, "", run.rundir),
         sockopt=s.sockopt,
     )
     return run.sup.pipeline([Stage(argv, name="socat"), *tail], stdin=subprocess.PIPE)
@@ -516,7 +529,7 @@ def _send(
         host=addr.host,
         port=addr.port,
         ipv6=addr.is_ipv6,
-        tls=_socat_tls(s.plan, _donor_commonname(s.plan, req)),
+        tls=_socat_tls(s.plan, _donor_commonname(s.plan, req), run.rundir),
         sockopt=s.sockopt,
         retries=retries,
     )
