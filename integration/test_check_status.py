@@ -56,7 +56,9 @@ def test_status_after_a_join(lab: Lab, donor: Node) -> None:
         data = json.loads(res.stdout)
         assert res.returncode == 0
         assert (data["state"], data["role"], data["method"]) == ("succeeded", role, "py_rsync")
-        assert data["bytes_done"] > 0
+        assert data["phase"] == "done" and data["exit_code"] == 0
+    joiner_state = json.loads(galera_sst("status", "--datadir", joiner.datadir, "--json").stdout)
+    assert joiner_state["bytes_done"] > 0  # the daemon lived through the whole transfer
 
 
 def test_manual_joiner_and_donor(lab: Lab, donor: Node, certs: CertPaths) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import psutil
 
 FILE = "galera_sst_status.json"
-TICK = 1.0  # seconds between byte samples
+SAMPLE = 0.25  # seconds between byte samples (short rsync passes end quickly)
+WRITE = 1.0  # seconds between rewrites of the file while nothing else changes
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Snapshot:
     started: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     last_progress: float = field(default_factory=time.time)
-    bytes_done: int = 0
+    bytes_done: int = 0  # an estimate: bytes written by the watched processes
     bytes_expected: int = 0
     rate: float = 0.0  # bytes per second, over the last samples
     eta_seconds: float | None = None
@@ -74,7 +75,7 @@ class Status:
     def tick(self) -> None:
         """Sample the watched processes' I/O at most every TICK seconds."""
         now = time.monotonic()
-        if not self._pids or now - self._last_sample < TICK:
+        if not self._pids or now - self._last_sample < SAMPLE:
             return
         total = 0
         for pid in self._pids:
@@ -98,7 +99,8 @@ class Status:
         s = self.snap
         if s.bytes_expected and s.rate > 0 and s.bytes_done < s.bytes_expected:
             s.eta_seconds = (s.bytes_expected - s.bytes_done) / s.rate
-        self.write()
+        if time.time() - s.updated >= WRITE:
+            self.write()
 
     def finish(self, code: int, error: str = "") -> None:
         """Record the outcome."""
