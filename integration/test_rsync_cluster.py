@@ -9,8 +9,8 @@ import pytest
 
 from integration.conftest import leftovers
 from integration.leaks import watching
+from sst import datadir, net
 from sst import lab as labmod
-from sst import net
 from sst.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
@@ -29,17 +29,7 @@ def assert_clean(lab: Lab, node: Node) -> None:
     assert leftovers(lab.base) == []
     assert not net.port_in_use(node.ports["sst"], node.ip)
     names = set(os.listdir(node.datadir))
-    for debris in (
-        "sst_in_progress",
-        "wsrep_sst.pid",
-        ".sst-staging",
-        ".sst-old",
-        "rsync_sst_complete",
-        "wsrep_sst_binlog.tar",
-        "stunnel.pid",
-        "rsync_sst.pid",
-        "tables_flushed",
-    ):
+    for debris in datadir.TRANSIENT:
         assert debris not in names, f"{debris} left in {node.datadir}"
 
 

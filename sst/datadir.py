@@ -21,6 +21,21 @@ OLD = ".sst-old"
 IN_PROGRESS = "sst_in_progress"
 SST_PID = "wsrep_sst.pid"
 
+# Everything an SST may create in a datadir and must remove on every exit path.
+TRANSIENT = (
+    IN_PROGRESS,
+    SST_PID,
+    STAGING,
+    OLD,
+    ".sst",
+    "rsync_sst_complete",
+    "wsrep_sst_binlog.tar",
+    "stunnel.pid",
+    "rsync_sst.pid",
+    "tables_flushed",
+    "sst_error",
+)
+
 # Top-level names of the datadir that a transfer never replaces or deletes.
 PROTECTED_TOP = (
     STAGING,

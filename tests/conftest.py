@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 UUID = "8d1b2c3e-0000-11ee-8000-000000000001"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab, net
+from sst import datadir, lab, net
 from sst.status import FILE as STATUS_FILE
 from tests.conftest import (
     ROOT,
@@ -30,17 +30,7 @@ from tests.conftest import (
     write_cnf,
 )
 
-DEBRIS = (
-    "sst_in_progress",
-    "wsrep_sst.pid",
-    ".sst-staging",
-    ".sst-old",
-    "rsync_sst_complete",
-    "wsrep_sst_binlog.tar",
-    "stunnel.pid",
-    "rsync_sst.pid",
-    "tables_flushed",
-)
+DEBRIS = datadir.TRANSIENT
 
 
 def snapshot(d: Path) -> dict[str, bytes]:
@@ -85,10 +75,8 @@ def act_as_donor_server(donor: Script, datadir: Path) -> None:
     assert donor.readline() == f"done {UUID}:5 0"
 
 
-def certs_for(tmp: Path) -> lab.CertPaths:
-    return lab.make_certs(
-        str(tmp / "certs"), {"joiner": "127.0.0.1", "donor": "127.0.0.1"}, owner="root"
-    )
+def certs_for(tmp: Path, ip: str = "127.0.0.1") -> lab.CertPaths:
+    return lab.make_certs(str(tmp / "certs"), {"joiner": ip, "donor": ip}, owner="root")
 
 
 def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
@@ -97,23 +85,28 @@ def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_manual_sst_replaces_data_keeps_grastate(
     node_dir: Path,
     joiner_dir: Path,
     parent: subprocess.Popen[bytes],
     tmp_path: Path,
     mode: str,
+    host: str,
 ) -> None:
     if mode != "DISABLED":
-        c = certs_for(tmp_path)
+        c = certs_for(tmp_path, host)
         write_cnf(joiner_dir, tls_opts(c, "joiner", mode))
         write_cnf(node_dir, tls_opts(c, "donor", mode))
-    port = free_port()
-    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    port = free_port(host)
+    hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    args = joiner_args(joiner_dir, port, parent.pid)
+    args[args.index("--address") + 1] = hostport
+    j = start_script("py_rsync", args)
     ready = j.readline()
     assert ready.startswith("ready ")
     auth, _, address = ready[6:].rpartition("@")
-    assert address == f"127.0.0.1:{port}/rsync_sst"
+    assert address == f"{hostport}/rsync_sst"
     if mode.startswith("VERIFY"):
         cn, secret = auth.split(":")
         assert cn == "joiner" and len(secret) == 32
@@ -134,7 +127,7 @@ def test_manual_sst_replaces_data_keeps_grastate(
     assert (jd / "grastate.dat").read_text() == "joiner's own state\n"
     assert_no_debris(jd)
     assert_no_debris(dd)
-    assert not net.port_in_use(port, "127.0.0.1")
+    assert not net.port_in_use(port, host)
     err = j.stderr()
     assert error_lines(err) == []
     assert "py_rsync SST completed on joiner" in err
@@ -399,38 +392,6 @@ def test_status_file_tells_how_the_last_sst_ended(
         check=False,
     ).stdout
     assert "py_rsync joiner (failed)" in human and "error (exit 32)" in human
-
-
-@pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])
-def test_manual_sst_over_ipv6(
-    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path, mode: str
-) -> None:
-    if mode != "DISABLED":
-        c = lab.make_certs(str(tmp_path / "certs"), {"joiner": "::1", "donor": "::1"}, owner="root")
-        write_cnf(joiner_dir, tls_opts(c, "joiner", mode))
-        write_cnf(node_dir, tls_opts(c, "donor", mode))
-    with socket.socket(socket.AF_INET6) as s:
-        s.bind(("::1", 0))
-        port = s.getsockname()[1]
-    args = joiner_args(joiner_dir, port, parent.pid)
-    args[args.index("--address") + 1] = f"[::1]:{port}"
-    j = start_script("py_rsync", args)
-    ready = j.readline()
-    auth, _, address = ready[6:].rpartition("@")
-    assert address == f"[::1]:{port}/rsync_sst"
-    d = start_script(
-        "py_rsync",
-        donor_args(node_dir, address),
-        env={"WSREP_SST_OPT_REMOTE_AUTH": auth} if auth else {},
-    )
-    act_as_donor_server(d, node_dir / "data")
-    assert d.wait() == 0, d.stderr()
-    assert j.readline() == f"{UUID}:5 0"
-    assert j.wait() == 0, j.stderr()
-    assert (joiner_dir / "data" / "db1" / "t.ibd").read_bytes() == (
-        node_dir / "data" / "db1" / "t.ibd"
-    ).read_bytes()
-    assert not net.port_in_use(port, "::1")
 
 
 def test_mariabackup_joiner_peer_stalls(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> None:
