@@ -630,6 +630,19 @@ def tls_options(certs: CertPaths, node: str, mode: str) -> dict[str, str]:
     return {"ssl-mode": mode, "ssl-ca": certs.ca, "ssl-cert": cert, "ssl-key": key}
 
 
+def cluster_tls(certs: CertPaths, node: Node) -> dict[str, str]:
+    """[mysqld] options for TLS on client connections and on replication (docs/tls.md)."""
+    cert, key = certs.certs[node.name]
+    return {
+        "ssl_cert": cert,
+        "ssl_key": key,
+        "ssl_ca": certs.ca,
+        "wsrep_provider_options": f'"gmcast.listen_addr=tcp://{node.ip}:{node.ports["galera"]};'
+        f"ist.recv_addr={node.ip}:{node.ports['ist']};gcache.size=32M;"
+        f'socket.ssl_cert={cert};socket.ssl_key={key};socket.ssl_ca={certs.ca}"',
+    }
+
+
 def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int:
     """Bootstrap a donor, load data, join a second node through our SST, report."""
     if os.geteuid() != 0:
@@ -648,6 +661,9 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
         os.chown(os.path.join(lb.base, "certs"), 0, gid)
         donor = lb.add_node(sst_method=method, sst_options=tls_options(certs, "node1", ssl_mode))
         joiner = lb.add_node(sst_method=method, sst_options=tls_options(certs, "node2", ssl_mode))
+        if ssl_mode != "DISABLED":  # the whole walk-through: replication and clients too
+            for n in (donor, joiner):
+                n.mysqld_options.update(cluster_tls(certs, n))
         print(f"[demo] bootstrapping {donor.name} on {donor.ip} ...", flush=True)
         lb.bootstrap(donor)
         load_data(donor, rows)
@@ -665,10 +681,17 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
         a, b = checksums(donor), checksums(joiner)
         ok = bool(a) and a == b
         errors = [ln for ln in joiner.log_text().splitlines() if "WSREP_SST: [ERROR]" in ln]
+        cipher = joiner.sql("SHOW SESSION STATUS LIKE 'Ssl_cipher'").split("\t")[-1].strip()
         print(
             f"[demo] method={method} tls={ssl_mode} bytes={size} seconds={seconds:.1f} "
             f"tables={len(a)} data_equal={'yes' if ok else 'NO'} sst_errors={len(errors)}"
         )
+        if ssl_mode != "DISABLED":
+            print(
+                f"[demo] replication TLS: socket.ssl_* on both nodes; client TLS: "
+                f"have_ssl={joiner.sql('SELECT @@have_ssl').strip()}"
+                f"{', cipher ' + cipher if cipher else ''}"
+            )
         if not ok:
             print(f"[demo] donor: {a}\n[demo] joiner: {b}", file=sys.stderr)
         return 0 if ok and not errors else 1
