@@ -35,6 +35,9 @@ def test_check_passes_on_a_configured_donor(lab: Lab, donor: Node, certs: CertPa
     assert rows["mariadb-backup matches the server"]["level"] == "pass"
     assert rows["SST certificate (joiner)"]["level"] == "pass"
     assert "TLS VERIFY_IDENTITY" in rows["py_mariabackup options (donor)"]["detail"]
+    sources = rows["option sources"]["detail"]
+    assert f"ssl-mode in {donor.cnf}:" in sources and "[sst]" in sources
+    assert f"wsrep-sst-auth in {donor.cnf}:" in sources and "[mysqld]" in sources
 
 
 def test_check_names_the_broken_file(lab: Lab, donor: Node, certs: CertPaths) -> None:

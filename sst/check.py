@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sst import config, net, tls, tools
+from sst import config, net, optionfiles, tls, tools
 from sst.config import MYSQLD, Options, TLSFiles
 from sst.errors import SSTError
 from sst.process.runner import run_capture
@@ -230,6 +230,38 @@ def _credentials(req: Request, opts: Options) -> list[Finding]:
     ]
 
 
+SOURCE_KEYS = (
+    "ssl-mode",
+    "ssl-ca",
+    "ssl-capath",
+    "ssl-cert",
+    "ssl-key",
+    "tca",
+    "tcert",
+    "tkey",
+    "encrypt",
+    "wsrep-sst-method",
+    "wsrep-sst-auth",
+    "wsrep-sst-receive-address",
+)
+
+
+def _sources(defaults: tuple[str, str, str]) -> Finding:
+    """Where the SST-relevant options are set (file:line [group]), to know what to edit."""
+    files = optionfiles.search_files(defaults[0], defaults[1])
+    found = optionfiles.sources(
+        files, (*optionfiles.MYSQLD_GROUPS, "sst", "xtrabackup", "mariabackup"), defaults[2]
+    )
+    parts = [
+        f"{k} in {found[k][0]}:{found[k][1]} [{found[k][2]}]" for k in SOURCE_KEYS if k in found
+    ]
+    return Finding(
+        "option sources",
+        "pass",
+        "; ".join(parts) or f"none of the SST options is set in {', '.join(files)}",
+    )
+
+
 def run(
     defaults: tuple[str, str, str], *, method: str, roles: tuple[str, ...], env: dict[str, str]
 ) -> list[Finding]:
@@ -271,6 +303,7 @@ def run(
                 "" if same else "use one CA for both, or check both trust",
             )
         )
+    findings.append(_sources(defaults))
     if "joiner" in roles:
         findings += _port(opts) + _disk(datadir)
     if "donor" in roles:
