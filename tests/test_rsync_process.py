@@ -467,3 +467,28 @@ def test_hostile_paths_mariabackup_ist_tls(tmp_path: Path, parent: subprocess.Po
     assert ds.wait() == 0, ds.stderr()
     assert js.readline() == f"{UUID}:5 0"
     assert js.wait() == 0, js.stderr()
+
+
+def test_stale_files_from_a_crashed_run_do_not_block(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    jd = joiner_dir / "data"
+    for name in ("wsrep_sst.pid", "rsync_sst.pid", "stunnel.pid"):
+        (jd / name).write_text(f"{dead.pid}\n")
+    (jd / "sst_in_progress").write_text("")
+    (jd / ".sst-staging" / "half").mkdir(parents=True)
+    (jd / ".sst-staging" / "half" / "x.ibd").write_bytes(b"partial")
+    (jd / "rsync_sst_complete").write_text(f"{UUID}:1 0\n")  # must not be taken as new
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    address = j.readline()[6:]
+    assert address.endswith("/rsync_sst")
+    d = start_script("py_rsync", donor_args(node_dir, address))
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"  # the new state, not the stale completion file
+    assert j.wait() == 0, j.stderr()
+    assert not (jd / "half").exists()
+    assert_no_debris(jd)
