@@ -41,19 +41,6 @@ def bind_address(host: str) -> str:
     return ""
 
 
-def listening_pids(port: int) -> set[int]:
-    """PIDs (of the processes we may see) that listen on a TCP port."""
-    pids: set[int] = set()
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except psutil.AccessDenied:
-        return pids
-    for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-            pids.add(c.pid)
-    return pids
-
-
 def tree_listens(pid: int, port: int) -> bool:
     """True if pid or one of its descendants listens on port."""
     try:

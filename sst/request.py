@@ -188,36 +188,38 @@ def method_from_argv0(argv0: str) -> str:
     return name
 
 
-# Options that take a value, mapped to the Request field they fill.
-_VALUE_OPTS = {
-    "role": "role",
-    "address": "address",
-    "host": "host",
-    "datadir": "datadir",
-    "defaults-file": "defaults_file",
-    "defaults-extra-file": "defaults_extra_file",
-    "defaults-group-suffix": "defaults_group_suffix",
-    "parent": "parent",
-    "progress": "progress",
-    "binlog": "binlog",
-    "log-bin": "binlog",
-    "binlog-index": "binlog_index",
-    "log-bin-index": "binlog_index",
-    "log-basename": "log_basename",
-    "gtid": "gtid",
-    "gtid-domain-id": "gtid_domain_id",
-    "socket": "socket",
-    "local-port": "local_port",
-    "port": "port",
-    "user": "user",
-    "password": "password",
-    "aria-log-dir-path": "aria_log_dir_path",
-    "innodb-data-home-dir": "innodb_data_home_dir",
-    "innodb-log-group-home-dir": "innodb_log_group_home_dir",
-    "innodb-undo-directory": "innodb_undo_directory",
-    "innodb-buffer-pool-filename": "innodb_buffer_pool_filename",
-    "innodb-buffer-pool-size": "innodb_buffer_pool_size",
-}
+# Options that take a value (everything else but --bypass is ignored, as stock does).
+_VALUE_OPTS = frozenset(
+    {
+        "role",
+        "address",
+        "host",
+        "datadir",
+        "defaults-file",
+        "defaults-extra-file",
+        "defaults-group-suffix",
+        "parent",
+        "progress",
+        "binlog",
+        "log-bin",
+        "binlog-index",
+        "log-bin-index",
+        "log-basename",
+        "gtid",
+        "gtid-domain-id",
+        "socket",
+        "local-port",
+        "port",
+        "user",
+        "password",
+        "aria-log-dir-path",
+        "innodb-data-home-dir",
+        "innodb-log-group-home-dir",
+        "innodb-undo-directory",
+        "innodb-buffer-pool-filename",
+        "innodb-buffer-pool-size",
+    }
+)
 
 # Server options that --mysqld-args may carry and the scripts keep (explicit args win).
 _MYSQLD_KEPT = {
