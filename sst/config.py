@@ -7,9 +7,9 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sst import tools
+from sst.datadir import Binlogs, resolve
 from sst.errors import ConfigError
 from sst.process.runner import run_capture
 from sst.request import Credentials, Request, normalize_option
@@ -83,6 +83,45 @@ class TLSFiles:
 
 
 @dataclass(frozen=True)
+class ServerDirs:
+    """The server's binlog names and separate InnoDB/Aria directories ('' = the datadir)."""
+
+    log_bin: str | None = None  # None: binary logging off; "": on with the default name
+    log_bin_index: str = ""
+    log_basename: str = ""
+    innodb_data_home_dir: str = ""
+    innodb_log_group_home_dir: str = ""
+    innodb_undo_directory: str = ""
+    aria_log_dir_path: str = ""
+
+    def by_module(self, datadir: str) -> dict[str, str]:
+        """rsync sub-module -> the resolved directory it carries."""
+        return {
+            "data_dir": resolve(datadir, self.innodb_data_home_dir),
+            "log_dir": resolve(datadir, self.innodb_log_group_home_dir),
+            "undo_dir": resolve(datadir, self.innodb_undo_directory),
+            "aria_log": resolve(datadir, self.aria_log_dir_path),
+        }
+
+    def options(self) -> tuple[str, ...]:
+        """The set ones as mariadb-backup options."""
+        return tuple(
+            f"--{name}={value}"
+            for name, value in (
+                ("aria-log-dir-path", self.aria_log_dir_path),
+                ("innodb-data-home-dir", self.innodb_data_home_dir),
+                ("innodb-log-group-home-dir", self.innodb_log_group_home_dir),
+                ("innodb-undo-directory", self.innodb_undo_directory),
+            )
+            if value
+        )
+
+    def binlogs(self, datadir: str) -> Binlogs | None:
+        """The binlog names, or None when binary logging is off."""
+        return Binlogs.from_settings(datadir, self.log_bin, self.log_bin_index, self.log_basename)
+
+
+@dataclass(frozen=True)
 class RsyncSettings:
     """Everything the rsync method reads from the option files."""
 
@@ -91,13 +130,7 @@ class RsyncSettings:
     max_binlogs: int
     backup_threads: int
     tmpdir: str
-    log_bin: str | None
-    log_bin_index: str
-    log_basename: str
-    innodb_data_home_dir: str
-    innodb_log_group_home_dir: str
-    innodb_undo_directory: str
-    aria_log_dir_path: str
+    server: ServerDirs
     flush_timeout: float
     idle_timeout: float
     connect_timeout: float
@@ -184,7 +217,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         max_binlogs=max_binlogs,
         backup_threads=threads,
         tmpdir=opts.get(groups, "tmpdir"),
-        **_server_paths(req, opts),
+        server=server_dirs(req, opts),
         flush_timeout=flush_t,
         idle_timeout=idle_t,
         connect_timeout=conn_t,
@@ -231,13 +264,7 @@ class MariabackupSettings:
     rlimit: str
     tmpdir: str
     cpat: str  # a Python regex matched against full paths of depth-1 entries
-    log_bin: str | None
-    log_bin_index: str
-    log_basename: str
-    innodb_data_home_dir: str
-    innodb_log_group_home_dir: str
-    innodb_undo_directory: str
-    aria_log_dir_path: str
+    server: ServerDirs
     credentials: Credentials = field(default_factory=Credentials)
 
 
@@ -379,30 +406,30 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
         tmpdir=opts.get(ENC_GROUPS, "tmpdir"),
         cpat=cpat,
         credentials=credentials(req, opts),
-        **_server_paths(req, opts),
+        server=server_dirs(req, opts),
     )
     if errors:
         raise ConfigError("; ".join(errors))
     return result
 
 
-def _server_paths(req: Request, opts: Options) -> dict[str, Any]:
+def server_dirs(req: Request, opts: Options) -> ServerDirs:
+    """Explicit arguments (and --mysqld-args) win over the server's option groups."""
     p = req.paths
     log_bin = p.log_bin
     if log_bin is None and opts.present((MYSQLD,), "log-bin"):
         log_bin = opts.get((MYSQLD,), "log-bin")
-    return {
-        "log_bin": log_bin,
-        "log_bin_index": p.log_bin_index or opts.get((MYSQLD,), "log-bin-index"),
-        "log_basename": p.log_basename or opts.get((MYSQLD,), "log-basename"),
-        "innodb_data_home_dir": p.innodb_data_home_dir
-        or opts.get((MYSQLD,), "innodb-data-home-dir"),
-        "innodb_log_group_home_dir": p.innodb_log_group_home_dir
+    return ServerDirs(
+        log_bin=log_bin,
+        log_bin_index=p.log_bin_index or opts.get((MYSQLD,), "log-bin-index"),
+        log_basename=p.log_basename or opts.get((MYSQLD,), "log-basename"),
+        innodb_data_home_dir=p.innodb_data_home_dir or opts.get((MYSQLD,), "innodb-data-home-dir"),
+        innodb_log_group_home_dir=p.innodb_log_group_home_dir
         or opts.get((MYSQLD,), "innodb-log-group-home-dir"),
-        "innodb_undo_directory": p.innodb_undo_directory
+        innodb_undo_directory=p.innodb_undo_directory
         or opts.get((MYSQLD,), "innodb-undo-directory"),
-        "aria_log_dir_path": p.aria_log_dir_path or opts.get((MYSQLD,), "aria-log-dir-path"),
-    }
+        aria_log_dir_path=p.aria_log_dir_path or opts.get((MYSQLD,), "aria-log-dir-path"),
+    )
 
 
 def credentials(req: Request, opts: Options) -> Credentials:

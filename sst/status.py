@@ -11,6 +11,8 @@ from typing import Any
 
 import psutil
 
+from sst.process.runner import tree_io
+
 FILE = "galera_sst_status.json"
 SAMPLE = 0.25  # seconds between byte samples (short rsync passes end quickly)
 WRITE = 1.0  # seconds between rewrites of the file while nothing else changes
@@ -77,17 +79,7 @@ class Status:
         now = time.monotonic()
         if not self._pids or now - self._last_sample < SAMPLE:
             return
-        total = 0
-        for pid in self._pids:
-            try:
-                root = psutil.Process(pid)
-                for p in (root, *root.children(recursive=True)):
-                    try:
-                        total += p.io_counters().write_chars
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
-                        continue
-            except psutil.NoSuchProcess:
-                continue
+        total = tree_io(self._pids).write_chars
         elapsed = now - self._last_sample if self._last_sample else 0.0
         self._last_sample = now
         if total > self._last_bytes:

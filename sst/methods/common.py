@@ -10,15 +10,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psutil
-
-from sst import log
+from sst import log, net
 from sst.datadir import SST_PID, ensure_dir, remove
-from sst.errors import ConfigError, FlushFailed, SSTError
+from sst.errors import ConfigError, FlushFailed, PortBusy, SSTError
 from sst.process import pidfile
-from sst.process.runner import ParentWatch, Supervisor
+from sst.process.runner import ParentWatch, Supervisor, tree_io
 from sst.protocol import State, Stdout
-from sst.request import Request
+from sst.request import Address, Request
 from sst.status import Status
 
 
@@ -80,25 +78,10 @@ class TreeActivity:
         self.started = False  # any activity at all yet
 
     def _sample(self) -> tuple[int, int]:
-        total = 0
-        count = 0
-        procs: list[psutil.Process] = []
-        for pid in self.pids:
-            try:
-                root = psutil.Process(pid)
-                procs += [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                continue
-        if not procs:
+        io = tree_io(self.pids)
+        if not io.processes:
             return self._last_seen
-        for p in procs:
-            try:
-                io = p.io_counters()
-                total += io.write_chars + io.read_chars
-                count += 1
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return total, count
+        return io.read_chars + io.write_chars, io.processes
 
     def idle(self) -> float:
         """Seconds without activity (sampled at most every poll_every seconds)."""
@@ -112,6 +95,19 @@ class TreeActivity:
                 self._last_seen = sample
                 self._last_change = now
         return now - self._last_change
+
+
+def listen_address(addr: Address) -> str:
+    """The local IP a joiner binds for its address ('' = all interfaces, with a warning);
+    PortBusy if another program already listens on the port."""
+    bind = net.bind_address(addr.host)
+    if not bind:
+        log.warning(f"{addr.host} is not an address of this host; listening on all interfaces")
+    if net.port_in_use(addr.port, bind):
+        raise PortBusy(
+            f"SST port {addr.port} on {bind or '*'} is already in use by another program"
+        )
+    return bind
 
 
 def flush_tables(run: Run, timeout: float) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from sst import config, datadir, log, net, tls, tools
 from sst.config import MariabackupSettings, SocatPlan
-from sst.datadir import IN_PROGRESS, STAGING_MB, Binlogs
+from sst.datadir import IN_PROGRESS, STAGING_MB
 from sst.errors import (
     ConfigError,
     PortBusy,
@@ -32,7 +32,7 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, run_roles
+from sst.methods.common import Run, TreeActivity, listen_address, run_roles
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State, Stdout
 from sst.request import Request
@@ -112,16 +112,9 @@ def _socat_tls(plan: SocatPlan, commonname: str, rundir: str) -> sc.SocatTLS | N
 
 
 def _common(req: Request, s: MariabackupSettings, binary: str) -> mb.Common:
-    dirs = []
-    for opt, value in (
-        ("aria-log-dir-path", s.aria_log_dir_path),
-        ("innodb-data-home-dir", s.innodb_data_home_dir),
-        ("innodb-log-group-home-dir", s.innodb_log_group_home_dir),
-        ("innodb-undo-directory", s.innodb_undo_directory),
-        ("innodb-buffer-pool-filename", req.paths.innodb_buffer_pool_filename),
-    ):
-        if value:
-            dirs.append(f"--{opt}={value}")
+    dirs = list(s.server.options())
+    if req.paths.innodb_buffer_pool_filename:
+        dirs.append(f"--innodb-buffer-pool-filename={req.paths.innodb_buffer_pool_filename}")
     return mb.Common(binary, tuple(dirs), s.use_memory, req.mysqld_passthrough)
 
 
@@ -232,13 +225,7 @@ def _joiner(
     addr = req.address
     assert addr is not None
     dd = req.datadir
-    bind = net.bind_address(addr.host)
-    if not bind:
-        log.warning(f"{addr.host} is not an address of this host; listening on all interfaces")
-    if net.port_in_use(addr.port, bind):
-        raise PortBusy(
-            f"SST port {addr.port} on {bind or '*'} is already in use by another program"
-        )
+    bind = listen_address(addr)
     for stale in mb.LEGACY_FILES:
         datadir.remove(os.path.join(dd, stale))
 
@@ -420,16 +407,7 @@ def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> 
     def keep(path: str) -> bool:
         return pattern.fullmatch(path) is not None
 
-    separate = [
-        datadir.resolve(dd, p)
-        for p in (
-            s.innodb_data_home_dir,
-            s.innodb_log_group_home_dir,
-            s.innodb_undo_directory,
-            s.aria_log_dir_path,
-        )
-        if p
-    ]
+    separate = list(s.server.by_module(dd).values())
     dirs = [dd, *[p for p in separate if not p.startswith(dd + os.sep) and p != dd]]
     for d in dirs:
         datadir.ensure_dir(d)
@@ -455,7 +433,7 @@ def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> 
         aside.restore()
         raise
     aside.discard()
-    binlogs = Binlogs.from_settings(dd, s.log_bin, s.log_bin_index, s.log_basename)
+    binlogs = s.server.binlogs(dd)
     if binlogs is not None:
         binlogs.remove_all(dd)
         datadir.ensure_dir(binlogs.directory)

@@ -11,7 +11,7 @@ import psutil
 
 from sst import config, datadir, log, net, tls, tools
 from sst.config import RsyncSettings
-from sst.datadir import IN_PROGRESS, Area, Binlogs
+from sst.datadir import IN_PROGRESS, Area
 from sst.errors import (
     ConfigError,
     PortBusy,
@@ -20,7 +20,7 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, flush_tables, run_roles
+from sst.methods.common import Run, TreeActivity, flush_tables, listen_address, run_roles
 from sst.process import pidfile
 from sst.process.runner import Child, Stage
 from sst.protocol import State, Stdout
@@ -97,12 +97,7 @@ def joiner_layout(req: Request, s: RsyncSettings) -> JoinerLayout:
     """Map the datadir and the separate InnoDB/Aria directories to staging areas."""
     dd = req.datadir
     main = Area(dd, datadir.staging_for(dd, dd))
-    live = {
-        "data_dir": datadir.resolve(dd, s.innodb_data_home_dir),
-        "log_dir": datadir.resolve(dd, s.innodb_log_group_home_dir),
-        "undo_dir": datadir.resolve(dd, s.innodb_undo_directory),
-        "aria_log": datadir.resolve(dd, s.aria_log_dir_path),
-    }
+    live = s.server.by_module(dd)
     subs = {k: Area(v, datadir.staging_for(dd, v), rs.SUBMODULE_FILES[k]) for k, v in live.items()}
     return JoinerLayout(main, subs)
 
@@ -177,13 +172,7 @@ def _joiner_receive(
             )
         )
 
-    bind = net.bind_address(addr.host)
-    if not bind:
-        log.warning(f"{addr.host} is not an address of this host; listening on all interfaces")
-    if net.port_in_use(addr.port, bind):
-        raise PortBusy(
-            f"SST port {addr.port} on {bind or '*'} is already in use by another program"
-        )
+    bind = listen_address(addr)
 
     if stunnel_bin:
         accept = (
@@ -329,7 +318,7 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
         replace_dirs=True,
     )
     log.info(f"Swapped {moved} received entries into {req.datadir}")
-    binlogs = Binlogs.from_settings(req.datadir, s.log_bin, s.log_bin_index, s.log_basename)
+    binlogs = s.server.binlogs(req.datadir)
     if binlogs is None:
         return
     binlogs.remove_all(req.datadir)
@@ -383,7 +372,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
 def _binlog_tar(run: Run, s: RsyncSettings) -> str:
     """Tar the newest sst-max-binlogs binlogs into the datadir; '' when there are none."""
     req = run.req
-    binlogs = Binlogs.from_settings(req.datadir, s.log_bin, s.log_bin_index, s.log_basename)
+    binlogs = s.server.binlogs(req.datadir)
     if binlogs is None or s.max_binlogs == 0:
         return ""
     files = [p for p in binlogs.listed(req.datadir) if os.path.isfile(p)]
@@ -419,12 +408,7 @@ def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> No
 
     one(rs.top_level_pass(rsync_bin, push, dd), "sending the datadir's top level")
     log.info("Transfer of normal directories done")
-    dirs = {
-        "data_dir": datadir.resolve(dd, s.innodb_data_home_dir),
-        "log_dir": datadir.resolve(dd, s.innodb_log_group_home_dir),
-        "undo_dir": datadir.resolve(dd, s.innodb_undo_directory),
-        "aria_log": datadir.resolve(dd, s.aria_log_dir_path),
-    }
+    dirs = s.server.by_module(dd)
     for sub, src in dirs.items():
         if os.path.isdir(src):
             one(rs.submodule_pass(rsync_bin, push, src, sub), f"sending {sub} files")

@@ -175,6 +175,36 @@ def _kill_descendants_of_exited(child: Child) -> None:
         return
 
 
+@dataclass(frozen=True)
+class TreeIO:
+    """I/O of process trees, summed: what the stall detector and the status file sample."""
+
+    read_chars: int
+    write_chars: int
+    processes: int
+
+
+def tree_io(pids: Sequence[int]) -> TreeIO:
+    """Read and write counts of pids and all their descendants (those we may read)."""
+    procs: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs += [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    read = write = count = 0
+    for p in procs:
+        try:
+            io = p.io_counters()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        read += io.read_chars
+        write += io.write_chars
+        count += 1
+    return TreeIO(read, write, count)
+
+
 class ParentWatch:
     """Remembers the --parent process (pid and start time) and tells when it is gone."""
 
