@@ -3,10 +3,17 @@
 
 Loads a donor with --gib GiB of InnoDB data, then for each case joins a fresh node with the
 stock method and with ours, alternately, --runs times each, and prints per case the median
-join time (joiner start to Synced), the ratio ours/stock, and the machine's limit for the
-same datadir (a plain `tar | tar` copy). Run as root after scripts/setup.sh:
+join time (joiner start to Synced), the ratio ours/stock, the CPU seconds the SST used on each
+side (every process under the donor's and the joiner's mariadbd, sampled through /proc), the
+share of that CPU and the peak RSS of our own Python processes, next to the machine's limits
+for the same datadir: a plain `tar | tar` copy, and `openssl speed` for the tunnel's cipher.
 
-    /opt/galera-sst/bin/python scripts/benchmark.py --gib 1 --runs 3
+A second donor in the same cluster runs our scripts under the stock names, so the mysqldump
+case (which mariadbd runs only by its stock name, on the donor) compares the two as well; the
+joiner picks its donor with wsrep_sst_donor. Run as root after scripts/setup.sh:
+
+    /opt/galera-sst/bin/python scripts/benchmark.py            # 2 GiB, 3 runs, every case
+    /opt/galera-sst/bin/python scripts/benchmark.py --gib 1 --cases rsync,mariabackup
 
 This is a measurement, not a test: it asserts nothing and always prints what it saw.
 """
@@ -21,27 +28,121 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import psutil
 
 from sst import lab as labmod
 from sst.lab import Lab, Node
 
 CASES = {
-    # name: (stock method, our method, ssl-mode)
-    "mariabackup": ("mariabackup", "py_mariabackup", "DISABLED"),
-    "mariabackup-tls": ("mariabackup", "py_mariabackup", "VERIFY_CA"),
+    # name: (stock method, our method, ssl-mode); "mysqldump" is ours on the second donor.
     "rsync": ("rsync", "py_rsync", "DISABLED"),
     "rsync-tls": ("rsync", "py_rsync", "VERIFY_CA"),
+    "rsync-wan": ("rsync_wan", "py_rsync_wan", "DISABLED"),
+    "mariabackup": ("mariabackup", "py_mariabackup", "DISABLED"),
+    "mariabackup-tls": ("mariabackup", "py_mariabackup", "VERIFY_CA"),
+    "mysqldump": ("mysqldump", "mysqldump", "DISABLED"),
 }
+TLS_CIPHER = "aes-256-gcm"  # what TLS 1.3 negotiates by default for socat and stunnel
+
+
+@dataclass
+class Run:
+    """One join: wall time, CPU seconds per side, and our Python processes' share."""
+
+    seconds: float
+    donor_cpu: float
+    joiner_cpu: float
+    python_cpu: float
+    python_rss: int  # bytes, peak of any one of our Python processes
 
 
 @dataclass
 class Result:
-    """Join times of one case, per implementation."""
+    """Runs of one case, per implementation."""
 
-    stock: list[float]
-    ours: list[float]
+    stock: list[Run] = field(default_factory=list)
+    ours: list[Run] = field(default_factory=list)
+
+
+class Sampler(threading.Thread):
+    """Every period, the CPU time of each process under the nodes' mariadbd, by side.
+
+    A process's last sample counts, so one that lives shorter than a period is missed (a
+    few milliseconds each); mariadbd's own CPU is not counted. Peak RSS is the kernel's
+    high-water mark (VmHWM) of each of our Python processes, so nothing between samples
+    is lost there.
+    """
+
+    def __init__(self, sides: dict[str, Node], period: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self._sides = sides
+        self._period = period
+        self._halt = threading.Event()
+        self.cpu: dict[tuple[int, float], tuple[str, float, bool]] = {}
+        self.python_rss = 0
+
+    def _sample(self) -> None:
+        for side, node in self._sides.items():
+            if node.proc is None or node.proc.poll() is not None:
+                continue
+            try:
+                kids = psutil.Process(node.proc.pid).children(recursive=True)
+            except psutil.Error:
+                continue
+            for k in kids:
+                try:
+                    with k.oneshot():
+                        t = k.cpu_times()
+                        cmd = k.cmdline()
+                        key = (k.pid, k.create_time())
+                except psutil.Error:
+                    continue
+                python = len(cmd) > 1 and "python" in cmd[0] and "wsrep_sst_" in cmd[1]
+                self.cpu[key] = (side, t.user + t.system, python)
+                if python:
+                    self.python_rss = max(self.python_rss, _vm_hwm(k.pid))
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self._sample()
+            self._halt.wait(self._period)
+
+    def finish(self) -> tuple[float, float, float, int]:
+        """Stop; (donor CPU s, joiner CPU s, Python CPU s, peak Python RSS bytes)."""
+        self._halt.set()
+        self.join(timeout=10)
+        donor = sum(c for side, c, _ in self.cpu.values() if side == "donor")
+        joiner = sum(c for side, c, _ in self.cpu.values() if side == "joiner")
+        python = sum(c for _, c, py in self.cpu.values() if py)
+        return donor, joiner, python, self.python_rss
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cipher_seconds(size: int) -> tuple[float, float]:
+    """openssl speed for the tunnel's cipher on one core: (GB/s, seconds for size bytes)."""
+    res = subprocess.run(
+        ["openssl", "speed", "-evp", TLS_CIPHER, "-bytes", "65536", "-seconds", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    last = [ln for ln in res.stdout.splitlines() if ln.strip()][-1]
+    rate = float(last.split()[-1].rstrip("k")) * 1000  # bytes per second
+    return rate / 1e9, size / rate
 
 
 def load(donor: Node, gib: float) -> None:
@@ -90,24 +191,61 @@ def timeline(log_text: str) -> str:
 
 def join_once(
     lb: Lab, donor: Node, certs: labmod.CertPaths, method: str, mode: str, *, verbose: bool = False
-) -> float:
-    """One fresh joiner through method; seconds from start to Synced."""
+) -> Run:
+    """One fresh joiner through method from donor; its time to Synced and CPU use."""
     extra = {"sst-log-archive-dir": "", "sst-log-archive": "0"}
-    joiner = lb.add_node(sst_method=method)
+    joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.name})
+    if method == "mysqldump":
+        lb.create_sst_user_offline(joiner)
     joiner.sst_options = {**labmod.tls_options(certs, joiner.name, mode), **extra}
     donor.sst_options = {**labmod.tls_options(certs, donor.name, mode), **extra}
-    donor.sst_method = method
+    sampler = Sampler({"donor": donor, "joiner": joiner})
+    sampler.start()
     try:
         took = lb.join(joiner, timeout=1800)
+        dcpu, jcpu, pcpu, rss = sampler.finish()
         donor.wait_synced(300)
         a, b = labmod.checksums(donor, ["bench"]), labmod.checksums(joiner, ["bench"])
         if a != b:
             raise labmod.LabError(f"{method}: data differs after the join")
         if verbose:
             print(timeline(joiner.log_text()), flush=True)
-        return took
+        return Run(took, dcpu, jcpu, pcpu, rss)
     finally:
+        sampler.finish()
         lb.remove_node(joiner)
+
+
+def median(runs: list[Run], what: str) -> float:
+    return float(statistics.median(getattr(r, what) for r in runs))
+
+
+def report(results: dict[str, Result], runs: int, size: int, limit: float, tls: float) -> str:
+    """The table, as Markdown (readable as text, pasteable into docs/performance.md)."""
+    head = (
+        "| case | stock s | ours s | ours/stock | ours/tar | stock CPU s (donor+joiner) "
+        "| ours CPU s (donor+joiner) | our Python CPU | our Python peak RSS |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for case, r in results.items():
+        if not r.stock or not r.ours:
+            continue
+        ms, mo = median(r.stock, "seconds"), median(r.ours, "seconds")
+        sd, sj = median(r.stock, "donor_cpu"), median(r.stock, "joiner_cpu")
+        od, oj = median(r.ours, "donor_cpu"), median(r.ours, "joiner_cpu")
+        share = median(r.ours, "python_cpu") / max(od + oj, 1e-9)
+        rss = max(x.python_rss for x in r.ours) / 2**20
+        lines.append(
+            f"| {case} | {ms:.1f} | {mo:.1f} | {mo / ms:.2f} | {mo / limit:.2f} "
+            f"| {sd:.1f} + {sj:.1f} | {od:.1f} + {oj:.1f} | {share:.1%} | {rss:.0f} MiB |"
+        )
+    lines.append("")
+    lines.append(
+        f"Medians of {runs} joins per implementation; datadir {size / 2**30:.2f} GiB; "
+        f"{os.cpu_count()} CPUs; `tar | tar` + sync {limit:.1f} s; "
+        f"{TLS_CIPHER} on one core {tls:.2f} s for the datadir."
+    )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -128,35 +266,46 @@ def main() -> int:
         certs = labmod.make_certs(
             os.path.join(lb.base, "certs"), {f"node{i}": f"127.0.0.{i}" for i in range(1, 60)}
         )
-        donor = lb.add_node(mysqld_options={"innodb_buffer_pool_size": "512M"})
+        mysqld = {"innodb_buffer_pool_size": "512M"}
+        donor = lb.add_node(mysqld_options=dict(mysqld))
         lb.bootstrap(donor)
         t0 = time.monotonic()
         load(donor, ns.gib)
         size = labmod.datadir_bytes(donor.datadir)
         print(
             f"donor loaded in {time.monotonic() - t0:.0f} s: datadir {size / 2**30:.2f} GiB, "
-            f"{os.cpu_count()} CPUs",
+            f"{os.cpu_count()} CPUs, {datetime.date.today()}",
             flush=True,
         )
         limit = tar_copy_seconds(donor.datadir, lb.base)
         print(f"machine limit (tar | tar + sync of the datadir): {limit:.1f} s", flush=True)
+        gbps, tls = cipher_seconds(size)
+        print(f"openssl speed {TLS_CIPHER}: {gbps:.2f} GB/s on one core", flush=True)
+        cases = ns.cases.split(",")
+        ours_donor = None
+        if "mysqldump" in cases:
+            ours_donor = lb.add_node(mysqld_options=dict(mysqld))
+            lb.use_ours_under_stock_names(ours_donor)
+            took = lb.join(ours_donor, timeout=1800)
+            print(f"second donor (ours under the stock names) joined in {took:.1f} s", flush=True)
         results: dict[str, Result] = {}
-        for case in ns.cases.split(","):
+        for case in cases:
             stock, ours, mode = CASES[case]
-            r = results.setdefault(case, Result([], []))
+            r = results.setdefault(case, Result())
             for i in range(ns.runs):
                 for impl, method in (("stock", stock), ("ours", ours)):
-                    took = join_once(
-                        lb, donor, certs, method, mode, verbose=ns.timeline and impl == "ours"
+                    src = ours_donor if impl == "ours" and ours_donor and method == stock else donor
+                    run = join_once(
+                        lb, src, certs, method, mode, verbose=ns.timeline and impl == "ours"
                     )
-                    (r.stock if impl == "stock" else r.ours).append(took)
-                    print(f"  {case:16} run {i + 1} {impl:5} {method:15} {took:6.1f} s", flush=True)
+                    (r.stock if impl == "stock" else r.ours).append(run)
+                    print(
+                        f"  {case:16} run {i + 1} {impl:5} {method:15} {run.seconds:6.1f} s  "
+                        f"cpu donor {run.donor_cpu:5.1f} s joiner {run.joiner_cpu:5.1f} s",
+                        flush=True,
+                    )
         print()
-        print(f"{'case':16} {'stock s':>8} {'ours s':>8} {'ours/stock':>10} {'ours/limit':>10}")
-        for case, r in results.items():
-            ms, mo = statistics.median(r.stock), statistics.median(r.ours)
-            print(f"{case:16} {ms:8.1f} {mo:8.1f} {mo / ms:10.2f} {mo / limit:10.2f}")
-        print(f"(medians of {ns.runs}; data {size / 2**30:.2f} GiB; limit {limit:.1f} s)")
+        print(report(results, ns.runs, size, limit, tls))
         return 0
     finally:
         lb.close()
