@@ -71,14 +71,26 @@ def donor(lab: Lab) -> Node:
 
 
 @pytest.fixture(autouse=True)
-def _only_the_donor_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Whatever a test did, pass or fail, the next one starts with the donor alone."""
-    yield
+def _no_node_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever a test did, pass or fail, the nodes it added are gone afterwards (the shared
+    donor and nodes of module-scoped fixtures stay)."""
     if "lab" not in request.fixturenames:
+        yield
         return
     lb: Lab = request.getfixturevalue("lab")
-    for node in list(lb.nodes[1:]):
-        lb.remove_node(node)
+    before = list(lb.nodes)
+    yield
+    for node in list(lb.nodes):
+        if node not in before:
+            lb.remove_node(node)
+
+
+def restart_alone(lab: Lab, donor: Node) -> None:
+    """Restart the only member (it re-reads PATH at start) as a new cluster."""
+    donor.stop()
+    lab.configure()
+    donor.start(new_cluster=True)
+    donor.wait_synced()
 
 
 def leftovers(base: str) -> list[str]:

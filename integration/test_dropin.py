@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.test_mixed_pairs import OURS_ONLY
+from integration.test_matrix import OURS_ONLY
 from integration.test_rsync_cluster import join
 from sst import install
 from sst import lab as labmod

@@ -37,42 +37,6 @@ def legacy_pem(lab: Lab, certs: CertPaths, name: str) -> str:
     return path
 
 
-@pytest.mark.parametrize("mode", ["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"])
-def test_mariabackup_ssl_modes(lab: Lab, donor: Node, certs: CertPaths, mode: str) -> None:
-    joiner = lab.add_node(sst_method="py_mariabackup")
-    use(
-        donor,
-        joiner,
-        labmod.tls_options(certs, joiner.name, mode),
-        labmod.tls_options(certs, donor.name, mode),
-    )
-    join(lab, donor, joiner)
-    text = joiner.log_text()
-    assert "py_mariabackup SST completed on joiner" in text
-    assert "Moved the prepared backup" in text
-    if mode != "DISABLED":
-        assert f"TLS {mode} (encrypt=3) through socat" in text
-    # Acknowledged stages: the donor never fell back to exit-status judgement.
-    assert "does not acknowledge" not in donor.log_text()
-    lab.remove_node(joiner)
-
-
-@pytest.mark.parametrize("encrypt", [2, 3, 4])
-def test_mariabackup_encrypt_modes(lab: Lab, donor: Node, certs: CertPaths, encrypt: int) -> None:
-    joiner = lab.add_node(sst_method="py_mariabackup")
-
-    def opts(node: Node) -> dict[str, str]:
-        cert, key = certs.certs[node.name]
-        if encrypt == 2:
-            return {"encrypt": "2", "tca": certs.ca, "tcert": legacy_pem(lab, certs, node.name)}
-        return {"encrypt": str(encrypt), "tca": certs.ca, "tcert": cert, "tkey": key}
-
-    use(donor, joiner, opts(joiner), opts(donor))
-    join(lab, donor, joiner)
-    assert f"(encrypt={encrypt}) through socat" in joiner.log_text()
-    lab.remove_node(joiner)
-
-
 def test_mariabackup_zstd_then_ist(lab: Lab, donor: Node, certs: CertPaths) -> None:
     joiner = lab.add_node(sst_method="py_mariabackup")
     sst = {

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.test_mixed_pairs import restart_alone
+from integration.conftest import restart_alone
 from integration.test_rsync_cluster import assert_clean, join
 from sst import lab as labmod
 from sst.lab import CertPaths, Lab, Node

@@ -81,6 +81,7 @@ def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[s
         return 0
     except SSTError as exc:
         where = f"{method} {role}" + (f", peer {peer}" if peer else "")
+        where += f", during {exc.phase}" if exc.phase else ""
         log.error(f"{exc.message} [{where}]")
         log.info(f"Cleanup after exit with status: {exc.code}")
         return exc.code

@@ -134,6 +134,22 @@ class RsyncSettings:
     flush_timeout: float
     idle_timeout: float
     connect_timeout: float
+    bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
+
+
+RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
+
+
+def rate_bytes(name: str, value: str, errors: list[str]) -> int:
+    """A pv-style rate (bytes/s with an optional k/m/g/t suffix, powers of 1024); 0 if ''."""
+    if not value:
+        return 0
+    m = RATE.match(value.strip())
+    if not m or float(m.group(1)) <= 0:
+        errors.append(f"{name}={value!r} is not a rate like 500k, 20m or 1g (bytes per second)")
+        return 0
+    power = " kmgt".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024**power)
 
 
 def resolve_tls(opts: Options, groups: tuple[str, ...], role: str) -> TLSFiles:
@@ -208,6 +224,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     flush_t = timeout("sst-flush-timeout", "600")
     idle_t = timeout("sst-idle-timeout", "300")
     conn_t = timeout("sst-initial-timeout", "300")
+    rlimit = rate_bytes("rlimit", opts.get(("sst",), "rlimit"), errors)
     if errors:
         raise ConfigError("; ".join(errors))
 
@@ -221,6 +238,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         flush_timeout=flush_t,
         idle_timeout=idle_t,
         connect_timeout=conn_t,
+        bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
     )
 
 
@@ -381,6 +399,8 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
     progress = opts.get(("sst",), "progress")
     initial = timeout("sst-initial-timeout", "300")
     idle = timeout("sst-idle-timeout", "300")
+    rlimit = opts.get(("sst",), "rlimit").strip()
+    rate_bytes("rlimit", rlimit, errors)  # pv takes the same form; refuse anything else here
     result = MariabackupSettings(
         plan=plan,
         sockopt=opts.get(("sst",), "sockopt"),
@@ -402,7 +422,7 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
         initial_timeout=initial,
         idle_timeout=idle,
         progress=progress,
-        rlimit=opts.get(("sst",), "rlimit"),
+        rlimit=rlimit,
         tmpdir=opts.get(ENC_GROUPS, "tmpdir"),
         cpat=cpat,
         credentials=credentials(req, opts),

@@ -9,6 +9,7 @@ class SSTError(Exception):
     """Base of every galera-sst failure; `code` is the process exit status (an errno value)."""
 
     code: int = errno.EINVAL
+    phase: str = ""  # the SST phase it ended ("receiving", ...), set by the run that saw it
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sst import config
 from sst.config import MYSQLD, Options, credentials, parse_output, resolve_tls, rsync_settings
 from sst.errors import ConfigError
 from sst.request import Credentials, Request, parse_request
@@ -89,3 +90,20 @@ def test_credentials_fall_back_to_sst_group() -> None:
     assert credentials(r, opts({}, {"wsrep-sst-auth": "u:p:w"})) == Credentials("u", "p:w")
     r2 = parse_request("x", ["--datadir", "/d"], {"WSREP_SST_OPT_AUTH": "env:pw"})
     assert credentials(r2, opts({}, {"wsrep-sst-auth": "u:p"})) == Credentials("env", "pw")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", 0), ("100", 100), ("15m", 15 * 2**20), ("1.5k", 1536), ("2G", 2 * 2**30)],
+)
+def test_rate_bytes(value: str, expected: int) -> None:
+    errors: list[str] = []
+    assert config.rate_bytes("rlimit", value, errors) == expected
+    assert errors == []
+
+
+@pytest.mark.parametrize("value", ["fast", "-5m", "0", "10 m", "5x", "1e9"])
+def test_rate_bytes_refuses(value: str) -> None:
+    errors: list[str] = []
+    config.rate_bytes("rlimit", value, errors)
+    assert errors == [f"rlimit={value!r} is not a rate like 500k, 20m or 1g (bytes per second)"]

@@ -55,6 +55,7 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
         yield Run(req, sup, out, rundir, status)
     except SSTError as exc:
         code, error = exc.code, exc.message
+        exc.phase = exc.phase or status.snap.phase
         raise
     except BaseException as exc:
         code, error = 1, f"{type(exc).__name__}: {exc}"

@@ -366,7 +366,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
         with open(conf, "w", encoding="utf-8") as f:
             f.write(st.client_conf(s.tls, verify, f"{addr.host}:{addr.port}"))
         rsh = rs.rsh_stunnel(stunnel_bin, conf)
-    return rs.Push(url, whole_file=not is_wan(req), rsh=rsh)
+    return rs.Push(url, whole_file=not is_wan(req), rsh=rsh, bwlimit_kib=s.bwlimit_kib)
 
 
 def _binlog_tar(run: Run, s: RsyncSettings) -> str:

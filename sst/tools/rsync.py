@@ -48,6 +48,7 @@ class Push:
     url: str  # rsync://host:port/module
     whole_file: bool = True
     rsh: str = ""
+    bwlimit_kib: int = 0  # per rsync process; 0: unlimited
 
     def common(self) -> tuple[str, ...]:
         """Flags on every pass. No --inplace: a staged joiner shares inodes with its old copy."""
@@ -65,6 +66,8 @@ class Push:
             out.append("--whole-file")
         if self.rsh:
             out.append(f"--rsh={self.rsh}")
+        if self.bwlimit_kib:
+            out.append(f"--bwlimit={self.bwlimit_kib}")
         return tuple(out)
 
 

@@ -1,0 +1,128 @@
+"""The pairing matrix of a node-by-node rollout: {stock, ours} donor x {stock, ours} joiner,
+for mariabackup (plain, encrypt 2/3/4, ssl-mode REQUIRED/VERIFY_CA/VERIFY_IDENTITY) and rsync
+(plain, REQUIRED, VERIFY_CA, VERIFY_IDENTITY), on real nodes under the stock method names.
+
+Two donors sit in the cluster: the shared one runs the stock scripts, a second one runs ours
+under the stock names (its own basedir, as in lab.use_ours_under_stock_names), and each joiner
+picks its donor with wsrep_sst_donor, so no donor restarts between cells. Every cell must end
+as the stock-to-stock cell of its mode ends (EXPECTED); the outcome of each cell is written to
+$GALERA_SST_MATRIX_JSON when set, and scripts/compat_table.py renders docs/compatibility.md
+from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from integration.test_mariabackup_cluster import legacy_pem
+from integration.test_rsync_cluster import join
+from sst import lab as labmod
+from sst.lab import CertPaths, Lab, Node
+
+pytestmark = pytest.mark.cluster
+
+MODES = {
+    "mariabackup": [
+        "plain",
+        "encrypt=2",
+        "encrypt=3",
+        "encrypt=4",
+        "REQUIRED",
+        "VERIFY_CA",
+        "VERIFY_IDENTITY",
+    ],
+    "rsync": ["plain", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"],
+}
+PAIRS = [("stock", "stock"), ("stock", "ours"), ("ours", "stock"), ("ours", "ours")]
+CELLS = [(m, mode, d, j) for m, modes in MODES.items() for mode in modes for d, j in PAIRS]
+
+# How stock-to-stock ends per (method, mode); every other pairing must end the same way.
+EXPECTED: dict[tuple[str, str], str] = {}  # empty: every mode joins stock to stock
+
+# Log lines only one implementation writes, per method and role.
+OURS_ONLY = {
+    ("mariabackup", "joiner"): "Moved the prepared backup into",
+    ("mariabackup", "donor"): "Streaming the backup to the joiner at",
+    ("rsync", "joiner"): "Swapped ",
+    ("rsync", "donor"): "database directories)",
+}
+STOCK_ONLY = {
+    ("mariabackup", "joiner"): "Waiting for SST streaming to complete!",
+    ("mariabackup", "donor"): "Sleeping before data transfer for SST",
+    ("rsync", "joiner"): "Joiner cleanup done.",
+    ("rsync", "donor"): "Transfer of InnoDB data files done",
+}
+
+RESULTS: dict[str, dict[str, str]] = {}
+
+
+def sst_options(lab: Lab, certs: CertPaths, node: Node, mode: str) -> dict[str, str]:
+    """[sst] options of one node for a matrix mode."""
+    if mode == "plain":
+        return {}
+    if mode.startswith("encrypt="):
+        n = mode.split("=")[1]
+        cert, key = certs.certs[node.name]
+        if n == "2":  # one PEM with the certificate and its key
+            return {"encrypt": n, "tca": certs.ca, "tcert": legacy_pem(lab, certs, node.name)}
+        return {"encrypt": n, "tca": certs.ca, "tcert": cert, "tkey": key}
+    return labmod.tls_options(certs, node.name, mode)
+
+
+@pytest.fixture(scope="module")
+def donors(lab: Lab, donor: Node) -> Iterator[dict[str, Node]]:
+    """The shared donor (stock scripts) and a second member running ours under the stock
+    names; both hold the same data."""
+    ours = lab.add_node(sst_method="py_rsync")
+    lab.use_ours_under_stock_names(ours)
+    lab.join(ours)
+    donor.wait_synced(60)
+    yield {"stock": donor, "ours": ours}
+    if ours in lab.nodes:
+        lab.remove_node(ours)
+    if os.environ.get("GALERA_SST_MATRIX_JSON"):
+        with open(os.environ["GALERA_SST_MATRIX_JSON"], "w", encoding="utf-8") as f:
+            json.dump(RESULTS, f, indent=1, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "mode", "donor_impl", "joiner_impl"),
+    CELLS,
+    ids=[f"{m}-{mode}-{d}_donor-{j}_joiner" for m, mode, d, j in CELLS],
+)
+def test_pairing(
+    lab: Lab,
+    donors: dict[str, Node],
+    certs: CertPaths,
+    method: str,
+    mode: str,
+    donor_impl: str,
+    joiner_impl: str,
+) -> None:
+    src = donors[donor_impl]
+    joiner = lab.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": src.name})
+    if joiner_impl == "ours":
+        lab.use_ours_under_stock_names(joiner)
+    joiner.sst_options = sst_options(lab, certs, joiner, mode)
+    src.sst_options = sst_options(lab, certs, src, mode)
+    donor_log = len(src.log_text())
+    cell = f"{donor_impl} donor, {joiner_impl} joiner"
+    RESULTS.setdefault(f"{method} {mode}", {})[cell] = "did not finish"
+    expected = EXPECTED.get((method, mode), "Synced")
+    join(lab, src, joiner, expect_ours="ours" in (donor_impl, joiner_impl))
+    texts = {"donor": src.log_text()[donor_log:], "joiner": joiner.log_text()}
+    for role, impl in (("donor", donor_impl), ("joiner", joiner_impl)):
+        mine, other = (OURS_ONLY, STOCK_ONLY) if impl == "ours" else (STOCK_ONLY, OURS_ONLY)
+        assert mine[(method, role)] in texts[role], f"the {impl} {role} script did not run"
+        assert other[(method, role)] not in texts[role]
+    if joiner_impl == "ours" and mode != "plain":
+        tunnel = "socat" if method == "mariabackup" else "stunnel"
+        assert " through " + tunnel in texts["joiner"]
+    if method == "mariabackup" and "ours" == donor_impl == joiner_impl:
+        assert "does not acknowledge" not in texts["donor"]  # the ack protocol was used
+    RESULTS[f"{method} {mode}"][cell] = "Synced, data equal"
+    assert expected == "Synced"
