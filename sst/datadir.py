@@ -14,14 +14,48 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sst.errors import SSTError, TransferError
+from sst.errors import NoSpace, SSTError, TransferError
 
 STAGING = ".sst-staging"
 OLD = ".sst-old"
 IN_PROGRESS = "sst_in_progress"
 SST_PID = "wsrep_sst.pid"
 
+
 # Everything an SST may create in a datadir and must remove on every exit path.
+def free_bytes(path: str) -> int:
+    """Bytes an unprivileged writer may still use on path's filesystem."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+FULL = 1 << 20  # under this much free space a receiving filesystem counts as full
+
+
+class DiskWatch:
+    """Notices that the receiving filesystem filled up: a tool said "No space left on device"
+    (it then deletes its partial file, so free space alone would miss it), or free space is
+    below FULL. Feed watch() with the receiving tools' stderr lines; call check() often."""
+
+    def __init__(self) -> None:
+        self.seen = ""
+
+    def watch(self, line: str) -> None:
+        """on_line callback for a receiving tool."""
+        if not self.seen and ("No space left on device" in line or "Errcode: 28" in line):
+            self.seen = line.strip()[-200:]
+
+    def check(self, path: str) -> None:
+        """Raise NoSpace if the filesystem of path is, or was, full."""
+        free = free_bytes(path)
+        if self.seen or free < FULL:
+            raise NoSpace(
+                f"the datadir's filesystem filled up while receiving ({free // 2**20} MiB "
+                "free now); the old datadir is kept: free space, or move the datadir to a "
+                "larger filesystem"
+            )
+
+
 TRANSIENT = (
     IN_PROGRESS,
     SST_PID,

@@ -80,6 +80,12 @@ class FlushFailed(SSTError):
     code = 255
 
 
+class NoSpace(SSTError):
+    """The filesystem being written is full (ENOSPC, 28)."""
+
+    code = errno.ENOSPC
+
+
 class ToolFailed(SSTError):
     """An external program exited with a failure status."""
 

@@ -148,15 +148,18 @@ def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_certs(directory: str, nodes: dict[str, str], owner: str = "mysql") -> CertPaths:
-    """A CA plus, per node name, a certificate with CN=name and SANs IP and DNS name."""
+def make_certs(
+    directory: str, nodes: dict[str, str], owner: str = "mysql", extra_dns: Sequence[str] = ()
+) -> CertPaths:
+    """A CA plus, per node name, a certificate with CN=name and SANs IP and DNS name (and
+    extra_dns on every certificate)."""
     os.makedirs(directory, exist_ok=True)
     ca = make_ca()
     ca_path = os.path.join(directory, "ca.pem")
     _write(ca_path, pem_cert(ca[0]))
     out: dict[str, tuple[str, str]] = {}
     for name, ip in nodes.items():
-        cert, key = make_leaf(ca, name, ips=[ip], dns=[name])
+        cert, key = make_leaf(ca, name, ips=[ip], dns=[name, *extra_dns])
         c = os.path.join(directory, f"{name}-cert.pem")
         k = os.path.join(directory, f"{name}-key.pem")
         _write(c, pem_cert(cert))
@@ -219,7 +222,15 @@ class Node:
     sst_options: dict[str, str] = field(default_factory=dict)
     mysqld_options: dict[str, str] = field(default_factory=dict)
     path_prefix: str = ""  # prepended to mariadbd's PATH (where our scripts are)
+    netns: str = ""  # a network namespace to run mariadbd in (`ip netns exec`)
+    provider_options: str = ""  # appended to wsrep_provider_options ("pc.weight=2;...")
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def galera_name(self) -> str:
+        """wsrep_node_name. Galera matches wsrep_sst_donor as a prefix, so "node2" would
+        also pick node26; the suffix makes every name a prefix of no other."""
+        return f"{self.name}.lab"
 
     @property
     def datadir(self) -> str:
@@ -265,9 +276,11 @@ class Node:
             f"wsrep_cluster_address=gcomm://{peers}",
             "wsrep_cluster_name=galera-sst-lab",
             f"wsrep_node_address={self.ip}",
-            f"wsrep_node_name={self.name}",
+            f"wsrep_node_name={self.galera_name}",
             f'wsrep_provider_options="gmcast.listen_addr=tcp://{self.ip}:{self.ports["galera"]};'
-            f'ist.recv_addr={self.ip}:{self.ports["ist"]};gcache.size=32M"',
+            f"ist.recv_addr={self.ip}:{self.ports['ist']};gcache.size=32M"
+            + (f";{self.provider_options}" if self.provider_options else "")
+            + '"',
             f"wsrep_sst_method={self.sst_method}",
             # mysqldump: mariadbd receives the dump itself, on its SQL port.
             f"wsrep_sst_receive_address={self.ip}:"
@@ -300,6 +313,8 @@ class Node:
         args = ["/usr/sbin/mariadbd", f"--defaults-file={self.cnf}"]
         if new_cluster:
             args.append("--wsrep-new-cluster")
+        if self.netns:  # `ip netns exec` execs mariadbd: the PID stays mariadbd's
+            args = ["ip", "netns", "exec", self.netns, *args]
         out = open(os.path.join(self.directory, "mariadbd.out"), "ab")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
@@ -437,12 +452,15 @@ class Lab:
         sst_options: dict[str, str] | None = None,
         mysqld_options: dict[str, str] | None = None,
         empty: bool = False,
+        ip: str = "",
+        netns: str = "",
     ) -> Node:
-        """Create a node directory with an initialised datadir owned by the node's user."""
+        """Create a node directory with an initialised datadir owned by the node's user
+        (on 127.0.0.N unless ip is given; in the network namespace netns if given)."""
         self._count += 1
         i = self._count
         name = f"node{i}"
-        ip = f"127.0.0.{i}"
+        ip = ip or f"127.0.0.{i}"
         d = os.path.join(self.base, name)
         os.makedirs(os.path.join(d, "tmp"))
         owner = user or self.user
@@ -458,6 +476,7 @@ class Lab:
             sst_options=dict(sst_options or {}),
             mysqld_options=dict(mysqld_options or {}),
             path_prefix=self.path_prefix,
+            netns=netns,
         )
         if empty:
             os.makedirs(node.datadir)

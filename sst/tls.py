@@ -234,6 +234,13 @@ def check(files: TLSFiles, *, role: str, need_ca: bool) -> CheckedTLS:
     chain = load_certs(files.cert)
     key = load_key(files.key)
     if _pub(chain[0]) != _pub(key):
+        own = next((c for c in chain[1:] if _pub(c) == _pub(key)), None)
+        if own is not None:
+            raise TLSError(
+                f"certificate '{files.cert}' and key '{files.key}' do not match: the file "
+                f"starts with '{common_name(chain[0])}'; the key's certificate "
+                f"'{common_name(own)}' must come first, then the intermediates"
+            )
         raise TLSError(f"certificate '{files.cert}' and key '{files.key}' do not match")
     _check_dates(chain[0], files.cert, "certificate")
     if files.ca or files.capath:

@@ -95,7 +95,7 @@ def test_intermediate_in_wrong_order(tmp_path: Path, ca: certs.Pair) -> None:
     leaf = lab.make_leaf(inter, "node3")
     cert = certs.write(tmp_path, "wrong.pem", inter[0], leaf[0])
     key = certs.write_key(tmp_path, "leaf.key", leaf[1])
-    with pytest.raises(TLSError, match="do not match"):
+    with pytest.raises(TLSError, match="must come first, then the intermediates"):
         tls.check(
             TLSFiles(certs.write(tmp_path, "ca.pem", ca[0]), "", cert, key),
             role="joiner",

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sst import log, net
-from sst.datadir import SST_PID, ensure_dir, remove
+from sst.datadir import SST_PID, STAGING, STAGING_MB, ensure_dir, remove
 from sst.errors import ConfigError, FlushFailed, PortBusy, SSTError
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Supervisor, tree_io
@@ -46,10 +46,24 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
     pid_path = os.path.join(req.datadir, SST_PID)
     pidfile.wait_stale(pid_path, "a previous SST script")
     pidfile.write_pid(pid_path)
+    if req.role == "joiner":
+        # A crashed run of either method may have left its staging copy (received data
+        # only, never the server's own files): it would fill the disk and ride along.
+        for stale in (STAGING, STAGING_MB):
+            path = os.path.join(req.datadir, stale)
+            if os.path.lexists(path):
+                log.info(f"Removing {path} left by an earlier SST")
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    remove(path)
     base = tmpdir if tmpdir and not any(c.isspace() for c in tmpdir) else None
     rundir = tempfile.mkdtemp(prefix="galera-sst.", dir=base)
     status = Status(req.datadir, req.method, req.role, req.address.hostport if req.address else "")
-    sup = Supervisor(ParentWatch(req.parent if req.role == "joiner" else 0), status.tick)
+    # Joiners get --parent; a donor watches the process that started it (mariadbd), so a
+    # dead server's donor stops sending instead of streaming a snapshot nobody holds locked.
+    parent = req.parent if req.role == "joiner" else os.getppid()
+    sup = Supervisor(ParentWatch(parent), status.tick)
     code, error = 0, ""
     try:
         yield Run(req, sup, out, rundir, status)
@@ -65,6 +79,9 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
         shutil.rmtree(rundir, ignore_errors=True)
         status.finish(code, error)
         pidfile.remove(pid_path)
+
+
+MIN_PROGRESS = 4096  # bytes of I/O that count as progress (more than any keep-alive)
 
 
 class TreeActivity:
@@ -85,13 +102,19 @@ class TreeActivity:
         return io.read_chars + io.write_chars, io.processes
 
     def idle(self) -> float:
-        """Seconds without activity (sampled at most every poll_every seconds)."""
+        """Seconds without activity (sampled at most every poll_every seconds). Activity is
+        a new or ended process, or at least MIN_PROGRESS bytes read or written: an idle
+        rsync still sends 4-byte keep-alives, which must not hide a stalled peer."""
         now = time.monotonic()
         if now - self._last_poll >= self._poll_every:
             self._last_poll = now
             sample = self._sample()
-            if sample != self._last_seen:
-                if self._last_seen != (-1, -1):
+            first = self._last_seen == (-1, -1)
+            if first or (
+                sample[1] != self._last_seen[1]
+                or abs(sample[0] - self._last_seen[0]) >= MIN_PROGRESS
+            ):
+                if not first:
                     self.started = True
                 self._last_seen = sample
                 self._last_change = now

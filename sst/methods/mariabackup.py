@@ -45,7 +45,11 @@ MODULE = "xtrabackup_sst"
 ACK_MARK = "galera-sst-ack"  # in the LSN field: "this joiner acknowledges each stage"
 LISTEN_TIMEOUT = 30.0
 ACK_TIMEOUT = 60.0
-STAGE2_CONNECT = 120.0  # how long the donor keeps retrying the stage-2 connection
+# How long the donor keeps retrying its connections. Every joiner listens before it prints
+# `ready`, so a refused stage-1 connection for 10 s means the joiner is gone; between the
+# stages the joiner extracts the state files and listens again, which takes well under 60 s.
+STAGE1_CONNECT = 10.0
+STAGE2_CONNECT = 60.0
 
 
 def load_settings(req: Request) -> MariabackupSettings:
@@ -295,7 +299,10 @@ def _joiner(
         log.info(f"Removing a stale staging directory {staging}")
         shutil.rmtree(staging)
     os.mkdir(staging)
-    extract2 = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=staging)
+    disk = datadir.DiskWatch()
+    extract2 = Stage(
+        mb.mbstream_extract(mbstream), name="mbstream", cwd=staging, on_line=disk.watch
+    )
     kids = _listen(
         run,
         s,
@@ -312,13 +319,17 @@ def _joiner(
         watch=(listener.pid,),  # bytes received: what socat writes on
     )
     activity = TreeActivity(*(k.pid for k in kids))
-    run.sup.wait(
-        kids[1:],
-        watch=[listener],
-        what="receiving the backup stream (stage 2)",
-        idle=activity.idle,
-        idle_timeout=s.idle_timeout,
-    )
+    try:
+        run.sup.wait(
+            kids[1:],
+            watch=[listener],
+            what="receiving the backup stream (stage 2)",
+            idle=activity.idle,
+            idle_timeout=s.idle_timeout,
+        )
+    except SSTError:
+        disk.check(staging)  # a full disk first breaks the pipe: name the cause, not the pipe
+        raise
     _check_backup(staging, listener)
     _ack(listener, True)
     log.info("Backup received; preparing it")
@@ -578,7 +589,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         s,
         stage1,
         what="sending the state files (stage 1)",
-        connect_for=s.initial_timeout or 60,
+        connect_for=STAGE1_CONNECT,
         ack_expected=ack_expected,
         socat=socat,
     )
@@ -630,7 +641,9 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         connect_for=STAGE2_CONNECT,
         ack_expected=ack_expected,
         socat=socat,
-        idle=lambda kids: TreeActivity(*(k.pid for k in kids)).idle,
+        # Progress is what socat (the last stage) writes to the joiner: mariadb-backup keeps
+        # reading the redo log while its pipe is blocked, which must not hide a dead link.
+        idle=lambda kids: TreeActivity(kids[-1].pid).idle,
     )
     run.out.done(req.gtid)
 

@@ -25,6 +25,7 @@ from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import Stdout
 from sst.request import Request
 from sst.tools import mysql as my
+from sst.tools import pv
 
 CLIENT_GROUPS = "client client-server mysql mariadb-client client-mariadb"
 VERSION_RE = re.compile(r"(Distrib 10\.[1-9])|( from 1[1-9]\.)")
@@ -196,11 +197,23 @@ def donor(run: Run, opts: config.Options) -> None:
     else:
         log.info("Bypassing state dump (IST).")
     trailer.append(f"SET GLOBAL wsrep_start_position='{req.gtid}';")
-    _apply(run, remote, header, dump_argv, trailer)
+    rlimit = opts.get(("sst",), "rlimit").strip()
+    errors: list[str] = []
+    config.rate_bytes("rlimit", rlimit, errors)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    limiter = pv.rate_limit(tools.find("pv"), rlimit) if rlimit and dump_argv else ()
+    _apply(run, remote, header, dump_argv, trailer, limiter=limiter)
 
 
 def _apply(
-    run: Run, client: tuple[str, ...], header: list[str], dump: tuple[str, ...], trailer: list[str]
+    run: Run,
+    client: tuple[str, ...],
+    header: list[str],
+    dump: tuple[str, ...],
+    trailer: list[str],
+    *,
+    limiter: tuple[str, ...] = (),
 ) -> None:
     """One client session on the joiner: header, then the dump straight from mariadb-dump
     into the same OS pipe, then, only if the dump exited 0, the trailer that sets the
@@ -214,11 +227,15 @@ def _apply(
     try:
         _feed(run, w, "\n".join(header) + "\n", applier)
         if dump:
-            dumper = run.sup.start(Stage(dump, name="mariadb-dump"), stdout=w)
-            activity = TreeActivity(dumper.pid, applier.pid)
+            stages = [Stage(dump, name="mariadb-dump")]
+            if limiter:  # [sst] rlimit: pv between the dump and the joiner's session
+                stages.append(Stage(limiter, name="pv"))
+            kids = run.sup.pipeline(stages, stdout=w)
+            dumper = kids[0]
+            activity = TreeActivity(*(k.pid for k in kids), applier.pid)
             run.phase("dumping into the joiner", watch=(dumper.pid,))
             run.sup.wait(
-                [dumper],
+                kids,
                 watch=[applier],
                 what="dumping into the joiner (the joiner's SST fails)",
                 idle=activity.idle,

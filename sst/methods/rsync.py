@@ -161,6 +161,8 @@ def _joiner_receive(
         (f"{module}-{k}", a.staged) for k, a in layout.subs.items()
     ]
     conf = os.path.join(run.rundir, "rsyncd.conf")
+    daemon_log = os.path.join(run.rundir, "rsyncd.log")
+    disk = datadir.DiskWatch()
     with open(conf, "w", encoding="utf-8") as f:
         f.write(
             rs.daemon_conf(
@@ -192,10 +194,22 @@ def _joiner_receive(
                     execargs=rs.server_execargs(conf),
                 )
             )
-        daemon = run.sup.start(Stage(st.argv(stunnel_bin, sconf), name="stunnel"))
+        daemon = run.sup.start(
+            Stage(
+                st.argv(stunnel_bin, sconf),
+                name="stunnel",
+                log_file=daemon_log,
+                on_line=disk.watch,
+            )
+        )
     else:
         daemon = run.sup.start(
-            Stage(rs.daemon_argv(rsync_bin, conf, addr.port, bind), name="rsyncd")
+            Stage(
+                rs.daemon_argv(rsync_bin, conf, addr.port, bind),
+                name="rsyncd",
+                log_file=daemon_log,
+                on_line=disk.watch,
+            )
         )
 
     _wait_listening(run, daemon, addr.port)
@@ -228,6 +242,7 @@ def _joiner_receive(
     def arrived() -> bool:
         if os.path.exists(magic):
             return True
+        disk.check(req.datadir)
         idle = activity.idle()
         if not activity.started:
             if s.connect_timeout and time.monotonic() - t0 > s.connect_timeout:

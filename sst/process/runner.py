@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -110,6 +111,8 @@ class Child:
         """The exception for this child's failure, with the stage's errno rule."""
         rc = self.popen.returncode or 0
         code = self.stage.errno_for(rc) if self.stage.errno_for else None
+        if any("No space left on device" in ln or "Errcode: 28" in ln for ln in self.tail):
+            code = errno.ENOSPC  # whatever the tool's own status: the disk is full
         return ToolFailed(f"{context}: {self.describe_failure()}", code)
 
 

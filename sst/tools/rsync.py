@@ -118,6 +118,7 @@ def daemon_conf(
         "use chroot = no",
         "read only = no",
         f"timeout = {timeout}",
+        "log file = /dev/stderr",  # errors (a full disk) reach the supervisor, not syslog
     ]
     if as_root:
         lines += ["uid = 0", "gid = 0"]
