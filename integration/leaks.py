@@ -4,6 +4,8 @@ the logs. Our own script's environment holds them because mariadbd puts them the
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -85,11 +87,50 @@ class LeakWatch:
             self.samples += 1
             time.sleep(self._period)
 
+    def scan_files(self, root: str, *, skip: tuple[str, ...] = ()) -> int:
+        """Record a hit for every file under root that another user could read and that
+        holds a secret (skip: paths the operator wrote the secret into on purpose, such as
+        the option file with wsrep_sst_auth). Returns how many files were read."""
+        read = 0
+        for d, _dirs, files in os.walk(root):
+            for name in files:
+                path = os.path.join(d, name)
+                if path in skip:
+                    continue
+                try:
+                    st = os.lstat(path)
+                    if not stat.S_ISREG(st.st_mode) or not st.st_mode & stat.S_IROTH:
+                        continue
+                    if not _path_traversable(path):
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read(8 << 20)
+                except OSError:
+                    continue
+                read += 1
+                for s in self.secrets:
+                    if s and s.encode() in data:
+                        self.hits.append(f"{path} (world-readable) holds a secret")
+        return read
+
     def scan_text(self, where: str, text: str) -> None:
         """Record a hit if text holds a secret."""
         for s in self.secrets:
             if s and s in text:
                 self.hits.append(f"{where} holds a secret")
+
+
+def _path_traversable(path: str) -> bool:
+    """Every directory above path lets other users through (o+x)."""
+    d = os.path.dirname(path)
+    while d and d != "/":
+        try:
+            if not os.stat(d).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        d = os.path.dirname(d)
+    return True
 
 
 @contextmanager

@@ -27,7 +27,7 @@ def use(
 def legacy_pem(lab: Lab, certs: CertPaths, name: str) -> str:
     """encrypt=2 wants one PEM with the certificate and its key (tcert)."""
     cert, key = certs.certs[name]
-    path = os.path.join(lab.base, "certs", f"{name}-combined.pem")
+    path = os.path.join(os.path.dirname(cert), f"{name}-combined.pem")
     with open(path, "wb") as out:
         for p in (cert, key):
             with open(p, "rb") as f:

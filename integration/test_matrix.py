@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from integration.conftest import leftovers, reap
 from integration.test_mariabackup_cluster import legacy_pem
 from integration.test_rsync_cluster import join
 from sst import lab as labmod
@@ -35,13 +37,24 @@ MODES = {
         "VERIFY_CA",
         "VERIFY_IDENTITY",
     ],
-    "rsync": ["plain", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"],
+    "rsync": ["plain", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY", "VERIFY_IDENTITY+peers"],
 }
 PAIRS = [("stock", "stock"), ("stock", "ours"), ("ours", "stock"), ("ours", "ours")]
 CELLS = [(m, mode, d, j) for m, modes in MODES.items() for mode in modes for d, j in PAIRS]
 
-# How stock-to-stock ends per (method, mode); every other pairing must end the same way.
-EXPECTED: dict[tuple[str, str], str] = {}  # empty: every mode joins stock to stock
+# Modes in which a stock script refuses its peer: (method, mode) -> what stock logs. Every
+# cell with a stock side must fail the same way; ours to ours joins.
+# The stock rsync scripts implement VERIFY_IDENTITY with stunnel's verifyPeer, which accepts
+# only a peer certificate that is itself in the CA file ("VERIFY_IDENTITY+peers" puts every
+# node's certificate there, and then stock joins too).
+STOCK_REFUSES: dict[tuple[str, str], str] = {
+    ("rsync", "VERIFY_IDENTITY"): "CERT: Certificate not found in local repository",
+}
+
+# The stock encrypt=3 donor checks the joiner's certificate for the name "localhost" when
+# the joiner's address is one of the donor's own (every 127.0.0.N here), and for the
+# joiner's address otherwise (ours always checks the address). So that this one-machine lab
+# tests what a real multi-host cluster does, the matrix's certificates also name localhost.
 
 # Log lines only one implementation writes, per method and role.
 OURS_ONLY = {
@@ -64,6 +77,9 @@ def sst_options(lab: Lab, certs: CertPaths, node: Node, mode: str) -> dict[str, 
     """[sst] options of one node for a matrix mode."""
     if mode == "plain":
         return {}
+    if mode.endswith("+peers"):
+        opts = labmod.tls_options(certs, node.name, mode.removesuffix("+peers"))
+        return {**opts, "ssl-ca": peers_bundle(certs)}
     if mode.startswith("encrypt="):
         n = mode.split("=")[1]
         cert, key = certs.certs[node.name]
@@ -71,6 +87,28 @@ def sst_options(lab: Lab, certs: CertPaths, node: Node, mode: str) -> dict[str, 
             return {"encrypt": n, "tca": certs.ca, "tcert": legacy_pem(lab, certs, node.name)}
         return {"encrypt": n, "tca": certs.ca, "tcert": cert, "tkey": key}
     return labmod.tls_options(certs, node.name, mode)
+
+
+def peers_bundle(certs: CertPaths) -> str:
+    """The CA followed by every node certificate (what stunnel's verifyPeer needs)."""
+    path = os.path.join(os.path.dirname(certs.ca), "ca-and-peers.pem")
+    if not os.path.exists(path):
+        with open(path, "wb") as out:
+            for p in [certs.ca, *(c for c, _ in certs.certs.values())]:
+                with open(p, "rb") as f:
+                    out.write(f.read())
+    return path
+
+
+@pytest.fixture(scope="module")
+def mcerts(lab: Lab) -> CertPaths:
+    """The matrix's CA and node certificates (IP, node name and localhost as SANs)."""
+    d = os.path.join(lab.base, "matrix-certs")
+    paths = labmod.make_certs(
+        d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 80)}, extra_dns=["localhost"]
+    )
+    labmod.chown(d, "mysql")
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -97,22 +135,35 @@ def donors(lab: Lab, donor: Node) -> Iterator[dict[str, Node]]:
 def test_pairing(
     lab: Lab,
     donors: dict[str, Node],
-    certs: CertPaths,
+    mcerts: CertPaths,
     method: str,
     mode: str,
     donor_impl: str,
     joiner_impl: str,
 ) -> None:
     src = donors[donor_impl]
-    joiner = lab.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": src.name})
+    joiner = lab.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": src.galera_name})
     if joiner_impl == "ours":
         lab.use_ours_under_stock_names(joiner)
-    joiner.sst_options = sst_options(lab, certs, joiner, mode)
-    src.sst_options = sst_options(lab, certs, src, mode)
+    joiner.sst_options = sst_options(lab, mcerts, joiner, mode)
+    src.sst_options = sst_options(lab, mcerts, src, mode)
     donor_log = len(src.log_text())
     cell = f"{donor_impl} donor, {joiner_impl} joiner"
     RESULTS.setdefault(f"{method} {mode}", {})[cell] = "did not finish"
-    expected = EXPECTED.get((method, mode), "Synced")
+    refusal = STOCK_REFUSES.get((method, mode), "")
+    if refusal and "stock" in (donor_impl, joiner_impl):
+        lab.configure()
+        joiner.start()
+        rc = joiner.wait_exit(120)
+        assert rc is not None and rc != 0, "stock refuses this mode, so must this pairing"
+        logs = src.log_text()[donor_log:] + joiner.log_text()
+        assert refusal in logs
+        lab.remove_node(joiner)
+        reap(joiner.directory)
+        wait_for_no_leftovers(lab)
+        src.wait_synced(60)
+        RESULTS[f"{method} {mode}"][cell] = f"refused, as stock to stock (`{refusal}`)"
+        return
     join(lab, src, joiner, expect_ours="ours" in (donor_impl, joiner_impl))
     texts = {"donor": src.log_text()[donor_log:], "joiner": joiner.log_text()}
     for role, impl in (("donor", donor_impl), ("joiner", joiner_impl)):
@@ -125,4 +176,10 @@ def test_pairing(
     if method == "mariabackup" and "ours" == donor_impl == joiner_impl:
         assert "does not acknowledge" not in texts["donor"]  # the ack protocol was used
     RESULTS[f"{method} {mode}"][cell] = "Synced, data equal"
-    assert expected == "Synced"
+
+
+def wait_for_no_leftovers(lab: Lab) -> None:
+    deadline = time.monotonic() + 20
+    while leftovers(lab.base) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers(lab.base) == []

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from integration.conftest import leftovers
+from integration.conftest import leftovers, sst_port_open
 from integration.leaks import watching
-from sst import datadir, net
+from sst import datadir
 from sst import lab as labmod
 from sst.lab import CertPaths, Lab, Node
 
@@ -27,7 +27,7 @@ def assert_clean(lab: Lab, node: Node) -> None:
     while leftovers(lab.base) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert leftovers(lab.base) == []
-    assert not net.port_in_use(node.ports["sst"], node.ip)
+    assert not sst_port_open(node)
     names = set(os.listdir(node.datadir))
     for debris in datadir.TRANSIENT:
         assert debris not in names, f"{debris} left in {node.datadir}"
@@ -49,6 +49,8 @@ def join(lab: Lab, donor: Node, joiner: Node, *, expect_ours: bool = True) -> No
         donor.wait_synced(60)
     watch.scan_text("the joiner's error log", joiner.log_text())
     watch.scan_text("the donor's error log", donor.log_text()[donor_log_at:])
+    for node in (donor, joiner):  # what the SST left behind (its tmpdir is in there)
+        watch.scan_files(node.directory, skip=(node.cnf, node.error_log))
     if expect_ours:
         assert watch.scripts_seen >= 1, "none of our SST scripts was seen running"
     assert watch.hits == []

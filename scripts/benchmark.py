@@ -202,7 +202,7 @@ def join_once(
     """One fresh joiner through method from donor; its time to Synced and CPU use. verify:
     compare CHECKSUM TABLE of every table (about a minute at 2 GiB, outside the timing)."""
     extra = {"sst-log-archive-dir": "", "sst-log-archive": "0"}
-    joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.name})
+    joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.galera_name})
     if method == "mysqldump":
         lb.create_sst_user_offline(joiner)
     joiner.sst_options = {**labmod.tls_options(certs, joiner.name, mode), **extra}

@@ -52,8 +52,19 @@ def render(results: dict[str, dict[str, str]]) -> str:
         "",
         "Modes: `plain` has no `[sst]` TLS options; `encrypt=2` is `tca` + `tcert` (one PEM",
         "with the key), `encrypt=3`/`4` are `tca` + `tcert` + `tkey`; `REQUIRED`, `VERIFY_CA`,",
-        "`VERIFY_IDENTITY` are `ssl-mode` with `ssl-ca`/`ssl-cert`/`ssl-key` in `[sst]`. See",
+        "`VERIFY_IDENTITY` are `ssl-mode` with `ssl-ca`/`ssl-cert`/`ssl-key` in `[sst]`;",
+        "`+peers` means the `ssl-ca` file also holds every node's certificate. See",
         "docs/tls.md for what each mode verifies.",
+        "",
+        "Two stock behaviours shape the table. The stock rsync scripts implement",
+        "VERIFY_IDENTITY with stunnel's `verifyPeer`, which accepts only a peer certificate",
+        "that is itself in the CA file: with an ordinary CA file the stock side refuses its",
+        "peer, whichever implementation that peer is, and only ours-to-ours joins; with the",
+        "peers' certificates in the CA file every pairing joins. The stock mariabackup donor",
+        "with `encrypt=3` checks the joiner's certificate for the name `localhost` when the",
+        "joiner's address is one of its own (always so on this one-machine lab), and for the",
+        "joiner's address otherwise; ours always checks the address, so the matrix",
+        "certificates carry `DNS:localhost` besides the node's name and IP.",
         "",
     ]
     return "\n".join(out)
@@ -69,6 +80,7 @@ def _order(key: str) -> tuple[str, int]:
         "REQUIRED",
         "VERIFY_CA",
         "VERIFY_IDENTITY",
+        "VERIFY_IDENTITY+peers",
     ]
     return (method, modes.index(mode) if mode in modes else 99)
 

@@ -1,0 +1,508 @@
+"""The fault matrix on real nodes: per method, something breaks mid-transfer, and then
+
+- the joiner gives up within the phase's deadline, with the errno of sst-contract.md 2.6;
+- our script wrote exactly one ERROR line, naming the cause and the phase;
+- no SST process and no listener is left on either node;
+- the joiner's previous datadir (a database of its own, `mine`) is unchanged, and a server
+  started on it finds its rows;
+- once the fault is gone, a retry joins (Synced, equal checksums, no secret anywhere).
+
+Every joiner starts from a copy of one seeded datadir; transfers are slowed with [sst] rlimit
+so that "mid-transfer" is a moment the test can hit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+import psutil
+import pytest
+
+from integration.conftest import leftovers, sst_port_open
+from integration.test_rsync_cluster import join, sst_errors
+from integration.test_rsync_failures import snapshot
+from sst import datadir, status
+from sst import lab as labmod
+from sst.lab import Lab, Node
+
+pytestmark = pytest.mark.cluster
+
+SEED_ROWS = 37
+OURS = {"rsync": "py_rsync", "rsync_wan": "py_rsync_wan", "mariabackup": "py_mariabackup"}
+RECEIVING = ("receiving", "receiving the backup")
+COMPLETED = re.compile(r"Process completed with error: wsrep_sst_\S+ --role 'joiner'.*: (\d+) \(")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@contextmanager
+def standalone(lab: Lab, node: Node) -> Iterator[Node]:
+    """node's mariadbd without Galera, for seeding and for proving a datadir still starts."""
+    saved = dict(node.mysqld_options)
+    node.mysqld_options.update({"wsrep_on": "OFF", "wsrep_provider": "none"})
+    node.write_cnf(lab.nodes)
+    node.start()
+    try:
+
+        def ready() -> bool:
+            if node.proc is not None and node.proc.poll() is not None:
+                raise AssertionError(f"{node.name} did not start:\n{node.log_tail(30)}")
+            try:
+                node.sql("SELECT 1", timeout=5)
+            except labmod.LabError:
+                return False
+            return True
+
+        wait_for(ready, 60, f"{node.name} to accept connections")
+        yield node
+    finally:
+        node.stop()
+        node.mysqld_options = saved
+
+
+@pytest.fixture(scope="module")
+def seeded(lab: Lab) -> str:
+    """A datadir with a database of its own (mine.t, SEED_ROWS rows)."""
+    node = lab.add_node()
+    with standalone(lab, node):
+        node.sql(
+            "CREATE DATABASE mine; CREATE TABLE mine.t (id INT PRIMARY KEY) ENGINE=InnoDB;"
+            f"INSERT INTO mine.t SELECT seq FROM mine.seq_1_to_{SEED_ROWS}"
+        )
+    path = os.path.join(lab.base, "seeded-datadir")
+    shutil.copytree(node.datadir, path, symlinks=True)
+    lab.remove_node(node)
+    return path
+
+
+def seeded_joiner(
+    lab: Lab, seeded: str, method: str, mysqld_options: dict[str, str] | None = None
+) -> Node:
+    joiner = lab.add_node(sst_method=method, mysqld_options=mysqld_options)
+    shutil.rmtree(joiner.datadir)
+    shutil.copytree(seeded, joiner.datadir, symlinks=True)
+    labmod.chown_tree(joiner.datadir, joiner.user)
+    return joiner
+
+
+def our_script(role: str, node: Node) -> psutil.Process | None:
+    """Our running SST script for role on node, if any."""
+    for p in psutil.process_iter():
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if (
+            len(cmd) > 3
+            and "python" in cmd[0]
+            and "wsrep_sst_" in cmd[1]
+            and role in cmd
+            and any(node.datadir in c or node.socket in c for c in cmd)
+        ):
+            return p
+    return None
+
+
+def receiving(node: Node) -> bool:
+    """The node's SST status file says data is arriving (or, on a donor, leaving)."""
+    st = status.read(node.datadir)
+    return bool(
+        st
+        and st["state"] == "running"
+        and (st["phase"] in RECEIVING or st["phase"].startswith(("sending", "dumping")))
+        and st["bytes_done"] > 0
+    )
+
+
+def previous_data_intact(lab: Lab, joiner: Node, before: dict[str, tuple[int, int]]) -> None:
+    """The seeded datadir is as it was, and a server started on it finds its rows."""
+    after = snapshot(joiner.datadir)
+    # A SIGKILLed script cannot clean up; its debris is the next run's to remove.
+    changed = {
+        k
+        for k in set(before) | set(after)
+        if before.get(k) != after.get(k) and k.split("/")[0] not in datadir.TRANSIENT
+    }
+    assert changed == set(), f"the joiner's datadir changed: {sorted(changed)[:10]}"
+    with standalone(lab, joiner):
+        assert joiner.sql("SELECT COUNT(*) FROM mine.t").strip() == str(SEED_ROWS)
+
+
+def nothing_left(lab: Lab, *nodes: Node) -> None:
+    wait_for(lambda: leftovers(lab.base) == [], 20, f"no SST process ({leftovers(lab.base)})")
+    for n in nodes:
+        assert not sst_port_open(n), f"{n.name}'s SST port is still open"
+
+
+def joiner_exit_code(joiner: Node) -> int | None:
+    """Our joiner script's exit status as mariadbd logged it."""
+    m = COMPLETED.search(joiner.log_text())
+    return int(m.group(1)) if m else None
+
+
+def joiner_failure(joiner: Node) -> tuple[int, str]:
+    """Our joiner script's exit status and its one-line reason with the phase.
+
+    When the donor side fails, Galera aborts the joiner's mariadbd at once ("Will never
+    receive state"); the script's ERROR line then has no reader, and the status file
+    (`galera-sst status`) is where the reason is kept. Otherwise it is in the error log.
+    """
+    wait_for(
+        lambda: (st := status.read(joiner.datadir)) is not None and st["state"] != "running",
+        30,
+        "the joiner's script to finish",
+    )
+    st = status.read(joiner.datadir)
+    assert st is not None and st["state"] == "failed", st
+    errors = sst_errors(joiner)
+    assert len(errors) <= 1, errors
+    if errors:
+        assert f", during {st['phase']}" in errors[0], (errors[0], st["phase"])
+        logged = joiner_exit_code(joiner)
+        assert logged in (None, st["exit_code"])
+        return int(st["exit_code"]), errors[0]
+    return int(st["exit_code"]), f"{st['error']} (during {st['phase']})"
+
+
+def failed_status(node: Node) -> str:
+    """The error our script left in the status file (`galera-sst status` shows it): the one
+    place a joiner's reason survives when its mariadbd, the reader of its log, is dead."""
+    st = status.read(node.datadir)
+    assert st is not None and st["state"] in ("failed", "interrupted"), st
+    return str(st["error"])
+
+
+def retry(lab: Lab, src: Node, joiner: Node) -> None:
+    """The fault is gone: the same joiner joins."""
+    joiner.sst_options = {}
+    src.sst_options = {}
+    open(joiner.error_log, "w").close()
+    join(lab, src, joiner)
+
+
+def set_method(src: Node, joiner: Node, method: str, **sst: str) -> None:
+    src.sst_options = {"rlimit": "4m" if "rsync" in method else "10m", **sst}
+    joiner.sst_options = dict(sst)
+
+
+def start_faulty(lab: Lab, joiner: Node) -> dict[str, tuple[int, int]]:
+    before = snapshot(joiner.datadir)
+    lab.configure()
+    joiner.start()
+    return before
+
+
+def gave_up(joiner: Node, timeout: float = 120) -> None:
+    rc = joiner.wait_exit(timeout)
+    assert rc is not None, f"the joiner did not give up within {timeout:.0f} s"
+    assert rc != 0
+
+
+# -- faults on either script ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
+def test_donor_script_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    before = start_faulty(lab, joiner)
+    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    victim = our_script("donor", donor)
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)
+    gave_up(joiner)
+    code, why = joiner_failure(joiner)
+    assert code == 32, why
+    assert "during receiving" in why, why
+    nothing_left(lab, joiner)
+    donor.wait_synced(60)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)
+
+
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
+def test_joiner_script_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    before = start_faulty(lab, joiner)
+    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    victim = our_script("joiner", joiner)
+    assert victim is not None
+    victim.send_signal(signal.SIGKILL)
+    gave_up(joiner)
+    # SIGKILL leaves no line of ours on the joiner; the donor explains its side once.
+    assert sst_errors(joiner) == []
+    wait_for(
+        lambda: len(sst_errors(donor)) > 0 or donor.status("wsrep_local_state") == "4",
+        60,
+        "the donor to notice",
+    )
+    nothing_left(lab, joiner)
+    donor.wait_synced(60)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)  # the debris (pid file, staging) is removed by this run
+
+
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
+def test_joiner_mariadbd_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    before = start_faulty(lab, joiner)
+    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    assert joiner.proc is not None
+    joiner.proc.send_signal(signal.SIGKILL)  # mariadbd only: our script must notice
+    joiner.proc.wait()
+    nothing_left(lab, joiner)
+    code, why = joiner_failure(joiner)
+    assert code == 32 and "parent mysqld process" in why and "terminated" in why, why
+    donor.wait_synced(90)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)
+
+
+def test_joiner_mariadbd_killed_during_mysqldump(lab: Lab, donor: Node) -> None:
+    """mysqldump has no joiner script: the donor's dump must stop and clean up."""
+    with ours_under_stock_names(lab) as src:
+        # A fresh joiner: mysqldump loads into the running server and keeps databases the
+        # donor does not have, so a seeded one would not end equal to the donor.
+        joiner = lab.add_node(sst_method="mysqldump")
+        lab.create_sst_user_offline(joiner)
+        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        src.sst_options = {"rlimit": "200k"}  # the shared donor's dump takes several seconds
+        lab.configure()
+        joiner.start()
+        wait_for(lambda: receiving(src), 90, "the dump to flow")
+        assert joiner.proc is not None
+        joiner.proc.send_signal(signal.SIGKILL)
+        joiner.proc.wait()
+        wait_for(lambda: len(sst_errors(src)) > 0, 60, "the donor's error line")
+        nothing_left(lab, src)
+        src.wait_synced(60)
+        open(joiner.error_log, "w").close()
+        src.sst_options = {}
+        join(lab, src, joiner)
+
+
+# -- the donor's server dies ---------------------------------------------------------------
+
+
+@contextmanager
+def ours_under_stock_names(lab: Lab) -> Iterator[Node]:
+    """A second member that runs our scripts under the stock names (for mysqldump)."""
+    node = lab.add_node()
+    lab.use_ours_under_stock_names(node)
+    lab.join(node)
+    try:
+        yield node
+    finally:
+        if node in lab.nodes:
+            lab.remove_node(node)
+
+
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
+def test_donor_mariadbd_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    victim = lab.add_node()
+    lab.join(victim)
+    joiner = seeded_joiner(
+        lab, seeded, OURS[method], mysqld_options={"wsrep_sst_donor": victim.galera_name}
+    )
+    set_method(victim, joiner, method)
+    before = start_faulty(lab, joiner)
+    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    assert victim.proc is not None
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    gave_up(joiner)
+    nothing_left(lab, joiner, victim)  # our donor saw its mariadbd die, and stopped
+    code, why = joiner_failure(joiner)
+    assert code == 32, why
+    # Whichever it saw first (its server gone, or the joiner's side closing), our donor
+    # recorded why it stopped; nothing_left above proved it stopped.
+    assert failed_status(victim)
+    lab.remove_node(victim)
+    donor.wait_synced(60)
+    previous_data_intact(lab, joiner, before)
+    joiner.mysqld_options.pop("wsrep_sst_donor")
+    retry(lab, donor, joiner)
+
+
+# -- the network: a stalled peer, a peer that never connects, a taken port --------------------
+
+
+def stopped_tools(script: psutil.Process) -> list[psutil.Process]:
+    """SIGSTOP every process under script (the data tools), leaving script itself running."""
+    kids = script.children(recursive=True)
+    for k in kids:
+        k.send_signal(signal.SIGSTOP)
+    return kids
+
+
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
+def test_donor_stalls_after_some_data(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    joiner.sst_options["sst-idle-timeout"] = "5"  # the joiner's watch, not the donor's
+    before = start_faulty(lab, joiner)
+    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    script = our_script("donor", donor)
+    assert script is not None
+    frozen = stopped_tools(script)
+    t0 = time.monotonic()
+    try:
+        gave_up(joiner, 60)
+    finally:
+        for k in frozen:
+            with suppress(psutil.Error):
+                k.send_signal(signal.SIGCONT)
+    assert time.monotonic() - t0 < 30, "the idle timeout is 5 s"
+    code, why = joiner_failure(joiner)
+    assert code == 32, why
+    assert "sst-idle-timeout" in why or "no progress for 5 s" in why, why
+    nothing_left(lab, joiner)
+    donor.wait_synced(90)
+    nothing_left(lab, donor)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)
+
+
+@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+def test_donor_never_connects(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    joiner.sst_options["sst-initial-timeout"] = "5"
+    before = start_faulty(lab, joiner)
+    held: list[psutil.Process] = []
+
+    def hold_donor() -> bool:
+        p = our_script("donor", donor)
+        if p is not None:
+            p.send_signal(signal.SIGSTOP)
+            held.append(p)
+        return bool(held)
+
+    wait_for(hold_donor, 60, "the donor's script")
+    try:
+        gave_up(joiner, 60)
+    finally:
+        held[0].send_signal(signal.SIGCONT)
+    code, why = joiner_failure(joiner)
+    assert code == 32 and "5 s" in why, why
+    nothing_left(lab, joiner)
+    donor.wait_synced(90)
+    nothing_left(lab, donor)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)
+
+
+@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+def test_sst_port_taken(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((joiner.ip, joiner.ports["sst"]))
+    squatter.listen(1)
+    try:
+        before = start_faulty(lab, joiner)
+        gave_up(joiner, 60)
+    finally:
+        squatter.close()
+    code, why = joiner_failure(joiner)
+    assert code == 16, why
+    assert f"SST port {joiner.ports['sst']}" in why and "already in use" in why, why
+    nothing_left(lab, joiner)
+    donor.wait_synced(60)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)
+
+
+# -- the joiner's disk fills up --------------------------------------------------------------
+
+
+@contextmanager
+def small_filesystem(node: Node, size_mb: int) -> Iterator[None]:
+    """The node's directory on a tmpfs of size_mb MiB (its files moved onto it)."""
+    aside = node.directory + ".aside"
+    os.rename(node.directory, aside)
+    os.makedirs(node.directory)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", node.directory],
+        check=True,
+    )
+    try:
+        for name in os.listdir(aside):
+            shutil.move(os.path.join(aside, name), os.path.join(node.directory, name))
+        os.rmdir(aside)
+        labmod.chown_tree(node.directory, node.user)  # a copy across filesystems is root's
+        yield
+    finally:
+        node.stop()
+        for name in ("error.log", "mariadbd.out"):  # the evidence outlives the unmount
+            with suppress(OSError):
+                shutil.copyfile(os.path.join(node.directory, name), f"{node.directory}.{name}")
+        subprocess.run(["umount", "-l", node.directory], check=False)
+
+
+def grow(node: Node, size_mb: int) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size_mb}m", node.directory], check=True)
+
+
+@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+def test_joiner_disk_full(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    used = labmod.datadir_bytes(joiner.datadir) // 2**20
+    with small_filesystem(joiner, used + 60):  # the old copy fits; a second one does not
+        set_method(donor, joiner, method)
+        donor.sst_options = {}
+        before = start_faulty(lab, joiner)
+        gave_up(joiner, 120)
+        code, why = joiner_failure(joiner)
+        assert code == 28, why
+        assert "full" in why or "space" in why, why
+        nothing_left(lab, joiner)
+        donor.wait_synced(60)
+        previous_data_intact(lab, joiner, before)
+        grow(joiner, used * 3 + 400)
+        retry(lab, donor, joiner)
+
+
+# -- debris of a crashed run does not block the next one --------------------------------------
+
+
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
+def test_stale_files_from_a_crashed_run(lab: Lab, donor: Node, seeded: str, method: str) -> None:
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for d, names in (
+        (joiner.datadir, (datadir.SST_PID, "stunnel.pid", "rsync_sst.pid")),
+        (donor.datadir, (datadir.SST_PID,)),
+    ):
+        for name in names:
+            with open(os.path.join(d, name), "w", encoding="ascii") as f:
+                f.write(f"{dead.pid}\n")
+    with open(os.path.join(joiner.datadir, datadir.IN_PROGRESS), "w", encoding="ascii") as f:
+        f.write("")
+    os.makedirs(os.path.join(joiner.datadir, datadir.STAGING, "junk"))
+    labmod.chown_tree(joiner.datadir, joiner.user)
+    set_method(donor, joiner, method)
+    donor.sst_options = {}
+    join(lab, donor, joiner)
