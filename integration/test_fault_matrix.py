@@ -114,7 +114,7 @@ def our_script(role: str, node: Node) -> psutil.Process | None:
             len(cmd) > 3
             and "python" in cmd[0]
             and "wsrep_sst_" in cmd[1]
-            and role in cmd
+            and (role in cmd or (role == "donor" and "joiner" not in cmd))  # mysqldump: no --role
             and any(node.datadir in c or node.socket in c for c in cmd)
         ):
             return p
@@ -301,6 +301,59 @@ def test_joiner_mariadbd_killed_during_mysqldump(lab: Lab, donor: Node) -> None:
         join(lab, src, joiner)
 
 
+@pytest.mark.parametrize("fault", ["script-killed", "server-killed", "stale-pid"])
+def test_mysqldump_donor_faults(lab: Lab, donor: Node, fault: str) -> None:
+    """The mysqldump donor (ours under the stock name, on a second member): its script or its
+    server killed mid-dump, or a stale pid file from a crashed run. A killed script is
+    retried by mariadbd itself and the join completes; a killed server makes the joiner
+    abort (its server loaded part of a dump: mysqldump replaces data in place, as stock
+    does, so the retry reloads everything), nothing is left on the donor, and the retry
+    joins."""
+    with ours_under_stock_names(lab) as src:
+        joiner = lab.add_node(sst_method="mysqldump")
+        lab.create_sst_user_offline(joiner)
+        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        if fault == "stale-pid":
+            dead = subprocess.Popen(["true"])
+            dead.wait()
+            with open(os.path.join(src.datadir, datadir.SST_PID), "w", encoding="ascii") as f:
+                f.write(f"{dead.pid}\n")
+            join(lab, src, joiner)
+            return
+        src.sst_options = {"rlimit": "200k"}
+        lab.configure()
+        joiner.start()
+        wait_for(lambda: receiving(src), 90, "the dump to flow")
+        if fault == "script-killed":
+            victim = our_script("donor", src)
+            assert victim is not None
+            victim.send_signal(signal.SIGKILL)
+            # mariadbd retries a failed mysqldump donor script (up to 3 tries): the next run
+            # of ours finds the dead run's pid file stale, dumps again, and the join ends.
+            joiner.wait_synced()
+            assert "Try 1/3" in src.log_text()
+            assert labmod.checksums(src) == labmod.checksums(joiner)
+            nothing_left(lab, src)
+            return
+        else:
+            assert src.proc is not None
+            src.proc.send_signal(signal.SIGKILL)
+            src.proc.wait()
+        gave_up(joiner)
+        nothing_left(lab, src)
+        if fault == "server-killed":
+            assert failed_status(src)  # our donor recorded why it stopped
+            lab.remove_node(src)
+        else:
+            src.wait_synced(60)
+        donor.wait_synced(60)
+        with ours_under_stock_names(lab) as again:
+            joiner.mysqld_options["wsrep_sst_donor"] = again.galera_name
+            joiner.sst_options = {}
+            open(joiner.error_log, "w").close()
+            join(lab, again, joiner)
+
+
 # -- the donor's server dies ---------------------------------------------------------------
 
 
@@ -383,7 +436,7 @@ def test_donor_stalls_after_some_data(lab: Lab, donor: Node, seeded: str, method
     retry(lab, donor, joiner)
 
 
-@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_donor_never_connects(lab: Lab, donor: Node, seeded: str, method: str) -> None:
     joiner = seeded_joiner(lab, seeded, OURS[method])
     set_method(donor, joiner, method)
@@ -412,7 +465,7 @@ def test_donor_never_connects(lab: Lab, donor: Node, seeded: str, method: str) -
     retry(lab, donor, joiner)
 
 
-@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_sst_port_taken(lab: Lab, donor: Node, seeded: str, method: str) -> None:
     joiner = seeded_joiner(lab, seeded, OURS[method])
     set_method(donor, joiner, method)
@@ -465,7 +518,7 @@ def grow(node: Node, size_mb: int) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size_mb}m", node.directory], check=True)
 
 
-@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_joiner_disk_full(lab: Lab, donor: Node, seeded: str, method: str) -> None:
     joiner = seeded_joiner(lab, seeded, OURS[method])
     used = labmod.datadir_bytes(joiner.datadir) // 2**20

@@ -97,7 +97,7 @@ def netlab(link: Link) -> Iterator[tuple[Lab, Node, str]]:
         lb.close(keep=bool(os.environ.get("GALERA_SST_KEEP")))
 
 
-@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+@pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_network_cut_mid_transfer(netlab: tuple[Lab, Node, str], link: Link, method: str) -> None:
     lb, donor, seeded = netlab
     joiner = lb.add_node(sst_method=OURS[method], ip=link.ns_ip, netns=link.ns)

@@ -36,6 +36,11 @@ SST_PASSWORD_SQL = "'sst-Secret''pw'"
 SYNC_TIMEOUT = 180.0
 
 
+def sql_string(text: str) -> str:
+    """text as an SQL string literal (quotes doubled, backslashes escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 def scripts_dir() -> str:
     """Where pip put our entry points (wsrep_sst_py_*), to go first on mariadbd's PATH."""
     d = sysconfig.get_path("scripts")
@@ -332,7 +337,17 @@ class Node:
     def sql(self, statement: str, *, timeout: float = 60.0) -> str:
         """Run SQL as root over the socket; returns tab-separated output."""
         res = run_capture(
-            ("mariadb", "--no-defaults", "-uroot", f"-S{self.socket}", "-N", "-B", "-e", statement),
+            (
+                "mariadb",
+                "--no-defaults",
+                "--default-character-set=utf8mb4",
+                "-uroot",
+                f"-S{self.socket}",
+                "-N",
+                "-B",
+                "-e",
+                statement,
+            ),
             timeout=timeout,
         )
         if res.returncode != 0:
@@ -541,12 +556,17 @@ class Lab:
             "GRANT ALL PRIVILEGES ON *.* TO 'sst'@'localhost' WITH GRANT OPTION;"
         )
 
-    def create_sst_user_offline(self, node: Node) -> None:
+    def create_sst_user_offline(
+        self, node: Node, user: str = "sst", password: str = SST_PASSWORD
+    ) -> None:
         """An SST account on a stopped node, reachable from other nodes (mysqldump joiners)."""
+        if "\n" in user + password:
+            raise LabError("--bootstrap reads one statement per line: no newline in credentials")
+        account = f"{sql_string(user)}@'%'"
         sql = (  # --bootstrap reads one statement per line
             "FLUSH PRIVILEGES;\n"
-            f"CREATE USER IF NOT EXISTS 'sst'@'%' IDENTIFIED BY {SST_PASSWORD_SQL};\n"
-            "GRANT ALL PRIVILEGES ON *.* TO 'sst'@'%' WITH GRANT OPTION;\n"
+            f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {sql_string(password)};\n"
+            f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION;\n"
         )
         argv = [
             "/usr/sbin/mariadbd",
