@@ -5,7 +5,6 @@ Exceptions become exit codes here and only here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -103,6 +102,8 @@ def main() -> None:
 
 def galera_sst(argv: Sequence[str] | None = None) -> None:
     """`galera-sst`: commands for people."""
+    import argparse  # here, not at the top: every wsrep_sst_* start would pay for it
+
     parser = argparse.ArgumentParser(prog="galera-sst", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galera-sst {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -14,7 +14,7 @@ import psutil
 from sst.process.runner import tree_io
 
 FILE = "galera_sst_status.json"
-SAMPLE = 0.25  # seconds between byte samples (short rsync passes end quickly)
+SAMPLE = 1.0  # seconds between byte samples (each walks the process table)
 WRITE = 1.0  # seconds between rewrites of the file while nothing else changes
 
 

@@ -87,7 +87,7 @@ MIN_PROGRESS = 4096  # bytes of I/O that count as progress (more than any keep-a
 class TreeActivity:
     """Seconds since process trees last read, wrote or started a process (stall detection)."""
 
-    def __init__(self, *pids: int, poll_every: float = 0.5) -> None:
+    def __init__(self, *pids: int, poll_every: float = 1.0) -> None:
         self.pids = pids
         self._poll_every = poll_every
         self._last_seen: tuple[int, int] = (-1, -1)

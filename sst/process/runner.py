@@ -24,7 +24,7 @@ import psutil
 
 from sst.errors import Interrupted, ParentGone, SSTError, Timeout, ToolFailed, TransferError
 
-TICK = 0.05  # seconds between supervision checks
+TICK = 0.1  # seconds between supervision checks (each costs a few /proc reads)
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 TAIL_LINES = 20
 
