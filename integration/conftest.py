@@ -50,9 +50,10 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def certs(lab: Lab) -> CertPaths:
-    """A CA and certificates for node names node1..node40 with IP and DNS SANs."""
+    """A CA and certificates for every possible node name with IP and DNS SANs."""
     d = os.path.join(lab.base, "certs")
-    paths = labmod.make_certs(d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 41)})
+    nodes = {f"node{i}": f"127.0.0.{i}" for i in range(1, labmod.MAX_NODES + 1)}
+    paths = labmod.make_certs(d, nodes)
     os.chown(d, 0, grp.getgrnam("mysql").gr_gid)
     return paths
 

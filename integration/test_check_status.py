@@ -42,13 +42,13 @@ def test_check_passes_on_a_configured_donor(lab: Lab, donor: Node, certs: CertPa
 
 def test_check_names_the_broken_file(lab: Lab, donor: Node, certs: CertPaths) -> None:
     opts = labmod.tls_options(certs, donor.name, "VERIFY_CA")
-    opts["ssl-key"] = certs.certs["node40"][1]  # another node's key
+    opts["ssl-key"] = certs.certs["node254"][1]  # another node's key
     donor.sst_options = opts
     donor.write_cnf(lab.nodes)
     res = galera_sst("check", "--method", "py_rsync", "--defaults-file", donor.cnf)
     assert res.returncode == 1
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("FAIL"))
-    assert "do not match" in line and certs.certs["node40"][1] in line
+    assert "do not match" in line and certs.certs["node254"][1] in line
     donor.sst_options = {}
     donor.write_cnf(lab.nodes)
 

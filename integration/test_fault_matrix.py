@@ -301,7 +301,7 @@ def test_joiner_mariadbd_killed_during_mysqldump(lab: Lab, donor: Node) -> None:
         join(lab, src, joiner)
 
 
-@pytest.mark.parametrize("fault", ["script-killed", "server-killed", "stale-pid"])
+@pytest.mark.parametrize("fault", ["script-killed", "stalled", "server-killed", "stale-pid"])
 def test_mysqldump_donor_faults(lab: Lab, donor: Node, fault: str) -> None:
     """The mysqldump donor (ours under the stock name, on a second member): its script or its
     server killed mid-dump, or a stale pid file from a crashed run. A killed script is
@@ -321,9 +321,24 @@ def test_mysqldump_donor_faults(lab: Lab, donor: Node, fault: str) -> None:
             join(lab, src, joiner)
             return
         src.sst_options = {"rlimit": "200k"}
+        if fault == "stalled":
+            src.sst_options["sst-idle-timeout"] = "5"
         lab.configure()
         joiner.start()
         wait_for(lambda: receiving(src), 90, "the dump to flow")
+        if fault == "stalled":
+            # The dump stops producing: ours gives up after sst-idle-timeout, kills it, and
+            # mariadbd's own retry (a fresh dump) completes the join.
+            script = our_script("donor", src)
+            assert script is not None
+            dump = [k for k in script.children(recursive=True) if "dump" in k.name()]
+            assert dump, "mariadb-dump is not running"
+            dump[0].send_signal(signal.SIGSTOP)
+            wait_for(lambda: "no progress for 5 s" in src.log_text(), 60, "the stall to be seen")
+            joiner.wait_synced()
+            assert labmod.checksums(src) == labmod.checksums(joiner)
+            nothing_left(lab, src)
+            return
         if fault == "script-killed":
             victim = our_script("donor", src)
             assert victim is not None

@@ -105,7 +105,9 @@ def mcerts(lab: Lab) -> CertPaths:
     """The matrix's CA and node certificates (IP, node name and localhost as SANs)."""
     d = os.path.join(lab.base, "matrix-certs")
     paths = labmod.make_certs(
-        d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 80)}, extra_dns=["localhost"]
+        d,
+        {f"node{i}": f"127.0.0.{i}" for i in range(1, labmod.MAX_NODES + 1)},
+        extra_dns=["localhost"],
     )
     labmod.chown(d, "mysql")
     return paths

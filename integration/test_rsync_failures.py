@@ -103,7 +103,7 @@ def test_donor_key_mismatch_refused_joiner_keeps_data(
     joiner = lab.add_node(sst_method="py_rsync")
     donor.sst_method = "py_rsync"
     cert, _ = certs.certs[donor.name]
-    _, wrong_key = certs.certs["node40"]
+    _, wrong_key = certs.certs["node254"]
     donor.sst_options = {
         "ssl-mode": "VERIFY_CA",
         "ssl-ca": certs.ca,

@@ -34,6 +34,7 @@ GALERA = "/usr/lib/galera/libgalera_smm.so"
 SST_PASSWORD = "sst-Secret'pw"  # a quote on purpose: it must survive every layer
 SST_PASSWORD_SQL = "'sst-Secret''pw'"
 SYNC_TIMEOUT = 180.0
+MAX_NODES = 254  # nodes live on 127.0.0.N
 
 
 def sql_string(text: str) -> str:
@@ -436,7 +437,8 @@ class Lab:
         self.nodes: list[Node] = []
         self._template = ""
         self._count = 0
-        self._port_base = free_port_block("127.0.0.1", 100)
+        # Node i uses base + 10 i .. + 3 on 127.0.0.i, for i up to MAX_NODES.
+        self._port_base = free_port_block("127.0.0.1", 10 * (MAX_NODES + 1))
 
     def template(self) -> str:
         """An initialised datadir (mariadb-install-db once; nodes get copies)."""
@@ -474,6 +476,8 @@ class Lab:
         (on 127.0.0.N unless ip is given; in the network namespace netns if given)."""
         self._count += 1
         i = self._count
+        if i > MAX_NODES:
+            raise LabError(f"a lab has room for {MAX_NODES} nodes (127.0.0.1-{MAX_NODES})")
         name = f"node{i}"
         ip = ip or f"127.0.0.{i}"
         d = os.path.join(self.base, name)

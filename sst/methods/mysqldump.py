@@ -202,8 +202,15 @@ def donor(run: Run, opts: config.Options) -> None:
     config.rate_bytes("rlimit", rlimit, errors)
     if errors:
         raise ConfigError("; ".join(errors))
+    idle_text = opts.get(("sst",), "sst-idle-timeout", "600")
+    try:
+        idle = float(idle_text)
+    except ValueError:
+        idle = -1.0
+    if idle < 0:
+        raise ConfigError(f"sst-idle-timeout={idle_text!r} is not a number of seconds (>= 0)")
     limiter = pv.rate_limit(tools.find("pv"), rlimit) if rlimit and dump_argv else ()
-    _apply(run, remote, header, dump_argv, trailer, limiter=limiter)
+    _apply(run, remote, header, dump_argv, trailer, limiter=limiter, idle_timeout=idle)
 
 
 def _apply(
@@ -214,6 +221,7 @@ def _apply(
     trailer: list[str],
     *,
     limiter: tuple[str, ...] = (),
+    idle_timeout: float = 600.0,
 ) -> None:
     """One client session on the joiner: header, then the dump straight from mariadb-dump
     into the same OS pipe, then, only if the dump exited 0, the trailer that sets the
@@ -239,7 +247,7 @@ def _apply(
                 watch=[applier],
                 what="dumping into the joiner (the joiner's SST fails)",
                 idle=activity.idle,
-                idle_timeout=600,
+                idle_timeout=idle_timeout,
             )
         _feed(run, w, "\n".join(trailer) + "\n", applier)
     finally:
