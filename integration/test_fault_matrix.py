@@ -78,9 +78,9 @@ def standalone(lab: Lab, node: Node) -> Iterator[Node]:
         node.mysqld_options = saved
 
 
-@pytest.fixture(scope="module")
-def seeded(lab: Lab) -> str:
-    """A datadir with a database of its own (mine.t, SEED_ROWS rows)."""
+def make_seeded(lab: Lab) -> str:
+    """A datadir with a database of its own (mine.t, SEED_ROWS rows), made by a standalone
+    server of lab; joiners start from copies of it."""
     node = lab.add_node()
     with standalone(lab, node):
         node.sql(
@@ -91,6 +91,12 @@ def seeded(lab: Lab) -> str:
     shutil.copytree(node.datadir, path, symlinks=True)
     lab.remove_node(node)
     return path
+
+
+@pytest.fixture(scope="module")
+def seeded(lab: Lab) -> str:
+    """The shared lab's seeded datadir."""
+    return make_seeded(lab)
 
 
 def seeded_joiner(
@@ -190,6 +196,16 @@ def failed_status(node: Node) -> str:
     return str(st["error"])
 
 
+def recovered(lab: Lab, donor: Node, joiner: Node, before: dict[str, tuple[int, int]]) -> None:
+    """After a fault: nothing left on either side, the donor Synced, the joiner's previous
+    data intact and startable, and the retry joins."""
+    nothing_left(lab, joiner)
+    donor.wait_synced(90)
+    nothing_left(lab, donor)
+    previous_data_intact(lab, joiner, before)
+    retry(lab, donor, joiner)
+
+
 def retry(lab: Lab, src: Node, joiner: Node) -> None:
     """The fault is gone: the same joiner joins."""
     joiner.sst_options = {}
@@ -210,6 +226,17 @@ def start_faulty(lab: Lab, joiner: Node) -> dict[str, tuple[int, int]]:
     return before
 
 
+def mid_transfer(
+    lab: Lab, donor: Node, seeded: str, method: str
+) -> tuple[Node, dict[str, tuple[int, int]]]:
+    """A seeded joiner whose SST (slowed by rlimit) is receiving data; and its files before."""
+    joiner = seeded_joiner(lab, seeded, OURS[method])
+    set_method(donor, joiner, method)
+    before = start_faulty(lab, joiner)
+    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    return joiner, before
+
+
 def gave_up(joiner: Node, timeout: float = 120) -> None:
     rc = joiner.wait_exit(timeout)
     assert rc is not None, f"the joiner did not give up within {timeout:.0f} s"
@@ -221,10 +248,7 @@ def gave_up(joiner: Node, timeout: float = 120) -> None:
 
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_donor_script_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
-    joiner = seeded_joiner(lab, seeded, OURS[method])
-    set_method(donor, joiner, method)
-    before = start_faulty(lab, joiner)
-    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    joiner, before = mid_transfer(lab, donor, seeded, method)
     victim = our_script("donor", donor)
     assert victim is not None
     victim.send_signal(signal.SIGKILL)
@@ -232,18 +256,12 @@ def test_donor_script_killed(lab: Lab, donor: Node, seeded: str, method: str) ->
     code, why = joiner_failure(joiner)
     assert code == 32, why
     assert "during receiving" in why, why
-    nothing_left(lab, joiner)
-    donor.wait_synced(60)
-    previous_data_intact(lab, joiner, before)
-    retry(lab, donor, joiner)
+    recovered(lab, donor, joiner, before)
 
 
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_joiner_script_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
-    joiner = seeded_joiner(lab, seeded, OURS[method])
-    set_method(donor, joiner, method)
-    before = start_faulty(lab, joiner)
-    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    joiner, before = mid_transfer(lab, donor, seeded, method)
     victim = our_script("joiner", joiner)
     assert victim is not None
     victim.send_signal(signal.SIGKILL)
@@ -263,10 +281,7 @@ def test_joiner_script_killed(lab: Lab, donor: Node, seeded: str, method: str) -
 
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_joiner_mariadbd_killed(lab: Lab, donor: Node, seeded: str, method: str) -> None:
-    joiner = seeded_joiner(lab, seeded, OURS[method])
-    set_method(donor, joiner, method)
-    before = start_faulty(lab, joiner)
-    wait_for(lambda: receiving(joiner), 60, "data to arrive")
+    joiner, before = mid_transfer(lab, donor, seeded, method)
     assert joiner.proc is not None
     joiner.proc.send_signal(signal.SIGKILL)  # mariadbd only: our script must notice
     joiner.proc.wait()
@@ -444,11 +459,7 @@ def test_donor_stalls_after_some_data(lab: Lab, donor: Node, seeded: str, method
     code, why = joiner_failure(joiner)
     assert code == 32, why
     assert "sst-idle-timeout" in why or "no progress for 5 s" in why, why
-    nothing_left(lab, joiner)
-    donor.wait_synced(90)
-    nothing_left(lab, donor)
-    previous_data_intact(lab, joiner, before)
-    retry(lab, donor, joiner)
+    recovered(lab, donor, joiner, before)
 
 
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
@@ -473,11 +484,7 @@ def test_donor_never_connects(lab: Lab, donor: Node, seeded: str, method: str) -
         held[0].send_signal(signal.SIGCONT)
     code, why = joiner_failure(joiner)
     assert code == 32 and "5 s" in why, why
-    nothing_left(lab, joiner)
-    donor.wait_synced(90)
-    nothing_left(lab, donor)
-    previous_data_intact(lab, joiner, before)
-    retry(lab, donor, joiner)
+    recovered(lab, donor, joiner, before)
 
 
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])

@@ -19,14 +19,13 @@ import pytest
 
 from integration.test_fault_matrix import (
     OURS,
-    SEED_ROWS,
     gave_up,
     joiner_failure,
+    make_seeded,
     nothing_left,
     previous_data_intact,
     receiving,
     retry,
-    standalone,
     wait_for,
 )
 from integration.test_rsync_failures import snapshot
@@ -79,15 +78,7 @@ def netlab(link: Link) -> Iterator[tuple[Lab, Node, str]]:
     """A lab of its own: a donor on the host end of the link, and a seeded datadir."""
     lb = Lab()
     try:
-        seed = lb.add_node()
-        with standalone(lb, seed):
-            seed.sql(
-                "CREATE DATABASE mine; CREATE TABLE mine.t (id INT PRIMARY KEY) ENGINE=InnoDB;"
-                f"INSERT INTO mine.t SELECT seq FROM mine.seq_1_to_{SEED_ROWS}"
-            )
-        seeded = os.path.join(lb.base, "seeded-datadir")
-        shutil.copytree(seed.datadir, seeded, symlinks=True)
-        lb.remove_node(seed)
+        seeded = make_seeded(lb)
         donor = lb.add_node(ip=link.host_ip)
         donor.provider_options = f"pc.weight=2;{QUICK_EVS}"
         lb.bootstrap(donor)
