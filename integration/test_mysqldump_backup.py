@@ -81,6 +81,39 @@ def test_mysqldump_refuses_a_server_certificate_it_cannot_verify(
     lab.remove_node(joiner)
 
 
+def test_mysqldump_checks_the_name_it_dials(lab: Lab, ours: Node) -> None:
+    """IP versus DNS SAN: the donor dials the joiner's server at 127.0.0.N; a server
+    certificate from the right CA that names only the host name (CN and DNS SAN) is refused
+    under VERIFY_IDENTITY by the donor, the side that knows which address it dialled."""
+    donor = ours
+    d = os.path.join(lab.base, "dns-only")
+    os.makedirs(d)
+    ca = labmod.make_ca("dns-only CA")
+    ca_path = os.path.join(d, "ca.pem")
+    labmod._write(ca_path, labmod.pem_cert(ca[0]))
+    joiner = lab.add_node(sst_method="mysqldump")
+    cert, key = labmod.make_leaf(ca, joiner.name, dns=[joiner.name])
+    cert_path, key_path = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    labmod._write(cert_path, labmod.pem_cert(cert))
+    labmod._write(key_path, labmod.pem_key(key), 0o600)
+    labmod.chown(key_path, "mysql")
+    joiner.mysqld_options = {"ssl_cert": cert_path, "ssl_key": key_path, "ssl_ca": ca_path}
+    lab.create_sst_user_offline(joiner)
+    donor.sst_method = "mysqldump"
+    donor.sst_options = {"ssl-mode": "VERIFY_IDENTITY", "ssl-ca": ca_path}
+    log_at = len(donor.log_text())
+    lab.configure()
+    joiner.start()
+    assert joiner.wait_exit(180) not in (None, 0), "the joiner must fail visibly"
+    errors = [ln for ln in donor.log_text()[log_at:].splitlines() if "WSREP_SST: [ERROR]" in ln]
+    assert errors and all("connecting to the joiner" in e for e in errors), errors
+    # The chain is good (the right CA): what fails is the name, 127.0.0.N not in the SAN.
+    assert all("server certificate" in e.lower() for e in errors), errors
+    donor.wait_synced(60)
+    assert_clean(lab, donor)
+    lab.remove_node(joiner)
+
+
 def test_backup_method_holds_ftwrl_and_writes_the_state(lab: Lab, donor: Node) -> None:
     """`backup` transfers nothing: run it as mariadbd would for a donor (via garbd) and
     check the FTWRL handshake and the state file, on the real donor server."""
