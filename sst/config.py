@@ -193,6 +193,11 @@ def _number(name: str, value: str, errors: list[str], *, minimum: float | None =
     return n
 
 
+def sst_seconds(opts: Options, name: str, default: str, errors: list[str]) -> float:
+    """An [sst] timeout in seconds (>= 0); a bad value is added to errors."""
+    return _number(name, opts.get(("sst",), name, default), errors, minimum=0)
+
+
 def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     """Freeze the rsync method's settings; every invalid value is reported at once."""
     groups = (MYSQLD, "sst")
@@ -218,12 +223,9 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     if threads <= 0:
         threads = max(2, os.cpu_count() or 2)
 
-    def timeout(name: str, default: str) -> float:
-        return _number(name, opts.get(("sst",), name, default), errors, minimum=0)
-
-    flush_t = timeout("sst-flush-timeout", "600")
-    idle_t = timeout("sst-idle-timeout", "300")
-    conn_t = timeout("sst-initial-timeout", "300")
+    flush_t = sst_seconds(opts, "sst-flush-timeout", "600", errors)
+    idle_t = sst_seconds(opts, "sst-idle-timeout", "300", errors)
+    conn_t = sst_seconds(opts, "sst-initial-timeout", "300", errors)
     rlimit = rate_bytes("rlimit", opts.get(("sst",), "rlimit"), errors)
     if errors:
         raise ConfigError("; ".join(errors))
@@ -387,9 +389,6 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
     threads_text = opts.get(ENC_GROUPS, "backup-threads")
     threads = int(_number("backup-threads", threads_text, errors, minimum=1)) if threads_text else 0
 
-    def timeout(name: str, default: str) -> float:
-        return _number(name, opts.get(("sst",), name, default), errors, minimum=0)
-
     cpat_text = opts.get(("sst",), "cpat")
     cpat = emacs_regex_to_python(cpat_text) if cpat_text else DEFAULT_CPAT
     try:
@@ -397,8 +396,8 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
     except re.error as exc:
         errors.append(f"cpat={cpat_text!r} is not a valid pattern: {exc}")
     progress = opts.get(("sst",), "progress")
-    initial = timeout("sst-initial-timeout", "300")
-    idle = timeout("sst-idle-timeout", "300")
+    initial = sst_seconds(opts, "sst-initial-timeout", "300", errors)
+    idle = sst_seconds(opts, "sst-idle-timeout", "300", errors)
     rlimit = opts.get(("sst",), "rlimit").strip()
     rate_bytes("rlimit", rlimit, errors)  # pv takes the same form; refuse anything else here
     result = MariabackupSettings(

@@ -200,15 +200,9 @@ def donor(run: Run, opts: config.Options) -> None:
     rlimit = opts.get(("sst",), "rlimit").strip()
     errors: list[str] = []
     config.rate_bytes("rlimit", rlimit, errors)
+    idle = config.sst_seconds(opts, "sst-idle-timeout", "600", errors)
     if errors:
         raise ConfigError("; ".join(errors))
-    idle_text = opts.get(("sst",), "sst-idle-timeout", "600")
-    try:
-        idle = float(idle_text)
-    except ValueError:
-        idle = -1.0
-    if idle < 0:
-        raise ConfigError(f"sst-idle-timeout={idle_text!r} is not a number of seconds (>= 0)")
     limiter = pv.rate_limit(tools.find("pv"), rlimit) if rlimit and dump_argv else ()
     _apply(run, remote, header, dump_argv, trailer, limiter=limiter, idle_timeout=idle)
 
