@@ -148,4 +148,7 @@ def pytest_runtest_makereport(
             os.environ["GALERA_SST_KEEP"] = "1"
             for n in lb.nodes:
                 rep.sections.append((f"{n.name} error log tail", n.log_tail(80)))
+        cluster = getattr(item, "funcargs", {}).get("cluster")  # the container tier's
+        for n in getattr(cluster, "nodes", []):
+            rep.sections.append((f"container {n.name} error log tail", n.log_tail(80)))
     return rep
