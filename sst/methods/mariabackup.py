@@ -230,8 +230,6 @@ def _joiner(
     assert addr is not None
     dd = req.datadir
     bind = listen_address(addr)
-    for stale in mb.LEGACY_FILES:
-        datadir.remove(os.path.join(dd, stale))
 
     statdir = os.path.join(run.rundir, "stage1")
     os.mkdir(statdir)
@@ -423,6 +421,10 @@ def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> 
     for d in dirs:
         datadir.ensure_dir(d)
     aside = datadir.set_aside(dirs, keep)
+    # A previous SST's metadata is set aside with the rest, unless a custom cpat keeps it;
+    # never touched before this point, so a failed SST leaves the datadir as it was.
+    for stale in mb.LEGACY_FILES:
+        datadir.remove(os.path.join(dd, stale))
     try:
         move = run.sup.start(
             Stage(
