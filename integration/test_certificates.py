@@ -6,14 +6,18 @@ running, and the donor stays Synced."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from integration.conftest import leftovers
 from integration.test_rsync_cluster import join
 from integration.test_rsync_failures import failed_join
+from sst import datadir, status
 from sst import lab as labmod
 from sst.lab import Lab, Node
 from tests import certs as tc
@@ -193,3 +197,106 @@ def test_certificate_chain_with_intermediate_joins(lab: Lab, donor: Node, pki: P
         finally:
             donor.sst_options = {}
             lab.remove_node(joiner)
+
+
+@pytest.mark.parametrize("san", ["ip-only", "dns-only"])
+@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+def test_ip_or_dns_san_joins_under_verify_identity(
+    lab: Lab, donor: Node, pki: PKI, method: str, san: str
+) -> None:
+    """Local nodes dial each other by IP (127.0.0.N) and the joiner announces its name with
+    the address: a certificate whose only SAN is the node's IP address (its CN the name), or
+    only its DNS name, satisfies VERIFY_IDENTITY through both tunnels. (The container tier
+    does the same with nodes that know each other by host name only.)"""
+    joiner = lab.add_node(sst_method=OURS[method])
+
+    def leaf(node: Node) -> tuple[str, str]:
+        ips, dns = ([node.ip], []) if san == "ip-only" else ([], [node.name])
+        return pki.write(node.name, labmod.make_leaf(pki.ca, node.name, ips=ips, dns=dns))
+
+    joiner.sst_options = opts(pki, "VERIFY_IDENTITY", leaf(joiner))
+    donor.sst_options = opts(pki, "VERIFY_IDENTITY", leaf(donor))
+    try:
+        join(lab, donor, joiner)
+        assert "VERIFY_IDENTITY" in joiner.log_text()
+    finally:
+        donor.sst_options = {}
+
+
+def rogue_handshake(address: str, ca: str) -> str:
+    """A TLS client with no certificate of its own (`openssl s_client`) dials address and
+    offers a few bytes; returns what it printed."""
+    res = subprocess.run(
+        ["openssl", "s_client", "-connect", address, "-CAfile", ca, "-quiet"],
+        input="not an SST\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+def test_peer_without_client_certificate_is_refused(
+    lab: Lab, donor: Node, pki: PKI, method: str
+) -> None:
+    """Under VERIFY_CA a joiner's tunnel demands the donor's certificate: a peer with none is
+    refused in the handshake, before a byte reaches rsync or mbstream. stunnel refuses that
+    connection and keeps listening, so the real donor still joins; socat serves a single
+    connection, so the mariabackup joiner stops there, saying why (as stock socat does)."""
+    target = os.path.join(lab.base, f"no-client-cert-{method}")
+    cnf = os.path.join(lab.base, f"no-client-cert-{method}.cnf")
+    node9 = pki.write("node9", labmod.make_leaf(pki.ca, "node9", ips=["127.0.0.9"]))
+    with open(cnf, "w", encoding="utf-8") as f:
+        f.write("[sst]\n" + "".join(f"{k}={v}\n" for k, v in opts(pki, "VERIFY_CA", node9).items()))
+    port = labmod.free_port_block("127.0.0.9", 1)
+    joiner = subprocess.Popen(
+        [
+            *("galera-sst", "joiner", "--method", OURS[method]),
+            *("--address", f"127.0.0.9:{port}", "--datadir", target, "--defaults-file", cnf),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert joiner.stdout is not None and joiner.stderr is not None
+        assert joiner.stdout.readline().startswith("ready: on the donor, run")
+        address = joiner.stdout.readline().split("--address '")[1].split("'")[0]
+        said = rogue_handshake(f"127.0.0.9:{port}", pki.ca_path)
+        assert "alert certificate required" in said, said
+        bookkeeping = (*datadir.TRANSIENT, datadir.SST_PID, "stunnel.pid", status.FILE)
+        received = [n for n in os.listdir(target) if n not in bookkeeping]
+        assert received == [], received
+        if method == "mariabackup":
+            assert joiner.wait(30) == 32
+            errors = [ln for ln in joiner.stderr.read().splitlines() if "[ERROR]" in ln]
+            assert len(errors) == 1, errors
+            assert "peer did not return a certificate" in errors[0], errors[0]
+            assert "during receiving" in errors[0], errors[0]
+        else:
+            assert joiner.poll() is None, "the joiner gave up on a stray connection"
+            donor.sst_options = opts(pki, "VERIFY_CA", pki.good(donor))
+            donor.write_cnf(lab.nodes)
+            d = subprocess.run(
+                [
+                    *("galera-sst", "donor", "--method", OURS[method], "--address", address),
+                    *("--datadir", donor.datadir, "--socket", donor.socket),
+                    *("--defaults-file", donor.cnf),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert d.returncode == 0, d.stdout + d.stderr
+            assert joiner.wait(60) == 0
+        assert leftovers(target) == []
+    finally:
+        if joiner.poll() is None:
+            joiner.kill()
+            joiner.wait()
+        donor.sst_options = {}
+        donor.write_cnf(lab.nodes)
+        shutil.rmtree(target, ignore_errors=True)
