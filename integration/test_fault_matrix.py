@@ -559,6 +559,43 @@ def test_joiner_disk_full(lab: Lab, donor: Node, seeded: str, method: str) -> No
         retry(lab, donor, joiner)
 
 
+def test_joiner_disk_full_during_mysqldump(lab: Lab, donor: Node) -> None:
+    """mysqldump loads into the joiner's running server: when its disk fills, that server
+    refuses the rows (InnoDB logs "failed with error 28"; the client only hears "Got error 1
+    during COMMIT"), the donor stops, naming the phase and pointing to the joiner's error
+    log; the joiner aborts, nothing is left on the donor, and with room again the retry
+    joins. (The joiner's old data is not kept: mysqldump replaces it in place, as stock.)"""
+    with ours_under_stock_names(lab) as src:
+        joiner = lab.add_node(sst_method="mysqldump")
+        lab.create_sst_user_offline(joiner)
+        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        # What a start claims besides the data, kept small: the temporary tablespace and
+        # Galera's ring buffer; and the template's redo log is resized once, here.
+        joiner.mysqld_options["innodb_temp_data_file_path"] = "ibtmp1:1M:autoextend"
+        joiner.mysqld_options["innodb_autoextend_increment"] = "1"
+        joiner.provider_options = "gcache.size=2M"
+        with standalone(lab, joiner):
+            pass
+        used = labmod.datadir_bytes(joiner.directory) // 2**20
+        with small_filesystem(joiner, used + 10):  # a few MiB for the rows: the dump needs more
+            lab.configure()
+            joiner.start()
+            gave_up(joiner, 180)
+            # mariadbd tries the donor script three times; each run explains itself once.
+            errors = sst_errors(src)
+            assert 1 <= len(errors) <= 3, errors
+            for e in errors:
+                assert "during dumping into the joiner" in e, e
+                assert "mariadb (joiner) exited" in e and "its error log" in e, e
+            # The joiner's server knows the cause, and says it where the donor points.
+            assert "failed with error 28" in joiner.log_text()
+            nothing_left(lab, src)
+            src.wait_synced(60)
+            grow(joiner, used * 3 + 200)
+            open(joiner.error_log, "w").close()
+            join(lab, src, joiner)
+
+
 # -- debris of a crashed run does not block the next one --------------------------------------
 
 

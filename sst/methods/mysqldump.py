@@ -239,7 +239,8 @@ def _apply(
             run.sup.wait(
                 kids,
                 watch=[applier],
-                what="dumping into the joiner (the joiner's SST fails)",
+                what="dumping into the joiner (a refusal by the joiner's server is explained "
+                "in its error log)",
                 idle=activity.idle,
                 idle_timeout=idle_timeout,
             )
