@@ -218,20 +218,19 @@ def _has_image(client: docker.DockerClient, name: str) -> bool:
     return True
 
 
+def _run(argv: Sequence[str], what: str) -> None:
+    """A build step on the host, bounded in time; its output is the error if it fails."""
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    if res.returncode != 0:
+        raise ContainerError(f"{what} failed: {(res.stdout + res.stderr)[-2000:]}")
+
+
 def ensure_base_image(client: docker.DockerClient, work: str) -> None:
     """galera-sst/base:bookworm: debootstrap minbase from the machine's mirror, imported."""
     if _has_image(client, BASE_IMAGE):
         return
     rootfs = os.path.join(work, "rootfs")
-    res = subprocess.run(
-        ["debootstrap", "--variant=minbase", SUITE, rootfs, apt_mirror()],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if res.returncode != 0:
-        raise ContainerError(f"debootstrap failed: {(res.stdout + res.stderr)[-2000:]}")
+    _run(["debootstrap", "--variant=minbase", SUITE, rootfs, apt_mirror()], "debootstrap")
     tarball = os.path.join(work, "rootfs.tar")
     subprocess.run(["tar", "-C", rootfs, "-cf", tarball, "."], check=True, timeout=300)
     shutil.rmtree(rootfs)
@@ -245,15 +244,7 @@ def build_node_image(client: docker.DockerClient, work: str, base: str = BASE_IM
     ctx = os.path.join(work, "node-image")
     os.makedirs(ctx)
     shutil.copy(os.path.join(ROOT, "container", "Dockerfile"), ctx)
-    res = subprocess.run(
-        [*PIP_WHEEL, "--wheel-dir", os.path.join(ctx, "wheels"), ROOT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if res.returncode != 0:
-        raise ContainerError(f"pip wheel failed: {res.stderr[-2000:]}")
+    _run([*PIP_WHEEL, "--wheel-dir", os.path.join(ctx, "wheels"), ROOT], "pip wheel")
     try:
         client.images.build(
             path=ctx,

@@ -29,6 +29,11 @@ class Finding:
     detail: str
     fix: str = ""
 
+    @classmethod
+    def judged(cls, check: str, ok: bool, detail: str, fix: str) -> Finding:
+        """A pass, or a fail with its fix."""
+        return cls(check, "pass" if ok else "fail", detail, "" if ok else fix)
+
 
 def _which(name: str) -> str:
     try:
@@ -49,13 +54,11 @@ def _tools(method: str, tls_on: bool) -> list[Finding]:
     for name in ["my_print_defaults", *need]:
         path = _which(name)
         out.append(
-            Finding(
+            Finding.judged(
                 f"tool {name}",
-                "pass" if path else "fail",
+                bool(path),
                 path or "not found",
-                ""
-                if path
-                else "apt-get install "
+                "apt-get install "
                 + {
                     "stunnel": "stunnel4",
                     "socat": "socat",
@@ -68,11 +71,11 @@ def _tools(method: str, tls_on: bool) -> list[Finding]:
     if "socat" in need and _which("socat") and tls_on:
         ok = "WITH_OPENSSL 1" in run_capture((_which("socat"), "-V"), timeout=10).stdout
         out.append(
-            Finding(
+            Finding.judged(
                 "socat with OpenSSL",
-                "pass" if ok else "fail",
+                ok,
                 "yes" if ok else "socat was built without OpenSSL",
-                "" if ok else "install Debian's socat package",
+                "install Debian's socat package",
             )
         )
     if "mariadb-backup" in need and _which("mariadb-backup") and _which("mariadbd"):
@@ -85,11 +88,11 @@ def _tools(method: str, tls_on: bool) -> list[Finding]:
         sv = re.search(r"Ver (\d+\.\d+\.\d+)", s)
         same = bool(bv and sv and bv.group(1) == sv.group(1))
         out.append(
-            Finding(
+            Finding.judged(
                 "mariadb-backup matches the server",
-                "pass" if same else "fail",
+                same,
                 f"mariadb-backup {bv.group(1) if bv else '?'}, server {sv.group(1) if sv else '?'}",
-                "" if same else "install the mariadb-backup of the server's version",
+                "install the mariadb-backup of the server's version",
             )
         )
     return out
@@ -159,12 +162,12 @@ def _port(opts: Options) -> list[Finding]:
     bind = net.bind_address(addr.host)
     busy = net.port_in_use(addr.port, bind)
     return [
-        Finding(
+        Finding.judged(
             "SST port",
-            "fail" if busy else "pass",
+            not busy,
             f"{addr.hostport} is {'in use' if busy else 'free'}"
             + ("" if bind else f" ({addr.host} is not an address of this host)"),
-            "stop what listens there or pick another port" if busy else "",
+            "stop what listens there or pick another port",
         )
     ]
 
@@ -182,12 +185,12 @@ def _disk(datadir: str) -> list[Finding]:
     free = shutil.disk_usage(datadir).free
     ok = free > used * 1.1
     return [
-        Finding(
+        Finding.judged(
             "disk space for staging",
-            "pass" if ok else "fail",
+            ok,
             f"{free / 2**30:.1f} GiB free, datadir {used / 2**30:.1f} GiB (the joiner "
             "stages a full copy before replacing the old one)",
-            "" if ok else "free space, or move the datadir to a larger filesystem",
+            "free space, or move the datadir to a larger filesystem",
         )
     ]
 
@@ -220,12 +223,12 @@ def _credentials(req: Request, opts: Options) -> list[Finding]:
         )
     ok = res.returncode == 0
     return [
-        Finding(
+        Finding.judged(
             "SST credentials",
-            "pass" if ok else "fail",
+            ok,
             f"user '{creds.user}' "
             + ("can log in" if ok else f"cannot log in: {res.stderr.strip()[-200:]}"),
-            "" if ok else "create the user or fix wsrep_sst_auth",
+            "create the user or fix wsrep_sst_auth",
         )
     ]
 
