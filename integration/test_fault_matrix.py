@@ -384,6 +384,33 @@ def test_mysqldump_donor_faults(lab: Lab, donor: Node, fault: str) -> None:
             join(lab, again, joiner)
 
 
+def test_mysqldump_joiner_never_accepts(lab: Lab, donor: Node) -> None:
+    """The joiner announces an SQL address where nothing listens: the donor's client gives
+    up within its connect timeout, naming the address and the phase, each of mariadbd's
+    tries leaves nothing behind, the joiner aborts, and with its real address the retry
+    joins."""
+    with ours_under_stock_names(lab) as src:
+        joiner = lab.add_node(sst_method="mysqldump")
+        lab.create_sst_user_offline(joiner)
+        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        dead = labmod.free_port_block(joiner.ip, 1, start=61000, stop=64000)
+        # The later line in my.cnf wins over the lab's own receive address.
+        joiner.mysqld_options["wsrep_sst_receive_address"] = f"{joiner.ip}:{dead}"
+        lab.configure()
+        joiner.start()
+        gave_up(joiner, 120)
+        errors = sst_errors(src)
+        assert 1 <= len(errors) <= 3, errors
+        for e in errors:
+            assert f"connecting to the joiner {joiner.ip}" in e, e
+            assert "Can't connect" in e, e
+        nothing_left(lab, src)
+        src.wait_synced(60)
+        del joiner.mysqld_options["wsrep_sst_receive_address"]
+        open(joiner.error_log, "w").close()
+        join(lab, src, joiner)
+
+
 # -- the donor's server dies ---------------------------------------------------------------
 
 
