@@ -10,6 +10,7 @@ property tests cover."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,7 @@ import pytest
 from integration.test_fault_matrix import ours_under_stock_names
 from integration.test_rsync_cluster import join
 from sst import lab as labmod
-from sst.lab import Lab, Node, sql_string
+from sst.lab import CertPaths, Lab, Node, sql_string
 
 pytestmark = pytest.mark.cluster
 
@@ -61,3 +62,27 @@ def test_hostile_credentials_mysqldump(lab: Lab, donor: Node) -> None:
         src.sst_options = {}
         with hostile_auth(src):
             join(lab, src, joiner)
+
+
+def free_ipv6_port() -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("method", ["py_rsync", "py_mariabackup"])
+def test_sst_over_ipv6(lab: Lab, donor: Node, certs: CertPaths, method: str) -> None:
+    """The joiner receives on [::1]: the bracketed address travels through mariadbd, our
+    parser and stunnel or socat, under VERIFY_CA (Galera itself stays on IPv4)."""
+    joiner = lab.add_node(sst_method=method)
+    port = free_ipv6_port()
+    joiner.mysqld_options["wsrep_sst_receive_address"] = f"[::1]:{port}"
+    joiner.sst_options = labmod.tls_options(certs, joiner.name, "VERIFY_CA")
+    donor.sst_options = labmod.tls_options(certs, donor.name, "VERIFY_CA")
+    try:
+        join(lab, donor, joiner)
+        assert f"--address '[::1]:{port}" in joiner.log_text()
+        assert f"Listening on [::1]:{port}" in joiner.log_text()
+    finally:
+        donor.sst_options = {}

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sst import net
 from sst.errors import ConfigError, SSTError
 from sst.request import Address, Credentials, method_from_argv0, parse_request
 
@@ -31,6 +32,13 @@ def test_address_forms(text: str, host: str, port: int, module: str, lsn: str, v
 def test_address_ipv6_is_bracketed_when_rebuilt() -> None:
     assert Address.parse("[::1]:4444").hostport == "[::1]:4444"
     assert Address.parse("127.0.0.1").hostport == "127.0.0.1:4444"
+
+
+@pytest.mark.parametrize(
+    ("bind", "label"), [("::1", "[::1]:4444"), ("10.0.0.5", "10.0.0.5:4444"), ("", "*:4444")]
+)
+def test_listen_label_brackets_ipv6(bind: str, label: str) -> None:
+    assert net.listen_label(bind, 4444) == label
 
 
 @pytest.mark.parametrize(

@@ -259,7 +259,7 @@ def _joiner(
             checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
         secret = secrets.token_hex(16)
         ready = f"{checked.cn}:{secret}@{ready}"
-    log.info(f"Listening on {bind or '*'}:{addr.port} ({s.plan.label})")
+    log.info(f"Listening on {net.listen_label(bind, addr.port)} ({s.plan.label})")
     run.out.ready(ready)
     run.phase("receiving the state files", tls=s.plan.label)
 

@@ -229,7 +229,8 @@ def _joiner_receive(
         secret = secrets.token_hex(16)
         ready = f"{checked.cn}:{secret}@{ready}"
     log.info(
-        f"Listening on {bind or '*'}:{addr.port} ({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
+        f"Listening on {net.listen_label(bind, addr.port)} "
+        f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
         f"{', delta mode' if wan else ''})"
     )
     run.out.ready(ready)
