@@ -92,7 +92,10 @@ class LeakWatch:
         holds a secret (skip: paths the operator wrote the secret into on purpose, such as
         the option file with wsrep_sst_auth). Returns how many files were read."""
         read = 0
-        for d, _dirs, files in os.walk(root):
+        for d, dirs, files in os.walk(root):
+            if not _traversable(d):  # no other user gets below d: nothing here is exposed
+                dirs.clear()
+                continue
             for name in files:
                 path = os.path.join(d, name)
                 if path in skip:
@@ -100,8 +103,6 @@ class LeakWatch:
                 try:
                     st = os.lstat(path)
                     if not stat.S_ISREG(st.st_mode) or not st.st_mode & stat.S_IROTH:
-                        continue
-                    if not _path_traversable(path):
                         continue
                     with open(path, "rb") as f:
                         data = f.read(8 << 20)
@@ -120,9 +121,9 @@ class LeakWatch:
                 self.hits.append(f"{where} holds a secret")
 
 
-def _path_traversable(path: str) -> bool:
-    """Every directory above path lets other users through (o+x)."""
-    d = os.path.dirname(path)
+def _traversable(directory: str) -> bool:
+    """directory and every one above it let other users through (o+x)."""
+    d = directory
     while d and d != "/":
         try:
             if not os.stat(d).st_mode & stat.S_IXOTH:
