@@ -71,9 +71,10 @@ def bootstrap_with_data(cluster: Cluster) -> CNode:
     return first
 
 
-def join(donor: CNode, joiner: CNode) -> None:
+def join(donor: CNode, joiner: CNode, *, expect_ours: bool = True) -> None:
     """joiner joins by SST from donor: Synced, the same data everywhere, no ERROR line, no
-    process or listener left on either, and no secret seen in any argv or environment."""
+    process or listener left on either, and no secret seen in any argv or environment
+    (expect_ours: at least one side ran ours; False only for stock-to-stock)."""
     joiner.mysqld_options["wsrep_sst_donor"] = donor.name
     with watching(SST_PASSWORD) as watch:
         joiner.start()
@@ -82,7 +83,8 @@ def join(donor: CNode, joiner: CNode) -> None:
     log = joiner.log_text()
     watch.scan_text(f"{joiner.name}'s error log", log)
     watch.scan_text(f"{donor.name}'s error log", donor.log_text())
-    assert watch.scripts_seen >= 1, "none of our SST scripts was seen running"
+    if expect_ours:
+        assert watch.scripts_seen >= 1, "none of our SST scripts was seen running"
     assert watch.hits == []
     assert joiner.sst_errors() == [], joiner.sst_errors()
     running = rf"Running: 'wsrep_sst_{joiner.sst_method} --role 'joiner' --address '{joiner.name}:"
@@ -131,6 +133,59 @@ def nothing_left(node: CNode) -> None:
     """No SST process and no SST listener in node's container."""
     wait_for(lambda: node.leftovers() == [], 30, f"nothing left on {node.name}")
     assert not node.sst_port_open(), f"{node.name}'s SST port is still open"
+
+
+def drop_in(node: CNode) -> None:
+    """`galera-sst install` on node: dpkg-divert puts ours in place of the stock scripts (a
+    running mariadbd uses it from its next SST on)."""
+    out = node.exec(["galera-sst", "install", "--replace-stock"])
+    assert "/usr/bin/wsrep_sst_mariabackup: galera-sst (stock diverted" in out, out
+    diversions = node.exec(["dpkg-divert", "--list", "/usr/bin/wsrep_sst_*"])
+    assert diversions.count("by galera-sst") == 5, diversions
+
+
+def rejoin_by_sst(donor: CNode, node: CNode, *, expect_ours: bool = True) -> None:
+    """node leaves, and comes back by a full SST (no grastate: an operator's way)."""
+    node.stop()
+    node.exec(["rm", "-f", f"{DATADIR}/grastate.dat"])
+    node.clear_log()
+    join(donor, node, expect_ours=expect_ours)
+
+
+def test_rolling_migration_to_drop_in(engine: Engine) -> None:
+    """A cluster on the stock mariabackup scripts moves to galera-sst one node at a time, the
+    way drop-in mode is meant to be used, every SST under VERIFY_IDENTITY between hosts known
+    by name: stock to stock, stock donor to our joiner, our donor to a stock joiner, and ours
+    to ours, each a full SST with equal data everywhere. The status file tells whose script
+    ran: ours writes one, stock does not."""
+    c = Cluster(engine, HOSTS, "mariabackup")
+    try:
+        for n in c.nodes:
+            n.tls("VERIFY_IDENTITY")
+        node1, node2, node3 = c.nodes
+        bootstrap_with_data(c)
+        join(node1, node2, expect_ours=False)
+        assert node2.status_file() is None
+        drop_in(node3)
+        join(node2, node3)  # stock donor, our joiner
+        st = node3.status_file()
+        assert st is not None and (st["role"], st["state"]) == ("joiner", "succeeded"), st
+        rejoin_by_sst(node3, node1, expect_ours=True)  # our donor, stock joiner
+        assert node1.status_file() is None
+        st = node3.status_file()
+        assert st is not None and (st["role"], st["state"]) == ("donor", "succeeded"), st
+        drop_in(node1)
+        drop_in(node2)
+        rejoin_by_sst(node1, node2)  # ours to ours
+        for n, role in ((node1, "donor"), (node2, "joiner")):
+            st = n.status_file()
+            assert st is not None and (st["role"], st["state"]) == (role, "succeeded"), st
+    except BaseException:
+        for n in c.nodes:
+            print(f"--- {n.name} error log tail\n{n.log_tail(40)}")
+        raise
+    finally:
+        c.close()
 
 
 # -- faults --------------------------------------------------------------------------------
