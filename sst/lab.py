@@ -198,7 +198,8 @@ def chown_tree(path: str, user: str) -> None:
 
 def free_port_block(host: str, count: int, start: int = 20000, stop: int = 60000) -> int:
     """A base port such that base..base+count-1 are free on host."""
-    base = start + (os.getpid() * 37) % 20000
+    span = stop - start - count  # every base tried stays in [start, stop - count)
+    base = start + (os.getpid() * 37) % min(span, 20000)
     for _ in range(200):
         ok = True
         for p in range(base, base + count):
@@ -210,7 +211,7 @@ def free_port_block(host: str, count: int, start: int = 20000, stop: int = 60000
                     break
         if ok:
             return base
-        base = start + (base + count * 7 - start) % (stop - start - count)
+        base = start + (base + count * 7 - start) % span
     raise LabError("no free block of ports")
 
 
