@@ -68,9 +68,3 @@ def port_in_use(port: int, host: str = "") -> bool:
         except OSError:
             return True
     return False
-
-
-def listen_label(bind: str, port: int) -> str:
-    """`host:port` for a log line: IPv6 bracketed, an empty bind (every address) as `*`."""
-    host = f"[{bind}]" if ":" in bind else (bind or "*")
-    return f"{host}:{port}"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sst import net
 from sst.errors import ConfigError, SSTError
+from sst.methods.common import listening_on
 from sst.request import Address, Credentials, method_from_argv0, parse_request
 
 
@@ -38,7 +38,7 @@ def test_address_ipv6_is_bracketed_when_rebuilt() -> None:
     ("bind", "label"), [("::1", "[::1]:4444"), ("10.0.0.5", "10.0.0.5:4444"), ("", "*:4444")]
 )
 def test_listen_label_brackets_ipv6(bind: str, label: str) -> None:
-    assert net.listen_label(bind, 4444) == label
+    assert listening_on(Address("sst.example", 4444), bind) == label
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sst import log, net
 from sst.datadir import SST_PID, STAGING, STAGING_MB, ensure_dir, remove
@@ -132,6 +132,11 @@ def listen_address(addr: Address) -> str:
             f"SST port {addr.port} on {bind or '*'} is already in use by another program"
         )
     return bind
+
+
+def listening_on(addr: Address, bind: str) -> str:
+    """Where a joiner listens, as `host:port` for its log line (`*`: every interface)."""
+    return replace(addr, host=bind or "*").hostport
 
 
 def flush_tables(run: Run, timeout: float) -> str:

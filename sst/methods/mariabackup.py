@@ -32,7 +32,7 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, listen_address, run_roles
+from sst.methods.common import Run, TreeActivity, listen_address, listening_on, run_roles
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State, Stdout
 from sst.request import Request
@@ -259,7 +259,7 @@ def _joiner(
             checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
         secret = secrets.token_hex(16)
         ready = f"{checked.cn}:{secret}@{ready}"
-    log.info(f"Listening on {net.listen_label(bind, addr.port)} ({s.plan.label})")
+    log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
     run.out.ready(ready)
     run.phase("receiving the state files", tls=s.plan.label)
 

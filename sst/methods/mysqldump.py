@@ -215,7 +215,7 @@ def _apply(
     trailer: list[str],
     *,
     limiter: tuple[str, ...] = (),
-    idle_timeout: float = 600.0,
+    idle_timeout: float,
 ) -> None:
     """One client session on the joiner: header, then the dump straight from mariadb-dump
     into the same OS pipe, then, only if the dump exited 0, the trailer that sets the

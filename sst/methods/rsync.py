@@ -20,7 +20,14 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
-from sst.methods.common import Run, TreeActivity, flush_tables, listen_address, run_roles
+from sst.methods.common import (
+    Run,
+    TreeActivity,
+    flush_tables,
+    listen_address,
+    listening_on,
+    run_roles,
+)
 from sst.process import pidfile
 from sst.process.runner import Child, Stage
 from sst.protocol import State, Stdout
@@ -229,7 +236,7 @@ def _joiner_receive(
         secret = secrets.token_hex(16)
         ready = f"{checked.cn}:{secret}@{ready}"
     log.info(
-        f"Listening on {net.listen_label(bind, addr.port)} "
+        f"Listening on {listening_on(addr, bind)} "
         f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
         f"{', delta mode' if wan else ''})"
     )
