@@ -6,7 +6,8 @@ import grp
 import os
 import shutil
 import subprocess
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 
 import psutil
 import pytest
@@ -121,6 +122,18 @@ def restart_alone(lab: Lab, donor: Node) -> None:
     lab.configure()
     donor.start(new_cluster=True)
     donor.wait_synced()
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float, what: str, *, period: float = 0.05
+) -> None:
+    """Poll predicate every period seconds until it is true, or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def leftovers(base: str) -> list[str]:

@@ -14,6 +14,7 @@ and Galera nodes in containers with host names (testing.md, Containers).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -26,7 +27,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from integration import conftest
 from sst import lab as labmod
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image cannot be pulled
@@ -62,14 +64,7 @@ class ContainerError(RuntimeError):
     """The container tier could not do what a test asked."""
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll predicate every 0.2 s until it is true, or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+wait_for = functools.partial(conftest.wait_for, period=0.2)  # each poll is a docker exec
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -131,10 +126,9 @@ class Engine:
                 return False
 
         wait_for(up, 60, "dockerd to answer")
-        assert self.client is not None
-        client = self.client
         self.remove_labelled()  # what a killed earlier run may have left in the data root
-        return client
+        assert self.client is not None
+        return self.client
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError), open(os.path.join(self.run, "dockerd.log")) as f:
@@ -313,9 +307,6 @@ class CNode:
         if check and code != 0:
             raise ContainerError(f"{self.name}: {shlex.join(argv)} exited {code}: {text[-1500:]}")
         return text
-
-    def sh(self, script: str, *, check: bool = True, timeout: float = 120) -> str:
-        return self.exec(["sh", "-c", script], check=check, timeout=timeout)
 
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file owned by mysql, through the engine's archive upload."""
@@ -550,16 +541,3 @@ class Cluster:
                 n.container.stop()
         with contextlib.suppress(docker.errors.DockerException):
             self.network.remove()
-
-
-def checksums(node: CNode, databases: Sequence[str]) -> dict[str, str]:
-    """CHECKSUM TABLE of every base table of databases."""
-    where = ",".join(f"'{d}'" for d in databases)
-    names = node.sql(
-        "SELECT CONCAT('`',table_schema,'`.`',table_name,'`') FROM information_schema.tables "
-        f"WHERE table_type='BASE TABLE' AND table_schema IN ({where}) ORDER BY 1"
-    ).split()
-    if not names:
-        return {}
-    out = node.sql("CHECKSUM TABLE " + ",".join(names), timeout=300)
-    return dict(ln.split("\t", 1) for ln in out.strip().splitlines())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,12 +23,12 @@ from integration.containers import (
     CNode,
     ContainerError,
     Engine,
-    checksums,
     ensure_images,
     wait_for,
 )
 from integration.leaks import watching
 from sst import datadir
+from sst.lab import checksums
 
 pytestmark = pytest.mark.containers
 
@@ -90,25 +91,23 @@ def join(donor: CNode, joiner: CNode, *, expect_ours: bool = True) -> None:
     running = rf"Running: 'wsrep_sst_{joiner.sst_method} --role 'joiner' --address '{joiner.name}:"
     assert re.search(running, log), "the joiner's SST address is not its host name"
     assert "SST completed on joiner" in log
+    expected = checksums(donor, ["app"])
     for n in joiner.cluster.nodes:
         if n.server_pid() is not None:
-            assert checksums(n, ["app"]) == checksums(donor, ["app"]), n.name
+            assert checksums(n, ["app"]) == expected, n.name
     for n in (donor, joiner):
         nothing_left(n)
 
 
-@pytest.fixture(scope="module", params=["mariabackup", "rsync"])
-def cluster(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Cluster]:
-    """Three nodes, all on our method under VERIFY_IDENTITY: node1 bootstrapped with data,
-    node2 joined from node1, node3 joined from node2 (a donor that itself came by SST)."""
-    c = Cluster(engine, HOSTS, OURS[request.param])
+@contextmanager
+def verified_cluster(engine: Engine, method: str) -> Iterator[Cluster]:
+    """Three nodes on method under VERIFY_IDENTITY, node1 bootstrapped with data; their
+    error logs printed if anything fails, and the containers removed in any case."""
+    c = Cluster(engine, HOSTS, method)
     try:
         for n in c.nodes:
             n.tls("VERIFY_IDENTITY")
-        node1, node2, node3 = c.nodes
         bootstrap_with_data(c)
-        join(node1, node2)
-        join(node2, node3)
         yield c
     except BaseException:
         for n in c.nodes:
@@ -116,6 +115,17 @@ def cluster(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Cluster]
         raise
     finally:
         c.close()
+
+
+@pytest.fixture(scope="module", params=["mariabackup", "rsync"])
+def cluster(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Cluster]:
+    """All three on our method: node2 joined from node1, node3 from node2 (a donor that
+    itself came by SST)."""
+    with verified_cluster(engine, OURS[request.param]) as c:
+        node1, node2, node3 = c.nodes
+        join(node1, node2)
+        join(node2, node3)
+        yield c
 
 
 def test_three_nodes_join_by_host_name_under_verify_identity(cluster: Cluster) -> None:
@@ -144,12 +154,23 @@ def drop_in(node: CNode) -> None:
     assert diversions.count("by galera-sst") == 5, diversions
 
 
-def rejoin_by_sst(donor: CNode, node: CNode, *, expect_ours: bool = True) -> None:
-    """node leaves, and comes back by a full SST (no grastate: an operator's way)."""
+def force_full_sst(node: CNode) -> None:
+    """Stop node so that its next start takes a full SST (no grastate: an operator's way)."""
     node.stop()
-    node.exec(["rm", "-f", f"{DATADIR}/grastate.dat"])
+    node.exec(["rm", "-f", f"{DATADIR}/grastate.dat", f"{DATADIR}/gvwstate.dat"])
+
+
+def rejoin_by_sst(donor: CNode, node: CNode, *, expect_ours: bool = True) -> None:
+    """node leaves, and comes back by a full SST."""
+    force_full_sst(node)
     node.clear_log()
     join(donor, node, expect_ours=expect_ours)
+
+
+def ran_ours(node: CNode, role: str) -> None:
+    """node's last SST was ours, in role, and it succeeded (stock writes no status file)."""
+    st = node.status_file()
+    assert st is not None and (st["role"], st["state"]) == (role, "succeeded"), st
 
 
 def test_rolling_migration_to_drop_in(engine: Engine) -> None:
@@ -158,34 +179,21 @@ def test_rolling_migration_to_drop_in(engine: Engine) -> None:
     by name: stock to stock, stock donor to our joiner, our donor to a stock joiner, and ours
     to ours, each a full SST with equal data everywhere. The status file tells whose script
     ran: ours writes one, stock does not."""
-    c = Cluster(engine, HOSTS, "mariabackup")
-    try:
-        for n in c.nodes:
-            n.tls("VERIFY_IDENTITY")
+    with verified_cluster(engine, "mariabackup") as c:
         node1, node2, node3 = c.nodes
-        bootstrap_with_data(c)
         join(node1, node2, expect_ours=False)
         assert node2.status_file() is None
         drop_in(node3)
         join(node2, node3)  # stock donor, our joiner
-        st = node3.status_file()
-        assert st is not None and (st["role"], st["state"]) == ("joiner", "succeeded"), st
+        ran_ours(node3, "joiner")
         rejoin_by_sst(node3, node1, expect_ours=True)  # our donor, stock joiner
         assert node1.status_file() is None
-        st = node3.status_file()
-        assert st is not None and (st["role"], st["state"]) == ("donor", "succeeded"), st
+        ran_ours(node3, "donor")
         drop_in(node1)
         drop_in(node2)
         rejoin_by_sst(node1, node2)  # ours to ours
-        for n, role in ((node1, "donor"), (node2, "joiner")):
-            st = n.status_file()
-            assert st is not None and (st["role"], st["state"]) == (role, "succeeded"), st
-    except BaseException:
-        for n in c.nodes:
-            print(f"--- {n.name} error log tail\n{n.log_tail(40)}")
-        raise
-    finally:
-        c.close()
+        ran_ours(node1, "donor")
+        ran_ours(node2, "joiner")
 
 
 # -- faults --------------------------------------------------------------------------------
@@ -208,16 +216,15 @@ def files(node: CNode) -> dict[str, str]:
 
 
 def seed(joiner: CNode) -> dict[str, str]:
-    """Give the stopped joiner a database of its own and force a full SST at its next start
-    (no grastate: an operator's way); returns its files."""
-    joiner.stop()
+    """Give the joiner a database of its own and a full SST at its next start; returns its
+    files."""
+    force_full_sst(joiner)
     with joiner.standalone():
         joiner.sql(
             "CREATE DATABASE IF NOT EXISTS mine; "
             "CREATE TABLE IF NOT EXISTS mine.t (id INT PRIMARY KEY) ENGINE=InnoDB; "
             f"INSERT IGNORE INTO mine.t SELECT seq FROM mine.seq_1_to_{SEED_ROWS}"
         )
-    joiner.exec(["rm", "-f", f"{DATADIR}/grastate.dat", f"{DATADIR}/gvwstate.dat"])
     return files(joiner)
 
 

@@ -20,13 +20,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import psutil
 import pytest
 
-from integration.conftest import leftovers, sst_port_open
+from integration.conftest import leftovers, sst_port_open, wait_for
 from integration.test_rsync_cluster import join, sst_errors
 from integration.test_rsync_failures import snapshot
 from sst import datadir, status
@@ -42,15 +42,6 @@ COMPLETED = re.compile(r"Process completed with error: wsrep_sst_\S+ --role 'joi
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @contextmanager
@@ -296,11 +287,7 @@ def test_joiner_mariadbd_killed(lab: Lab, donor: Node, seeded: str, method: str)
 def test_joiner_mariadbd_killed_during_mysqldump(lab: Lab, donor: Node) -> None:
     """mysqldump has no joiner script: the donor's dump must stop and clean up."""
     with ours_under_stock_names(lab) as src:
-        # A fresh joiner: mysqldump loads into the running server and keeps databases the
-        # donor does not have, so a seeded one would not end equal to the donor.
-        joiner = lab.add_node(sst_method="mysqldump")
-        lab.create_sst_user_offline(joiner)
-        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        joiner = mysqldump_joiner(lab, src)
         src.sst_options = {"rlimit": "200k"}  # the shared donor's dump takes several seconds
         lab.configure()
         joiner.start()
@@ -311,9 +298,7 @@ def test_joiner_mariadbd_killed_during_mysqldump(lab: Lab, donor: Node) -> None:
         wait_for(lambda: len(sst_errors(src)) > 0, 60, "the donor's error line")
         nothing_left(lab, src)
         src.wait_synced(60)
-        open(joiner.error_log, "w").close()
-        src.sst_options = {}
-        join(lab, src, joiner)
+        retry(lab, src, joiner)
 
 
 @pytest.mark.parametrize("fault", ["script-killed", "stalled", "server-killed", "stale-pid"])
@@ -325,9 +310,7 @@ def test_mysqldump_donor_faults(lab: Lab, donor: Node, fault: str) -> None:
     does, so the retry reloads everything), nothing is left on the donor, and the retry
     joins."""
     with ours_under_stock_names(lab) as src:
-        joiner = lab.add_node(sst_method="mysqldump")
-        lab.create_sst_user_offline(joiner)
-        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        joiner = mysqldump_joiner(lab, src)
         if fault == "stale-pid":
             dead = subprocess.Popen(["true"])
             dead.wait()
@@ -379,9 +362,7 @@ def test_mysqldump_donor_faults(lab: Lab, donor: Node, fault: str) -> None:
         donor.wait_synced(60)
         with ours_under_stock_names(lab) as again:
             joiner.mysqld_options["wsrep_sst_donor"] = again.galera_name
-            joiner.sst_options = {}
-            open(joiner.error_log, "w").close()
-            join(lab, again, joiner)
+            retry(lab, again, joiner)
 
 
 def test_mysqldump_joiner_never_accepts(lab: Lab, donor: Node) -> None:
@@ -390,28 +371,42 @@ def test_mysqldump_joiner_never_accepts(lab: Lab, donor: Node) -> None:
     tries leaves nothing behind, the joiner aborts, and with its real address the retry
     joins."""
     with ours_under_stock_names(lab) as src:
-        joiner = lab.add_node(sst_method="mysqldump")
-        lab.create_sst_user_offline(joiner)
-        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        joiner = mysqldump_joiner(lab, src)
         dead = labmod.free_port_block(joiner.ip, 1, start=61000, stop=64000)
         # The later line in my.cnf wins over the lab's own receive address.
         joiner.mysqld_options["wsrep_sst_receive_address"] = f"{joiner.ip}:{dead}"
-        lab.configure()
-        joiner.start()
-        gave_up(joiner, 120)
-        errors = sst_errors(src)
-        assert 1 <= len(errors) <= 3, errors
+        errors = failed_mysqldump(lab, joiner, src, 120)
         for e in errors:
             assert f"connecting to the joiner {joiner.ip}" in e, e
             assert "Can't connect" in e, e
         nothing_left(lab, src)
         src.wait_synced(60)
         del joiner.mysqld_options["wsrep_sst_receive_address"]
-        open(joiner.error_log, "w").close()
-        join(lab, src, joiner)
+        retry(lab, src, joiner)
 
 
 # -- the donor's server dies ---------------------------------------------------------------
+
+
+def failed_mysqldump(lab: Lab, joiner: Node, src: Node, timeout: float) -> list[str]:
+    """Start joiner, see it give up within timeout, and return the donor's ERROR lines:
+    mariadbd tries the donor script up to three times, and each run explains itself once."""
+    lab.configure()
+    joiner.start()
+    gave_up(joiner, timeout)
+    errors = sst_errors(src)
+    assert 1 <= len(errors) <= 3, errors
+    return errors
+
+
+def mysqldump_joiner(lab: Lab, src: Node) -> Node:
+    """A fresh mysqldump joiner (with the SST account the donor logs in to) that picks src.
+    Fresh: mysqldump loads into the running server and keeps databases the donor does not
+    have, so a seeded one would not end equal to the donor."""
+    joiner = lab.add_node(sst_method="mysqldump")
+    lab.create_sst_user_offline(joiner)
+    joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+    return joiner
 
 
 @contextmanager
@@ -593,9 +588,7 @@ def test_joiner_disk_full_during_mysqldump(lab: Lab, donor: Node) -> None:
     log; the joiner aborts, nothing is left on the donor, and with room again the retry
     joins. (The joiner's old data is not kept: mysqldump replaces it in place, as stock.)"""
     with ours_under_stock_names(lab) as src:
-        joiner = lab.add_node(sst_method="mysqldump")
-        lab.create_sst_user_offline(joiner)
-        joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
+        joiner = mysqldump_joiner(lab, src)
         # What a start claims besides the data, kept small: the temporary tablespace and
         # Galera's ring buffer; and the template's redo log is resized once, here.
         joiner.mysqld_options["innodb_temp_data_file_path"] = "ibtmp1:1M:autoextend"
@@ -605,12 +598,7 @@ def test_joiner_disk_full_during_mysqldump(lab: Lab, donor: Node) -> None:
             pass
         used = labmod.datadir_bytes(joiner.directory) // 2**20
         with small_filesystem(joiner, used + 10):  # a few MiB for the rows: the dump needs more
-            lab.configure()
-            joiner.start()
-            gave_up(joiner, 180)
-            # mariadbd tries the donor script three times; each run explains itself once.
-            errors = sst_errors(src)
-            assert 1 <= len(errors) <= 3, errors
+            errors = failed_mysqldump(lab, joiner, src, 180)
             for e in errors:
                 assert "during dumping into the joiner" in e, e
                 assert "mariadb (joiner) exited" in e and "its error log" in e, e
@@ -619,8 +607,7 @@ def test_joiner_disk_full_during_mysqldump(lab: Lab, donor: Node) -> None:
             nothing_left(lab, src)
             src.wait_synced(60)
             grow(joiner, used * 3 + 200)
-            open(joiner.error_log, "w").close()
-            join(lab, src, joiner)
+            retry(lab, src, joiner)
 
 
 # -- debris of a crashed run does not block the next one --------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from integration.conftest import restart_alone
-from integration.test_rsync_cluster import assert_clean, join
+from integration.test_rsync_cluster import assert_clean, join, sst_errors
 from sst import lab as labmod
 from sst.lab import CertPaths, Lab, Node
 from tests.conftest import start_script
@@ -73,7 +73,7 @@ def test_mysqldump_refuses_a_server_certificate_it_cannot_verify(
     lab.configure()
     joiner.start()
     assert joiner.wait_exit(180) not in (None, 0), "the joiner must fail visibly"
-    errors = [ln for ln in donor.log_text()[log_at:].splitlines() if "WSREP_SST: [ERROR]" in ln]
+    errors = sst_errors(donor, log_at)
     assert errors and all("connecting to the joiner" in e for e in errors)
     assert any("certificate" in e.lower() or "ssl" in e.lower() for e in errors)
     donor.wait_synced(60)
@@ -105,7 +105,7 @@ def test_mysqldump_checks_the_name_it_dials(lab: Lab, ours: Node) -> None:
     lab.configure()
     joiner.start()
     assert joiner.wait_exit(180) not in (None, 0), "the joiner must fail visibly"
-    errors = [ln for ln in donor.log_text()[log_at:].splitlines() if "WSREP_SST: [ERROR]" in ln]
+    errors = sst_errors(donor, log_at)
     assert errors and all("connecting to the joiner" in e for e in errors), errors
     # The chain is good (the right CA): what fails is the name, 127.0.0.N not in the SAN.
     assert all("server certificate" in e.lower() for e in errors), errors

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from integration.conftest import wait_for
 from integration.test_fault_matrix import (
     OURS,
     gave_up,
@@ -27,9 +28,8 @@ from integration.test_fault_matrix import (
     previous_data_intact,
     receiving,
     retry,
-    wait_for,
 )
-from integration.test_rsync_cluster import join
+from integration.test_rsync_cluster import sst_errors
 from integration.test_rsync_failures import snapshot
 from sst import lab as labmod
 from sst.lab import Lab, Node
@@ -138,11 +138,6 @@ def test_network_cut_during_mysqldump(netlab: tuple[Lab, Node, str], link: Link)
     joiner.provider_options = QUICK_EVS
     donor.sst_options = {"rlimit": "200k", "sst-idle-timeout": "8"}
     log_at = len(donor.log_text())
-
-    def errors() -> list[str]:
-        text = donor.log_text()[log_at:]
-        return [ln for ln in text.splitlines() if ln.startswith("WSREP_SST: [ERROR]")]
-
     try:
         lb.configure()
         joiner.start()
@@ -150,9 +145,9 @@ def test_network_cut_during_mysqldump(netlab: tuple[Lab, Node, str], link: Link)
         link.set("down")
         t0 = time.monotonic()
         try:
-            wait_for(errors, 60, "the donor's error line")
+            wait_for(lambda: sst_errors(donor, log_at), 60, "the donor's error line")
             assert time.monotonic() - t0 < 30, "the idle timeout is 8 s"
-            lines = errors()
+            lines = sst_errors(donor, log_at)
             assert len(lines) == 1, lines
             assert "no progress for 8 s" in lines[0], lines[0]
             assert "during dumping into the joiner" in lines[0], lines[0]
@@ -161,9 +156,7 @@ def test_network_cut_during_mysqldump(netlab: tuple[Lab, Node, str], link: Link)
         finally:
             link.set("up")
         joiner.kill()
-        open(joiner.error_log, "w").close()
-        donor.sst_options = {}
-        join(lb, donor, joiner)
+        retry(lb, donor, joiner)
     finally:
         lb.remove_node(joiner)
         donor.sst_options = {}

@@ -16,9 +16,9 @@ from sst.lab import CertPaths, Lab, Node
 pytestmark = pytest.mark.cluster
 
 
-def sst_errors(node: Node) -> list[str]:
-    """The WSREP_SST ERROR lines in a node's log."""
-    return [ln for ln in node.log_text().splitlines() if "WSREP_SST: [ERROR]" in ln]
+def sst_errors(node: Node, since: int = 0) -> list[str]:
+    """The WSREP_SST ERROR lines in a node's log (from character `since` on)."""
+    return [ln for ln in node.log_text()[since:].splitlines() if "WSREP_SST: [ERROR]" in ln]
 
 
 def assert_clean(lab: Lab, node: Node) -> None:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -623,8 +624,14 @@ def load_data(node: Node, rows: int, *, database: str = "lab", tables: int = 4) 
     node.sql(";".join(stmts), timeout=600)
 
 
-def checksums(node: Node, databases: Sequence[str] = ()) -> dict[str, str]:
-    """CHECKSUM TABLE of every base table outside the system schemas."""
+class SQLNode(Protocol):
+    """Anything that runs SQL as root on a node (a lab node, or one in a container)."""
+
+    def sql(self, statement: str, *, timeout: float = ...) -> str: ...
+
+
+def checksums(node: SQLNode, databases: Sequence[str] = ()) -> dict[str, str]:
+    """CHECKSUM TABLE of every base table outside the system schemas (or of databases)."""
     where = (
         "table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
         if not databases
