@@ -313,7 +313,8 @@ def emacs_regex_to_python(pattern: str) -> str:
         ch = pattern[i]
         if ch == "\\" and i + 1 < len(pattern):
             nxt = pattern[i + 1]
-            out.append(nxt if nxt in "()|{}" else "\\" + nxt)
+            # Emacs syntax has no intervals: \{ and \} are plain braces, as find(1) reads them.
+            out.append(nxt if nxt in "()|" else "\\" + nxt)
             i += 2
             continue
         out.append("\\" + ch if ch in "()|{}" else ch)

@@ -5,7 +5,10 @@ SSTError, never a traceback (hostile and odd input, issue 6)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import string
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -155,20 +158,72 @@ def test_state_round_trip(uuid: str, seqno: int, domain: int | None) -> None:
 
 @SETTINGS
 @given(
-    st.lists(st.tuples(st.from_regex(r"\A[a-z][a-z_-]{0,20}\Z"), st.none() | NASTY), max_size=10)
+    st.lists(
+        st.tuples(
+            st.from_regex(r"\A[a-z][a-z_-]{0,20}\Z"),
+            # my_print_defaults prints one option per line: a value never holds a line break.
+            st.none()
+            | NASTY.filter(
+                lambda v: not any(c in v for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+            ),
+        ),
+        max_size=10,
+    )
 )
 def test_my_print_defaults_output_parses(pairs: list[tuple[str, str | None]]) -> None:
+    """Every option printed comes back under its normalized name with its last value."""
     lines = [f"--{k}" if v is None else f"--{k}={v}" for k, v in pairs]
-    parsed = config.parse_output("\n".join(lines))
-    for k, v in reversed(pairs):
-        if v is not None and "\n" in v:
-            continue  # my_print_defaults never prints a value with a newline
-        key = k.replace("_", "-")
-        assert key in parsed
-        break
+    expected: dict[str, str | None] = {}
+    for k, v in pairs:
+        expected[k.replace("_", "-")] = None if v is None else v.strip()
+    assert config.parse_output("\n".join(lines)) == expected
 
 
-@pytest.mark.parametrize("pattern", ["", ".*", "^(.*)$", "\\(", "[", "\\|", "a\\{2\\}"])
-def test_cpat_translation_never_crashes(pattern: str) -> None:
-    out = config.emacs_regex_to_python(pattern)
-    assert isinstance(out, str)
+def _find_matches(root: str, pattern: str) -> set[str] | None:
+    """The depth-1 entries under root that find(1) -regex (emacs syntax) selects; None when
+    find rejects the pattern."""
+    res = subprocess.run(
+        ["find", root, "-mindepth", "1", "-maxdepth", "1", "-regex", pattern],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if res.returncode != 0:
+        return None
+    return set(res.stdout.splitlines())
+
+
+CPAT_NAMES = ("ibdata1", "ib_logfile0", "a(b)", "x|y", "aa", "mysql", "grastate.dat", "b{2}", "a{2}", "[")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        ".*",
+        ".*/ib.*",
+        ".*/\\(ibdata1\\|grastate\\.dat\\)$",
+        ".*/a(b)",
+        ".*/x|y",
+        ".*/a\\{2\\}",
+        ".*/b{2}",
+        "^.*/my.*$",
+        "[",
+        "\\(",
+    ],
+)
+def test_cpat_translation_selects_what_find_selects(pattern: str, tmp_path: Path) -> None:
+    """The stock script hands cpat to find -regex: our translation keeps exactly the entries
+    find would keep, and a pattern find rejects is a configuration error, not a crash."""
+    for name in CPAT_NAMES:
+        (tmp_path / name).touch()
+    expected = _find_matches(str(tmp_path), pattern)
+    translated = config.emacs_regex_to_python(pattern)
+    try:
+        rx = re.compile(translated)
+    except re.error:
+        assert expected is None, f"find accepts {pattern!r} but the translation does not compile"
+        return
+    assert expected is not None, f"find rejects {pattern!r} but the translation compiles"
+    got = {str(tmp_path / n) for n in CPAT_NAMES if rx.fullmatch(str(tmp_path / n))}
+    assert got == expected
