@@ -4,6 +4,8 @@ backup method's FTWRL handshake."""
 from __future__ import annotations
 
 import os
+import select
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -11,8 +13,8 @@ import pytest
 from integration.conftest import restart_alone
 from integration.test_rsync_cluster import assert_clean, join, sst_errors
 from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-from tests.conftest import start_script
+from sst.lab import CertPaths, Lab, LabError, Node
+from tests.conftest import Script, start_script
 
 pytestmark = pytest.mark.cluster
 
@@ -114,10 +116,20 @@ def test_mysqldump_checks_the_name_it_dials(lab: Lab, ours: Node) -> None:
     lab.remove_node(joiner)
 
 
+def _no_line_within(script: Script, seconds: float) -> bool:
+    """True when the script printed nothing on stdout for that long."""
+    assert script.proc.stdout is not None
+    ready, _, _ = select.select([script.proc.stdout], [], [], seconds)
+    return not ready
+
+
 def test_backup_method_holds_ftwrl_and_writes_the_state(lab: Lab, donor: Node) -> None:
-    """`backup` transfers nothing: run it as mariadbd would for a donor (via garbd) and
-    check the FTWRL handshake and the state file, on the real donor server."""
+    """`backup` transfers nothing: run it as mariadbd would for a donor (via garbd). Playing
+    mariadbd, take FLUSH TABLES WITH READ LOCK on the real donor server: while the lock is
+    held writes are refused and the script waits for tables_flushed; it then says
+    `continue`, writes the state the server flushed at, and the lock can be released."""
     donor.sst_options = {}
+    uuid = donor.status("wsrep_cluster_state_uuid")
     s = start_script(
         "py_backup",
         [
@@ -130,20 +142,40 @@ def test_backup_method_holds_ftwrl_and_writes_the_state(lab: Lab, donor: Node) -
             "--defaults-file",
             donor.cnf,
             "--gtid",
-            "00000000-0000-0000-0000-000000000001:5",
+            f"{uuid}:5",
             "--gtid-domain-id",
             "0",
         ],
     )
     assert s.readline() == "flush tables"
-    # Play mariadbd: take FTWRL on the real server, then write tables_flushed.
-    path = os.path.join(donor.datadir, "tables_flushed")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("00000000-0000-0000-0000-000000000001:7 0\n")
-    assert s.readline() == "continue"
-    assert s.readline() == "done 00000000-0000-0000-0000-000000000001:7 0"
-    assert s.wait() == 0
+    session = subprocess.Popen(
+        ("mariadb", "--no-defaults", "--unbuffered", "-uroot", f"-S{donor.socket}", "-N", "-B"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert session.stdin is not None and session.stdout is not None
+    try:
+        session.stdin.write("FLUSH TABLES WITH READ LOCK;\nSELECT 'locked';\n")
+        session.stdin.flush()
+        ready, _, _ = select.select([session.stdout], [], [], 30)
+        assert ready and session.stdout.readline().strip() == "locked"
+        with pytest.raises(LabError, match=r"Lock wait timeout|paused on node for FTWRL"):
+            donor.sql("SET SESSION lock_wait_timeout=1; CREATE DATABASE ftwrl_probe")
+        assert _no_line_within(s, 1.5), "continue before the server flushed"
+        state = f"{uuid}:{donor.status('wsrep_last_committed')} 0"
+        path = os.path.join(donor.datadir, "tables_flushed")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(state + "\n")
+        assert s.readline() == "continue"
+        assert s.readline() == f"done {state}"
+        assert s.wait() == 0
+    finally:
+        session.stdin.write("UNLOCK TABLES;\n")
+        session.stdin.close()
+        session.wait(timeout=30)
+    donor.sql("CREATE DATABASE ftwrl_probe; DROP DATABASE ftwrl_probe")  # writable again
     with open(os.path.join(donor.datadir, "backup_sst_complete"), encoding="utf-8") as f:
-        assert f.read() == "00000000-0000-0000-0000-000000000001:7 0\n"
+        assert f.read() == state + "\n"
     os.unlink(os.path.join(donor.datadir, "backup_sst_complete"))
     assert not os.path.exists(path)

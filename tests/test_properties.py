@@ -194,7 +194,18 @@ def _find_matches(root: str, pattern: str) -> set[str] | None:
     return set(res.stdout.splitlines())
 
 
-CPAT_NAMES = ("ibdata1", "ib_logfile0", "a(b)", "x|y", "aa", "mysql", "grastate.dat", "b{2}", "a{2}", "[")
+CPAT_NAMES = (
+    "ibdata1",
+    "ib_logfile0",
+    "a(b)",
+    "x|y",
+    "aa",
+    "mysql",
+    "grastate.dat",
+    "b{2}",
+    "a{2}",
+    "[",
+)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from sst import log
-from sst.config import MYSQLD, read_options
+from sst.config import MYSQLD, read_options, sst_seconds
 from sst.errors import ConfigError
 from sst.methods.common import completed, flush_tables, sst_run, started
 from sst.protocol import Stdout
@@ -20,11 +20,10 @@ def run_method(req: Request, out: Stdout) -> None:
     if req.role == "joiner":
         raise ConfigError("the backup method has no joiner side (it transfers nothing)")
     opts = read_options(req, (MYSQLD, "sst"))
-    text = opts.get(("sst",), "sst-flush-timeout", "600")
-    try:
-        timeout = float(text)
-    except ValueError:
-        raise ConfigError(f"sst-flush-timeout={text!r} is not a number") from None
+    errors: list[str] = []
+    timeout = sst_seconds(opts, "sst-flush-timeout", "600", errors)
+    if errors:
+        raise ConfigError("; ".join(errors))
     kind = "IST" if req.bypass else "SST"
     started(req, kind)
     with sst_run(req, out) as run:
