@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
-
-_stream: TextIO = sys.stderr
 
 
 def _stamp() -> str:
@@ -20,8 +17,8 @@ def _emit(level: str, text: str) -> None:
     # One physical line per message, so log watchers see one event per line.
     flat = " ".join(text.splitlines())
     try:
-        _stream.write(f"WSREP_SST: [{level}] {flat} ({_stamp()})\n")
-        _stream.flush()
+        sys.stderr.write(f"WSREP_SST: [{level}] {flat} ({_stamp()})\n")
+        sys.stderr.flush()
     except (OSError, ValueError):
         pass  # stderr gone: nothing better to do
 
@@ -39,9 +36,3 @@ def warning(text: str) -> None:
 def error(text: str) -> None:
     """Log an ERROR line."""
     _emit("ERROR", text)
-
-
-def set_stream(stream: TextIO) -> None:
-    """Redirect log lines (tests, the manual CLI)."""
-    global _stream
-    _stream = stream

@@ -1,10 +1,11 @@
 """The mysqldump method (donor only; sst-contract.md 1.4, 2.3, 5.5 and 6.3).
 
-The dump runs in two client sessions on the joiner's server. The first carries the header
-and the dump itself (`mariadb-dump | cat header.sql - | mariadb`, joined by OS pipes). Only
-if the dump and that session both succeeded does the second session set
-`wsrep_start_position`, which is what completes the joiner's SST: a failed dump can never
-look like a finished transfer (the stock script relies on an injected syntax error instead).
+The dump runs in one client session on the joiner's server, which carries the header, the
+dump itself (straight from mariadb-dump through an OS pipe) and then, only if mariadb-dump
+exited 0, the trailer that sets `wsrep_start_position`, which is what completes the
+joiner's SST: a failed dump can never look like a finished transfer (the stock script
+relies on an injected syntax error instead). One session, because the dump's privilege
+tables replace the joiner's and a second login could fail.
 
 The joiner's `gtid_binlog_state` is set to the donor's (the stock script reads the joiner's
 own value and writes it back, which only erases it).
