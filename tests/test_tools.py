@@ -101,17 +101,18 @@ def test_rsh_quotes_every_character_rsync_would_split_at() -> None:
 
 
 def test_daemon_conf_paths_are_read_back_verbatim() -> None:
-    """rsyncd.conf expands %VAR% in values: a literal % is written %%."""
+    """rsyncd.conf keeps inner white space, `#` and a `%` verbatim, but would expand
+    %NAME% (no escape exists): such a path is refused, never sent elsewhere."""
     text = rs.daemon_conf(
-        pid_file="/d %PATH% #x/rsync_sst.pid",
-        modules=[("rsync_sst", "/d %PATH% #x/.s")],
+        pid_file="/d 100% #x;'\"/rsync_sst.pid",
+        modules=[("rsync_sst", "/d %path% #x/.s")],
         as_root=False,
         timeout=1,
         refuse_inplace=False,
     )
-    assert "pid file = /d %%PATH%% #x/rsync_sst.pid\n" in text
-    assert "    path = /d %%PATH%% #x/.s\n" in text
-    for bad in ("relative/dir", "/ends in space ", "/ends\\"):
+    assert "pid file = /d 100% #x;'\"/rsync_sst.pid\n" in text
+    assert "    path = /d %path% #x/.s\n" in text
+    for bad in ("relative/dir", "/ends in space ", "/ends\\", "/a %HOME% b", "/a %X y% b"):
         with pytest.raises(ConfigError):
             rs.conf_path(bad)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -100,19 +101,32 @@ def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
     return (binary, *rsh, "--archive", "--quiet", "--checksum", magic_path, push.url)
 
 
+# What rsync (3.2 to 3.5) expands in rsyncd.conf string values: `%`, an upper-case letter,
+# anything up to the next `%`, when that names an environment variable (rsyncd.conf's
+# manual, GLOBAL PARAMETERS; measured: its advice to write `%%` does not escape it).
+_RSYNCD_VAR = re.compile(r"%[A-Z][^%]*%")
+
+
 def conf_path(path: str) -> str:
     """An absolute path as an rsyncd.conf value. rsyncd.conf keeps inner white space, `#`,
     quotes and the like verbatim and trims only the ends (an absolute path starts with `/`;
-    ours never end in white space or a continuing backslash), but expands %VAR% in string
-    values, so `%` is doubled (rsyncd.conf's manual, FILE FORMAT and GLOBAL PARAMETERS).
+    ours never end in white space or a continuing backslash; rsyncd.conf's manual, FILE
+    FORMAT).
 
-    Given the path; returns the value; raises ConfigError for a line break, for a relative
-    path or one ending in white space or a backslash."""
+    Given the path; returns it; raises ConfigError for a line break, a relative path, one
+    ending in white space or a backslash, and one that rsync would expand (%NAME%), which
+    no escape protects."""
     if "\n" in path or "\r" in path:
         raise ConfigError(f"directory name contains a line break: {path!r}")
     if not path.startswith("/") or path[-1].isspace() or path.endswith("\\"):
         raise ConfigError(f"rsyncd.conf cannot carry this path verbatim: {path!r}")
-    return path.replace("%", "%%")
+    var = _RSYNCD_VAR.search(path)
+    if var:
+        raise ConfigError(
+            f"the rsync daemon would read {var.group()} in {path!r} as an environment "
+            "variable; rename the directory"
+        )
+    return path
 
 
 def daemon_conf(
