@@ -478,9 +478,12 @@ class Lab:
         self._port_base = free_port_block("127.0.0.1", 10 * (MAX_NODES + 1))
 
     def template(self) -> str:
-        """An initialised datadir (mariadb-install-db once; nodes get copies)."""
+        """An initialised datadir (mariadb-install-db once; nodes get copies). The shell
+        script mariadb-install-db splits paths at white space, so it works in a plainly
+        named directory, which is then moved into the base."""
         if not self._template:
-            tpl = os.path.join(self.base, "template")
+            plain = tempfile.mkdtemp(prefix="galera-sst-template.", dir="/var/tmp")
+            tpl = os.path.join(plain, "template")
             os.makedirs(tpl)
             res = run_capture(
                 (
@@ -494,8 +497,10 @@ class Lab:
                 timeout=180,
             )
             if res.returncode != 0:
+                shutil.rmtree(plain, ignore_errors=True)
                 raise LabError(f"mariadb-install-db failed: {res.stderr[-2000:]}")
-            self._template = tpl
+            self._template = shutil.move(tpl, os.path.join(self.base, "template"))
+            os.rmdir(plain)
         return self._template
 
     def add_node(
