@@ -2,14 +2,16 @@
 (finding 10): the lab's base directory, every node's datadir, tmpdir and option file
 (--defaults-file), and the certificate, key and CA paths.
 
-Which character goes where is bounded by mariadbd 10.11.19 itself, not by us:
-- it puts `--datadir '<dir>'` and `--defaults-file '<file>'` into its `sh -c` line inside
-  single quotes without escaping (sst-contract.md 1.2, 1.3), so neither may hold a `'`;
-- it double-quotes its own argv (here `--defaults-file=<file>`) into `--mysqld-args`
-  without escaping backquotes (sst-contract.md 1.6), so the option file may not hold one;
-- its own `tmpdir` is a `:`-separated list, so the tmpdir holds no `:`.
-Every other path holds every character of the finding, and the certificate paths, which
-only option files carry, hold all of them.
+The certificate, key and CA paths, which only option files carry, hold every character
+of the finding (white space, both quotes, `$`, backquote, `;`, `&`, `#`, `,`, `:`) and `%`.
+The others hold all but what mariadbd 10.11.19 itself cannot pass on:
+- the datadir no `'`: mariadbd puts `--datadir '<dir>'` into its `sh -c` line inside single
+  quotes without escaping (sst-contract.md 1.2, 1.3; measured: a datadir `data 'q'`
+  reaches the script as `data q`);
+- the option file no `'` (the same for `--defaults-file '<file>'`) and no backquote:
+  mariadbd double-quotes its own argv (`--defaults-file=<file>`) into `--mysqld-args`
+  without escaping backquotes (sst-contract.md 1.6);
+- the tmpdir no `:`, since mariadbd's own `tmpdir` is a `:`-separated list.
 
 One donor serves every case; each case joins a fresh node and checks: the join succeeds,
 the data are equal, no ERROR line, nothing left running, and the SST's private run
@@ -35,17 +37,19 @@ pytestmark = pytest.mark.cluster
 
 EVERY = " \t\"'$`;&#,:%"  # the characters of the finding, and `%` (rsyncd.conf's)
 BASE = ' b "$;&#,100%'
-NAMES = NodeNames(data="data :`id` #;&,", tmp="env tmp 'q' `id` $HOME", cnf="my cnf #;&,$x.cnf")
+NAMES = NodeNames(data="data :`id` #;&,", tmp="env tmp 'q' `id` $HOME", cnf="my cnf #;&,$x:y.cnf")
 SST_TMP = "sst\ttmp 'q' `id` \"$HOME\" #;&,%x"
-CERTS = "certs 'q' `id` \"$(id)\" :c #;&,%PATH% "
+CERTS = "certs\t'q' `id` \"$(id)\" :c #;&,%PATH% "
 
-CASES = [
-    ("py_rsync", "DISABLED"),
-    ("py_rsync", "REQUIRED"),
-    ("py_rsync", "VERIFY_CA"),
-    ("py_rsync", "VERIFY_IDENTITY"),
-    ("py_mariabackup", "DISABLED"),
-    ("py_mariabackup", "VERIFY_IDENTITY"),
+CASES = [  # method, TLS mode, the joiner's user (as root the rsync daemon stays root)
+    ("py_rsync", "DISABLED", "mysql"),
+    ("py_rsync", "REQUIRED", "mysql"),
+    ("py_rsync", "VERIFY_CA", "mysql"),
+    ("py_rsync", "VERIFY_IDENTITY", "mysql"),
+    ("py_rsync", "VERIFY_CA", "root"),
+    ("py_rsync_wan", "VERIFY_IDENTITY", "mysql"),
+    ("py_mariabackup", "DISABLED", "mysql"),
+    ("py_mariabackup", "VERIFY_IDENTITY", "mysql"),
 ]
 
 
@@ -78,7 +82,8 @@ def lab() -> Iterator[Lab]:
 def certs(lab: Lab) -> CertPaths:
     """The lab's CA and node certificates, in a directory named with every character."""
     d = os.path.join(lab.base, CERTS)
-    paths = labmod.make_certs(d, {f"node{i}": f"127.0.0.{i}" for i in range(1, 9)})
+    nodes = {f"node{i}": f"127.0.0.{i}" for i in range(1, len(CASES) + 2)}  # donor, joiners
+    paths = labmod.make_certs(d, nodes)
     os.chown(d, 0, grp.getgrnam("mysql").gr_gid)
     return paths
 
@@ -129,19 +134,21 @@ def run_dirs_left(directory: str) -> list[str]:
     return [n for n in os.listdir(directory) if n.startswith("galera-sst.")]
 
 
-@pytest.mark.parametrize(("method", "mode"), CASES)
+@pytest.mark.parametrize(("method", "mode", "user"), CASES)
 def test_join_with_hostile_paths(
-    lab: Lab, donor: Node, certs: CertPaths, method: str, mode: str
+    lab: Lab, donor: Node, certs: CertPaths, method: str, mode: str, user: str
 ) -> None:
-    joiner = lab.add_node(sst_method=method)
+    joiner = lab.add_node(sst_method=method, user=user)
     donor.sst_method = method
     joiner_tmp, donor_tmp = sst_tmpdir(joiner), sst_tmpdir(donor)
     joiner.sst_options = labmod.tls_options(certs, joiner.name, mode)
     donor.sst_options = labmod.tls_options(certs, donor.name, mode)
     cert, key = certs.certs[joiner.name]
-    for path in (joiner.datadir, joiner.tmpdir, joiner_tmp, joiner.cnf):
-        assert set(" $;&#,") <= set(path), path  # the fixtures do what they claim
-    assert set(EVERY) - {"\t"} <= set(cert) & set(key) & set(certs.ca)
+    # The fixtures do what the module's docstring claims.
+    assert set(EVERY) - set("'\t") <= set(joiner.datadir)
+    assert set(EVERY) - set(":") <= set(joiner_tmp)
+    assert set(EVERY) - set("'`\t") <= set(joiner.cnf)
+    assert set(EVERY) <= set(cert) & set(key) & set(certs.ca)
     try:
         watched = (joiner_tmp, donor_tmp, joiner.tmpdir, donor.tmpdir)
         with run_dirs_seen(*watched) as seen:
