@@ -43,6 +43,18 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+def cnf_value(text: str) -> str:
+    """text as an option-file value that my_print_defaults and mariadbd read back unchanged:
+    double-quoted, with backslash and double quote escaped, when it holds a comment sign,
+    a quote, a backslash or white space at either end; as it is otherwise, and also when the
+    caller already wrapped it in double quotes (wsrep_provider_options)."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text
+    if any(c in text for c in "#'\"\\") or text != text.strip():
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
 def scripts_dir() -> str:
     """Where pip put our entry points (wsrep_sst_py_*), to go first on mariadbd's PATH."""
     d = sysconfig.get_path("scripts")
@@ -216,6 +228,16 @@ def free_port_block(host: str, count: int, start: int = 20000, stop: int = 60000
     raise LabError("no free block of ports")
 
 
+@dataclass(frozen=True)
+class NodeNames:
+    """The names of a node's datadir, tmpdir and option file inside its directory (tests
+    give them white space and shell metacharacters)."""
+
+    data: str = "data"
+    tmp: str = "tmp"
+    cnf: str = "my.cnf"
+
+
 @dataclass
 class Node:
     """One mariadbd with Galera, configured under its own directory."""
@@ -232,6 +254,7 @@ class Node:
     path_prefix: str = ""  # prepended to mariadbd's PATH (where our scripts are)
     netns: str = ""  # a network namespace to run mariadbd in (`ip netns exec`)
     provider_options: str = ""  # appended to wsrep_provider_options ("pc.weight=2;...")
+    names: NodeNames = NodeNames()
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -243,7 +266,12 @@ class Node:
     @property
     def datadir(self) -> str:
         """The node's datadir."""
-        return os.path.join(self.directory, "data")
+        return os.path.join(self.directory, self.names.data)
+
+    @property
+    def tmpdir(self) -> str:
+        """The node's tmpdir (also its scripts' TMPDIR)."""
+        return os.path.join(self.directory, self.names.tmp)
 
     @property
     def socket(self) -> str:
@@ -258,20 +286,20 @@ class Node:
     @property
     def cnf(self) -> str:
         """The node's option file."""
-        return os.path.join(self.directory, "my.cnf")
+        return os.path.join(self.directory, self.names.cnf)
 
     def write_cnf(self, cluster: Sequence[Node]) -> None:
         """Write my.cnf: everything inside the node directory, nothing from /etc/mysql."""
         peers = ",".join(f"{n.ip}:{n.ports['galera']}" for n in cluster)
         lines = [
             "[mysqld]",
-            f"datadir={self.datadir}",
-            f"socket={self.socket}",
-            f"pid-file={os.path.join(self.directory, 'mysqld.pid')}",
+            f"datadir={cnf_value(self.datadir)}",
+            f"socket={cnf_value(self.socket)}",
+            f"pid-file={cnf_value(os.path.join(self.directory, 'mysqld.pid'))}",
             f"port={self.ports['mysql']}",
             f"bind-address={self.ip}",
-            f"log-error={self.error_log}",
-            f"tmpdir={os.path.join(self.directory, 'tmp')}",
+            f"log-error={cnf_value(self.error_log)}",
+            f"tmpdir={cnf_value(self.tmpdir)}",
             f"user={self.user}",
             "binlog_format=ROW",
             "default_storage_engine=InnoDB",
@@ -295,9 +323,9 @@ class Node:
             f"{self.ports['mysql' if self.sst_method == 'mysqldump' else 'sst']}",
             f"wsrep_sst_auth=sst:{SST_PASSWORD}",
         ]
-        lines += [f"{k}={v}" for k, v in self.mysqld_options.items()]
+        lines += [f"{k}={cnf_value(v)}" for k, v in self.mysqld_options.items()]
         lines.append("[sst]")
-        lines += [f"{k}={v}" for k, v in self.sst_options.items()]
+        lines += [f"{k}={cnf_value(v)}" for k, v in self.sst_options.items()]
         with open(self.cnf, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         os.chmod(self.cnf, 0o644)
@@ -315,7 +343,7 @@ class Node:
                 )
                 if p
             ),
-            "TMPDIR": os.path.join(self.directory, "tmp"),
+            "TMPDIR": self.tmpdir,
             "LANG": "C.UTF-8",
         }
         args = ["/usr/sbin/mariadbd", f"--defaults-file={self.cnf}"]
@@ -429,12 +457,19 @@ class Node:
 class Lab:
     """A base directory, a datadir template and up to 9 nodes on 127.0.0.N."""
 
-    def __init__(self, base: str = "", user: str = "mysql", path_prefix: str = "") -> None:
+    def __init__(
+        self,
+        base: str = "",
+        user: str = "mysql",
+        path_prefix: str = "",
+        names: NodeNames = NodeNames(),
+    ) -> None:
         parent = base or "/var/tmp"
         os.makedirs(parent, exist_ok=True)
         self.base = tempfile.mkdtemp(prefix="galera-sst-lab.", dir=parent)
         os.chmod(self.base, 0o755)
         self.user = user
+        self.names = names
         self.path_prefix = path_prefix or scripts_dir()
         self.nodes: list[Node] = []
         self._template = ""
@@ -443,9 +478,12 @@ class Lab:
         self._port_base = free_port_block("127.0.0.1", 10 * (MAX_NODES + 1))
 
     def template(self) -> str:
-        """An initialised datadir (mariadb-install-db once; nodes get copies)."""
+        """An initialised datadir (mariadb-install-db once; nodes get copies). The shell
+        script mariadb-install-db splits paths at white space, so it works in a plainly
+        named directory, which is then moved into the base."""
         if not self._template:
-            tpl = os.path.join(self.base, "template")
+            plain = tempfile.mkdtemp(prefix="galera-sst-template.", dir="/var/tmp")
+            tpl = os.path.join(plain, "template")
             os.makedirs(tpl)
             res = run_capture(
                 (
@@ -459,8 +497,10 @@ class Lab:
                 timeout=180,
             )
             if res.returncode != 0:
+                shutil.rmtree(plain, ignore_errors=True)
                 raise LabError(f"mariadb-install-db failed: {res.stderr[-2000:]}")
-            self._template = tpl
+            self._template = shutil.move(tpl, os.path.join(self.base, "template"))
+            os.rmdir(plain)
         return self._template
 
     def add_node(
@@ -483,7 +523,6 @@ class Lab:
         name = f"node{i}"
         ip = ip or f"127.0.0.{i}"
         d = os.path.join(self.base, name)
-        os.makedirs(os.path.join(d, "tmp"))
         owner = user or self.user
         b = self._port_base + 10 * i
         node = Node(
@@ -498,7 +537,9 @@ class Lab:
             mysqld_options=dict(mysqld_options or {}),
             path_prefix=self.path_prefix,
             netns=netns,
+            names=self.names,
         )
+        os.makedirs(node.tmpdir)
         if empty:
             os.makedirs(node.datadir)
         else:

@@ -492,3 +492,26 @@ def test_stale_files_from_a_crashed_run_do_not_block(
     assert j.wait() == 0, j.stderr()
     assert not (jd / "half").exists()
     assert_no_debris(jd)
+
+
+def test_joiner_refuses_a_datadir_rsync_would_expand(
+    joiner_dir: Path, parent: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """rsyncd.conf expands %NAME% in module paths, and no escape exists: a datadir holding
+    one is refused before any port opens, never received into $HOME."""
+    base = tmp_path / "node %HOME% dir"
+    shutil.copytree(joiner_dir, base)
+    write_cnf(base, {})
+    before = snapshot(base / "data")
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(base, port, parent.pid))
+    assert j.readline() == ""
+    assert j.wait(30) == 22
+    errors = error_lines(j.stderr())
+    assert len(errors) == 1
+    assert (
+        "the rsync daemon would read %HOME% in" in errors[0] and "rename the directory" in errors[0]
+    )
+    assert snapshot(base / "data") == before
+    assert_no_debris(base / "data")
+    assert not net.port_in_use(port, "127.0.0.1")

@@ -83,10 +83,38 @@ def test_daemon_argv_binds() -> None:
         "--address",
         "127.0.0.2",
     )
-    with pytest.raises(ConfigError):
-        rs.server_execargs("/tmp/a b/rsyncd.conf")
-    with pytest.raises(ConfigError):
-        rs.rsh_stunnel("stunnel", "/it's/c.conf")
+
+
+def test_server_execargs_names_the_config_relative_to_stunnels_directory() -> None:
+    """stunnel splits execargs at white space: only a bare name goes there."""
+    assert rs.server_execargs("rsyncd.conf") == "rsync --server --daemon --config=rsyncd.conf ."
+    for bad in ("/tmp/a b/rsyncd.conf", "/run/x/rsyncd.conf", "a b.conf", ""):
+        with pytest.raises(ConfigError):
+            rs.server_execargs(bad)
+
+
+def test_rsh_quotes_every_character_rsync_would_split_at() -> None:
+    """rsync reads a doubled single quote inside single quotes as one quote."""
+    assert rs.rsh_stunnel("/usr/bin/stunnel4", "/t 'q' $x;`y`/c.conf") == (
+        "'/usr/bin/stunnel4' '/t ''q'' $x;`y`/c.conf'"
+    )
+
+
+def test_daemon_conf_paths_are_read_back_verbatim() -> None:
+    """rsyncd.conf keeps inner white space, `#` and a `%` verbatim, but would expand
+    %NAME% (no escape exists): such a path is refused, never sent elsewhere."""
+    text = rs.daemon_conf(
+        pid_file="/d 100% #x;'\"/rsync_sst.pid",
+        modules=[("rsync_sst", "/d %path% #x/.s")],
+        as_root=False,
+        timeout=1,
+        refuse_inplace=False,
+    )
+    assert "pid file = /d 100% #x;'\"/rsync_sst.pid\n" in text
+    assert "    path = /d %path% #x/.s\n" in text
+    for bad in ("relative/dir", "/ends in space ", "/ends\\", "/a %HOME% b", "/a %X y% b"):
+        with pytest.raises(ConfigError):
+            rs.conf_path(bad)
 
 
 FILES = TLSFiles(ca="/ca.pem", cert="/c.pem", key="/k.pem")
@@ -108,9 +136,9 @@ def test_stunnel_server_required_has_no_verify() -> None:
         pid_file="/d/stunnel.pid",
         accept="127.0.0.2:4444",
         rsync="/usr/bin/rsync",
-        execargs=rs.server_execargs("/run/x/rsyncd.conf"),
+        execargs=rs.server_execargs("rsyncd.conf"),
     )
     assert "verify" not in text
-    assert text.endswith("execargs = rsync --server --daemon --config=/run/x/rsyncd.conf .\n")
+    assert text.endswith("execargs = rsync --server --daemon --config=rsyncd.conf .\n")
     with pytest.raises(ConfigError):
         st.client_conf(TLSFiles(cert="/a\nverify = 0", key="/k"), st.Verify(), "h:1")

@@ -57,8 +57,7 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     remove(path)
-    base = tmpdir if tmpdir and not any(c.isspace() for c in tmpdir) else None
-    rundir = tempfile.mkdtemp(prefix="galera-sst.", dir=base)
+    rundir = tempfile.mkdtemp(prefix="galera-sst.", dir=tmpdir or None)
     status = Status(req.datadir, req.method, req.role, req.address.hostport if req.address else "")
     # Joiners get --parent; a donor watches the process that started it (mariadbd), so a
     # dead server's donor stops sending instead of streaming a snapshot nobody holds locked.

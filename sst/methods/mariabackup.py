@@ -90,7 +90,9 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
 
 def _socat_tls(plan: SocatPlan, commonname: str, rundir: str) -> sc.SocatTLS | None:
     """socat's TLS options. socat parses its address itself (',', ':', quotes), so it gets
-    symlinks with plain names in our private run directory, pointing at the real files."""
+    symlinks with plain names in our private run directory, pointing at the real files,
+    named relative to that directory (socat runs there: the run directory's own path may
+    hold any of those characters, from tmpdir)."""
     f = plan.files
     if f is None:
         return None
@@ -103,7 +105,7 @@ def _socat_tls(plan: SocatPlan, commonname: str, rundir: str) -> sc.SocatTLS | N
         target = os.path.join(links, name)
         if not os.path.lexists(target):
             os.symlink(os.path.abspath(path), target)
-        return target
+        return os.path.join("tls", name)
 
     return sc.SocatTLS(
         cert=link(f.cert, "cert.pem"),
@@ -196,7 +198,9 @@ def _listen(
         tls=_socat_tls(s.plan, "", run.rundir),
         sockopt=s.sockopt,
     )
-    return run.sup.pipeline([Stage(argv, name="socat"), *tail], stdin=subprocess.PIPE)
+    return run.sup.pipeline(
+        [Stage(argv, name="socat", cwd=run.rundir), *tail], stdin=subprocess.PIPE
+    )
 
 
 def _ack(child: Child, ok: bool) -> None:
@@ -524,7 +528,9 @@ def _send(
         sockopt=s.sockopt,
         retries=retries,
     )
-    kids = run.sup.pipeline([*stages, Stage(argv, name="socat")], stdout=subprocess.PIPE)
+    kids = run.sup.pipeline(
+        [*stages, Stage(argv, name="socat", cwd=run.rundir)], stdout=subprocess.PIPE
+    )
     run.phase(what, tls=s.plan.label, expected=expected, watch=(kids[-1].pid,))
     idle_fn = idle(kids) if idle is not None else None
     run.sup.wait(kids, what=what, idle=idle_fn, idle_timeout=s.idle_timeout if idle else 0.0)

@@ -198,7 +198,7 @@ def _joiner_receive(
                     pid_file=os.path.join(dd, STUNNEL_PID),
                     accept=accept,
                     rsync=rsync_bin,
-                    execargs=rs.server_execargs(conf),
+                    execargs=rs.server_execargs(os.path.basename(conf)),
                 )
             )
         daemon = run.sup.start(
@@ -207,6 +207,7 @@ def _joiner_receive(
                 name="stunnel",
                 log_file=daemon_log,
                 on_line=disk.watch,
+                cwd=run.rundir,  # where execargs' relative --config is found
             )
         )
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,10 +36,10 @@ def errno_for(rc: int) -> int:
 
 
 def rsh_stunnel(stunnel: str, conf: str) -> str:
-    """The --rsh value; rsync splits it itself and honours single quotes."""
-    if "'" in conf:
-        raise ConfigError(f"stunnel config path may not contain a single quote: {conf!r}")
-    return f"{stunnel} '{conf}'"
+    """The --rsh value. rsync splits it itself at spaces and honours single quotes, inside
+    which a doubled quote is one literal quote (rsync(1), --rsh): given the stunnel binary
+    and its configuration path (any characters but a line break); returns the value."""
+    return " ".join("'" + part.replace("'", "''") + "'" for part in (stunnel, conf))
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,34 @@ def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
     return (binary, *rsh, "--archive", "--quiet", "--checksum", magic_path, push.url)
 
 
+# What rsync (3.2 to 3.5) expands in rsyncd.conf string values: `%`, an upper-case letter,
+# anything up to the next `%`, when that names an environment variable (rsyncd.conf's
+# manual, GLOBAL PARAMETERS; measured: its advice to write `%%` does not escape it).
+_RSYNCD_VAR = re.compile(r"%[A-Z][^%]*%")
+
+
+def conf_path(path: str) -> str:
+    """An absolute path as an rsyncd.conf value. rsyncd.conf keeps inner white space, `#`,
+    quotes and the like verbatim and trims only the ends (an absolute path starts with `/`;
+    ours never end in white space or a continuing backslash; rsyncd.conf's manual, FILE
+    FORMAT).
+
+    Given the path; returns it; raises ConfigError for a line break, a relative path, one
+    ending in white space or a backslash, and one that rsync would expand (%NAME%), which
+    no escape protects."""
+    if "\n" in path or "\r" in path:
+        raise ConfigError(f"directory name contains a line break: {path!r}")
+    if not path.startswith("/") or path[-1].isspace() or path.endswith("\\"):
+        raise ConfigError(f"rsyncd.conf cannot carry this path verbatim: {path!r}")
+    var = _RSYNCD_VAR.search(path)
+    if var:
+        raise ConfigError(
+            f"the rsync daemon would read {var.group()} in {path!r} as an environment "
+            "variable; rename the directory"
+        )
+    return path
+
+
 def daemon_conf(
     *,
     pid_file: str,
@@ -109,12 +138,10 @@ def daemon_conf(
     refuse_inplace: bool,
 ) -> str:
     """rsyncd.conf text. A daemon started by root would drop to `nobody` and could not write
-    the datadir (the stock script's bug): as root we stay root, otherwise nothing changes."""
-    for _, path in modules:
-        if "\n" in path:
-            raise ConfigError(f"directory name contains a newline: {path!r}")
+    the datadir (the stock script's bug): as root we stay root, otherwise nothing changes.
+    Paths are written as rsyncd.conf reads them back verbatim (see conf_path)."""
     lines = [
-        f"pid file = {pid_file}",
+        f"pid file = {conf_path(pid_file)}",
         "use chroot = no",
         "read only = no",
         f"timeout = {timeout}",
@@ -125,7 +152,7 @@ def daemon_conf(
     if refuse_inplace:
         lines.append("refuse options = inplace")
     for name, path in modules:
-        lines += [f"[{name}]", f"    path = {path}", "    exclude = .zfs"]
+        lines += [f"[{name}]", f"    path = {conf_path(path)}", "    exclude = .zfs"]
     return "\n".join(lines) + "\n"
 
 
@@ -137,8 +164,15 @@ def daemon_argv(binary: str, conf: str, port: int, address: str) -> tuple[str, .
     return tuple(out)
 
 
-def server_execargs(conf: str) -> str:
-    """What stunnel runs per connection (stunnel splits execargs at spaces)."""
-    if any(c.isspace() for c in conf):
-        raise ConfigError(f"rsync config path may not contain white space: {conf!r}")
-    return f"rsync --server --daemon --config={conf} ."
+def server_execargs(conf_name: str) -> str:
+    """What stunnel runs per connection. stunnel splits execargs at white space and knows no
+    quoting (sst-contract.md 5.4: the stock script falls back to `$SHELL -c`), so the rsync
+    configuration is named relative to stunnel's working directory, the private run
+    directory, whatever that directory's own path holds.
+
+    Given the configuration's bare file name; returns the execargs value; raises ConfigError
+    for a name with a directory part or white space (a programming error, never user input).
+    """
+    if not conf_name or "/" in conf_name or any(c.isspace() for c in conf_name):
+        raise ConfigError(f"rsync config name must be a bare file name: {conf_name!r}")
+    return f"rsync --server --daemon --config={conf_name} ."
