@@ -96,11 +96,15 @@ def argv(binary: str, conf: str) -> tuple[str, ...]:
 _PRE_VERIFY = re.compile(r"CERT: Pre-verification error: (.+)$")
 _REJECTED = re.compile(r"Rejected by CERT at depth=(\d+): (.+)$")
 _ALERT = re.compile(r"SSL_(?:accept|connect|read|write)\S*: .*SSL routines::(?:\w+ )?alert (.+)$")
+_CLOSED = "TLS socket closed"
+_NO_GREETING = "did not see server greeting"
 _NOT_LISTED = "certificate is not among the accepted peer certificates"
 _PLAIN = {
     "unable to get local issuer certificate": "unknown CA (unable to get local issuer certificate)",
     "self-signed certificate": "unknown CA (self-signed certificate)",
-    "self-signed certificate in certificate chain": "unknown CA (self-signed chain)",
+    "self-signed certificate in certificate chain": (
+        "unknown CA (self-signed certificate in certificate chain)"
+    ),
 }
 
 
@@ -141,4 +145,11 @@ def failure_reason(lines: Sequence[str], names: Sequence[str] = ()) -> str:
         )
     if alert:
         return f"TLS: the peer refused this side's certificate or handshake: alert {alert}"
+    if any(_CLOSED in ln for ln in lines) and any(_NO_GREETING in ln for ln in lines):
+        # TLS 1.3: the client's handshake ends before the server judges the client's
+        # certificate, so a refusal can reach this side as a bare close.
+        return (
+            "TLS: the peer closed the connection before the rsync greeting (it may have "
+            "refused this side's certificate: its log says why)"
+        )
     return ""
