@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from sst import lab, net
+from sst.config import TLSFiles
 from sst.methods import rsync as rsm
 from sst.process.runner import Stage, Supervisor
 from sst.status import FILE as STATUS_FILE
@@ -48,7 +50,7 @@ class PKI:
         self.other = lab.make_ca("some other CA")
         self.count = 0
 
-    def ca_file(self, *cas: lab.x509.Certificate) -> str:
+    def ca_file(self, *cas: x509.Certificate) -> str:
         self.count += 1
         p = self.d / f"ca{self.count}.pem"
         p.write_bytes(b"".join(lab.pem_cert(c) for c in cas))
@@ -98,7 +100,7 @@ def stunnel_joiner(sup: Supervisor, tmp: Path, files: Files) -> int:
     sconf = tmp / "server.conf"
     sconf.write_text(
         st.server_conf(
-            rsm.config.TLSFiles(ca=files.ca, cert=files.cert, key=files.key),
+            TLSFiles(ca=files.ca, cert=files.cert, key=files.key),
             st.Verify(chain=True),
             pid_file=str(tmp / "stunnel.pid"),
             accept=f"127.0.0.1:{port}",
