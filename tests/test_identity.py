@@ -270,7 +270,7 @@ def mariabackup_verdict(
         bind=host,
         ipv6=v6,
         tls=mbm._socat_tls(jplan, "", str(jdir)),
-        ack_wait=5,
+        ack_wait=1,
     )
     with open(received, "wb") as out:
         listener = sup.start(Stage(listen, name="socat-listen"), stdin=subprocess.PIPE, stdout=out)
@@ -287,7 +287,7 @@ def mariabackup_verdict(
             port=port,
             ipv6=v6,
             tls=mbm._socat_tls(dplan, mbm._donor_commonname(dplan, req), str(ddir)),
-            ack_wait=5,
+            ack_wait=1,  # no acknowledgement comes: the listener's stdin stays open
         )
     except ConfigError:
         return False  # the donor refuses to start its tunnel for this name
@@ -318,6 +318,7 @@ def _cases() -> list[object]:
                 marks.append(
                     pytest.mark.xfail(
                         strict=True,
+                        raises=AssertionError,
                         reason="socat's own name check disagrees with OpenSSL's rule",
                     )
                 )
