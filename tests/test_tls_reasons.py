@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from sst import lab, net
+from sst import lab, net, tls
 from sst.config import TLSFiles
+from sst.errors import ConfigError
 from sst.methods import rsync as rsm
 from sst.process.runner import Stage, Supervisor
 from sst.status import FILE as STATUS_FILE
+from sst.tools import openssl as oss
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
 from tests.conftest import (
@@ -239,3 +241,38 @@ def test_a_bare_close_before_the_greeting_is_named() -> None:
     ]
     assert st.failure_reason(lines).startswith("TLS: the peer closed the connection before")
     assert st.failure_reason(lines[1:]) == ""  # no TLS line: rsync's own words stay
+
+
+def test_stunnel_checks_by_the_same_rule_as_the_preflight() -> None:
+    files = TLSFiles(ca="/c/ca.pem", cert="/c/cert.pem", key="/c/key.pem")
+    for name, line in [
+        ("10.0.0.2", "checkIP = 10.0.0.2"),
+        ("fd00::2", "checkIP = fd00::2"),
+        ("node2.lab.test", "checkHost = node2.lab.test"),
+        ("10.0.0.2.", "checkHost = 10.0.0.2."),
+    ]:
+        verify = st.Verify(chain=True).identity(name, ip=tls.is_ip_literal(name))
+        conf = st.client_conf(files, verify, "10.0.0.2:4444").splitlines()
+        assert line in conf and sum(ln.startswith("check") for ln in conf) == 1
+    pinned = st.server_conf(
+        files,
+        st.Verify(chain=True, peer=True),
+        pid_file="/p",
+        accept="4444",
+        rsync="r",
+        execargs="e",
+    )
+    assert "verifyChain = yes\nverifyPeer = yes\n" in pinned
+
+
+def test_openssl_is_asked_safely() -> None:
+    assert oss.identity_argv("/usr/bin/openssl", "/c.pem", "::1", ip=True)[-2:] == (
+        "-checkip",
+        "::1",
+    )
+    with pytest.raises(ConfigError):
+        oss.identity_argv("/usr/bin/openssl", "/c.pem", "-text", ip=False)
+    out = "Hostname a.b does NOT match certificate\n"
+    assert oss.identity_matches(out, "a.b") is False
+    assert oss.identity_matches("Hostname a.b does match certificate\n", "a.b") is True
+    assert oss.identity_matches("unable to load certificate\n", "a.b") is None
