@@ -122,6 +122,7 @@ class RoleTLS:
     files: TLSFiles
     need_ca: bool
     names_checked: bool  # the donor checks the joiner's name (VERIFY_IDENTITY rules)
+    peer_certs: str = ""  # [sst] ssl-peer-certs (rsync)
 
 
 def _settings(req: Request, opts: Options, method: str) -> tuple[list[Finding], RoleTLS | None]:
@@ -132,7 +133,10 @@ def _settings(req: Request, opts: Options, method: str) -> tuple[list[Finding], 
             s = config.rsync_settings(req, opts)
             on = s.ssl_mode != "DISABLED"
             rsync_tls = RoleTLS(
-                s.tls, s.ssl_mode.startswith("VERIFY"), s.ssl_mode == "VERIFY_IDENTITY"
+                s.tls,
+                s.ssl_mode.startswith("VERIFY"),
+                s.ssl_mode == "VERIFY_IDENTITY",
+                s.peer_certs,
             )
             return [Finding(label, "pass", f"ssl-mode {s.ssl_mode}")], rsync_tls if on else None
         if method == "py_mariabackup":
@@ -184,6 +188,17 @@ def _identity(files: TLSFiles, opts: Options) -> list[Finding]:
     except SSTError as exc:
         return [Finding("SST identity", "fail", exc.message, "fix the certificate file")]
     return out or [Finding("SST identity", "fail", "no CN and no SST address to check", "")]
+
+
+def _pinned(path: str, role: str) -> list[Finding]:
+    """Given the ssl-peer-certs file; returns whether it holds certificates, and whose."""
+    label = f"accepted peer certificates ({role})"
+    try:
+        certs = tls.load_certs(path, "accepted peer certificates (ssl-peer-certs)")
+    except SSTError as exc:
+        return [Finding(label, "fail", exc.message, "list the peers' certificates in the file")]
+    names = ", ".join(tls.common_name(c) or c.subject.rfc4514_string() for c in certs)
+    return [Finding(label, "pass", f"{len(certs)} in {path}: {names}")]
 
 
 def _port(opts: Options) -> list[Finding]:
@@ -344,6 +359,8 @@ def run(
         findings += _cert(f"SST certificate ({role})", rt.files, role, rt.need_ca)
         if role == "joiner" and rt.names_checked:
             findings += _identity(rt.files, opts)
+        if rt.peer_certs:
+            findings += _pinned(rt.peer_certs, role)
     repl = opts.get((MYSQLD,), "wsrep-provider-options")
     m = re.search(r"socket\.ssl_ca\s*=\s*([^;\s]+)", repl)
     if m and tls_files:

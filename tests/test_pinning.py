@@ -4,13 +4,17 @@ on top of the chain (and name) checks of its ssl-mode. Real scripts, stunnel and
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sst import lab, net
 from tests.conftest import (
+    ROOT,
     UUID,
     donor_args,
     error_lines,
@@ -126,3 +130,31 @@ def test_pinning_needs_a_verify_mode(tmp_path: Path, parent: subprocess.Popen[by
     assert j.wait() != 0
     [line] = error_lines(j.stderr())
     assert "ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not REQUIRED" in line
+
+
+def test_check_reads_the_pinned_file(tmp_path: Path, pki: lab.CertPaths) -> None:
+    """`galera-sst check` names the pinned certificates, and a file with none fails."""
+    cert, key = pki.certs["joiner"]
+    base = {"ssl-mode": "VERIFY_CA", "ssl-ca": pki.ca, "ssl-cert": cert, "ssl-key": key}
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificates here\n")
+    for pinned, level, words in [
+        (pki.certs["donor"][0], "pass", "1 in "),
+        (str(empty), "fail", f"'{empty}': no PEM certificate in the file"),
+    ]:
+        (tmp_path / "n").mkdir(exist_ok=True)
+        cnf = write_cnf(tmp_path / "n", {**base, "ssl-peer-certs": pinned})
+        argv = [sys.executable, "-m", "sst", "check", "--method", "py_rsync", "--role", "joiner"]
+        res = subprocess.run(
+            [*argv, "--json", "--defaults-file", cnf],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            timeout=60,
+        )
+        rows = {r["check"]: r for r in json.loads(res.stdout)}
+        row = rows["accepted peer certificates (joiner)"]
+        assert row["level"] == level and words in row["detail"], row
+        if level == "pass":
+            assert row["detail"].endswith(": donor")
