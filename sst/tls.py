@@ -41,8 +41,13 @@ class CheckedTLS:
         """Given a name a peer will check and why; raises TLSError unless OpenSSL accepts
         this certificate for it (the rule of `identity_matches`)."""
         if not identity_matches(self.files.cert, name):
+            rule = (
+                "an address matches IP SANs only"
+                if is_ip_literal(name)
+                else "a name matches DNS SANs, the CN only without them"
+            )
             raise TLSError(
-                f"certificate '{self.files.cert}' does not match '{name}' ({why}): "
+                f"certificate '{self.files.cert}' does not match '{name}' ({why}; {rule}): "
                 f"{describe_names(self.leaf)}"
             )
 

@@ -132,6 +132,14 @@ def test_require_identity_names_the_problem(tmp_path: Path, ca: certs.Pair) -> N
     checked.require_identity("node2.example.com", "ok")
 
 
+def test_an_address_in_the_cn_alone_is_not_an_identity(tmp_path: Path, ca: certs.Pair) -> None:
+    """CN=10.0.0.2 with no SAN: the donor checks an address against IP SANs only."""
+    f = files(tmp_path, ca, lab.make_leaf(ca, "10.0.0.2"))
+    with pytest.raises(TLSError) as e:
+        tls.check(f, role="joiner", need_ca=True).require_identity("10.0.0.2", "announced")
+    assert "an address matches IP SANs only): CN=10.0.0.2, no SAN" in e.value.message
+
+
 def test_identity_rule_picks_ip_or_dns() -> None:
     assert tls.is_ip_literal("10.0.0.2") and tls.is_ip_literal("::1")
     assert tls.is_ip_literal("fd00::2")
