@@ -223,6 +223,28 @@ def test_ip_or_dns_san_joins_under_verify_identity(
         donor.sst_options = {}
 
 
+def test_ip_in_cn_joins_under_verify_identity(lab: Lab, donor: Node, pki: PKI) -> None:
+    """A common layout: the node's address as CN, and SANs DNS:<name>, IP:<address>. The
+    joiner announces its CN, an IP literal, which the donor's stunnel checks with checkIP
+    against the IP SAN (on main it went to checkHost, which ignores the CN next to a DNS
+    SAN and never reads IP SANs: the donor failed with rsync's 'code 5')."""
+    joiner = lab.add_node(sst_method="py_rsync")
+
+    def leaf(node: Node) -> tuple[str, str]:
+        cert = labmod.make_leaf(pki.ca, node.ip, ips=[node.ip], dns=[node.name])
+        return pki.write(node.name, cert)
+
+    joiner.sst_options = opts(pki, "VERIFY_IDENTITY", leaf(joiner))
+    donor.sst_options = opts(pki, "VERIFY_IDENTITY", leaf(donor))
+    log_at = len(donor.log_text())
+    try:
+        join(lab, donor, joiner)
+        assert "TLS VERIFY_IDENTITY through stunnel" in joiner.log_text()
+        assert "[ERROR]" not in donor.log_text()[log_at:]
+    finally:
+        donor.sst_options = {}
+
+
 def rogue_handshake(address: str, ca: str) -> str:
     """A TLS client with no certificate of its own (`openssl s_client`) dials address and
     offers a few bytes; returns what it printed."""

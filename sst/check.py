@@ -115,26 +115,90 @@ def _cert(label: str, files: TLSFiles, role: str, need_ca: bool) -> list[Finding
     ]
 
 
-def _settings(
-    req: Request, opts: Options, method: str
-) -> tuple[list[Finding], TLSFiles | None, bool]:
-    """Resolve the method's options for one role; returns findings, TLS files, need_ca."""
+@dataclass(frozen=True)
+class RoleTLS:
+    """One role's TLS files as the method resolves them, and what the peer checks."""
+
+    files: TLSFiles
+    need_ca: bool
+    names_checked: bool  # the donor checks the joiner's name (VERIFY_IDENTITY rules)
+    peer_certs: str = ""  # [sst] ssl-peer-certs (rsync)
+
+
+def _settings(req: Request, opts: Options, method: str) -> tuple[list[Finding], RoleTLS | None]:
+    """Given a role's request and the options; returns its findings and TLS (None: off)."""
     label = f"{method} options ({req.role})"
     try:
         if method == "py_rsync":
             s = config.rsync_settings(req, opts)
             on = s.ssl_mode != "DISABLED"
-            return (
-                [Finding(label, "pass", f"ssl-mode {s.ssl_mode}")],
-                s.tls if on else None,
+            rsync_tls = RoleTLS(
+                s.tls,
                 s.ssl_mode.startswith("VERIFY"),
+                s.ssl_mode == "VERIFY_IDENTITY",
+                s.peer_certs,
             )
+            return [Finding(label, "pass", f"ssl-mode {s.ssl_mode}")], rsync_tls if on else None
         if method == "py_mariabackup":
             m = config.mariabackup_settings(req, opts)
-            return [Finding(label, "pass", m.plan.label)], m.plan.files, m.plan.verify
+            f = m.plan.files
+            rt = RoleTLS(f, m.plan.verify, m.plan.check_name) if f is not None else None
+            return [Finding(label, "pass", m.plan.label)], rt
     except SSTError as exc:
-        return [Finding(label, "fail", exc.message, "correct the option files")], None, False
-    return [Finding(label, "pass", "nothing to resolve")], None, False
+        return [Finding(label, "fail", exc.message, "correct the option files")], None
+    return [Finding(label, "pass", "nothing to resolve")], None
+
+
+def _receive_host(opts: Options) -> str:
+    """The host part of wsrep_sst_receive_address, else of wsrep_node_address ('' if unset)."""
+    for name in ("wsrep-sst-receive-address", "wsrep-node-address"):
+        text = opts.get((MYSQLD,), name)
+        if text and text.upper() != "AUTO":
+            try:
+                return Address.parse(text).host
+            except SSTError:
+                return ""
+    return ""
+
+
+def _identity(files: TLSFiles, opts: Options) -> list[Finding]:
+    """The joiner certificate against the names a donor checks, by OpenSSL's verdict
+    (sst.tls.identity_matches): the CN it announces (a mismatch fails), and the SST
+    address a donor that is told no CN checks instead (a mismatch warns)."""
+    try:
+        leaf = tls.load_certs(files.cert)[0]
+        cn = tls.common_name(leaf)
+        names = [(cn, "fail", "the CN this joiner announces")] if cn else []
+        host = _receive_host(opts)
+        if host and host != cn:
+            names.append((host, "fail" if not cn else "warn", "the joiner's SST address"))
+        out = []
+        for name, level, what in names:
+            ok = tls.identity_matches(files.cert, name)
+            kind = "IP SANs" if tls.is_ip_literal(name) else "DNS SANs, else the CN"
+            out.append(
+                Finding(
+                    f"SST identity '{name}'",
+                    "pass" if ok else level,
+                    f"{what}, checked by the donor against {kind}: "
+                    f"{'matches' if ok else 'does NOT match'} {tls.describe_names(leaf)}",
+                    "" if ok else "add the name to the certificate's subjectAltName",
+                )
+            )
+    except SSTError as exc:
+        return [Finding("SST identity", "fail", exc.message, "fix the certificate file")]
+    return out or [Finding("SST identity", "fail", "no CN and no SST address to check", "")]
+
+
+def _pinned(path: str, role: str) -> list[Finding]:
+    """Given the ssl-peer-certs file; returns whether it holds certificates, and whose."""
+    label = f"accepted peer certificates ({role})"
+    try:
+        certs = tls.load_certs(path, "accepted peer certificates (ssl-peer-certs)")
+    except SSTError as exc:
+        return [Finding(label, "fail", exc.message, "list the peers' certificates in the file")]
+    names = ", ".join(tls.common_name(c) or c.subject.rfc4514_string() for c in certs)
+    return [Finding(label, "pass", f"{len(certs)} in {path}: {names}")]
 
 
 def _port(opts: Options) -> list[Finding]:
@@ -279,24 +343,28 @@ def run(
     opts = config.read_options(base, (MYSQLD, "sst", "xtrabackup mariabackup"))
     datadir = opts.get((MYSQLD,), "datadir", "/var/lib/mysql").rstrip("/")
     findings: list[Finding] = []
-    tls_files: list[tuple[str, TLSFiles, bool]] = []
+    tls_files: list[tuple[str, RoleTLS]] = []
     for role in roles:
         req = parse_request(
             f"wsrep_sst_{method}",
             ["--role", role, "--address", "127.0.0.1", *args, "--datadir", datadir],
             env,
         )
-        f, files, need_ca = _settings(req, opts, method)
+        f, rt = _settings(req, opts, method)
         findings += f
-        if files is not None:
-            tls_files.append((role, files, need_ca))
+        if rt is not None:
+            tls_files.append((role, rt))
     findings = _tools(method, bool(tls_files)) + findings
-    for role, files, need_ca in tls_files:
-        findings += _cert(f"SST certificate ({role})", files, role, need_ca)
+    for role, rt in tls_files:
+        findings += _cert(f"SST certificate ({role})", rt.files, role, rt.need_ca)
+        if role == "joiner" and rt.names_checked:
+            findings += _identity(rt.files, opts)
+        if rt.peer_certs:
+            findings += _pinned(rt.peer_certs, role)
     repl = opts.get((MYSQLD,), "wsrep-provider-options")
     m = re.search(r"socket\.ssl_ca\s*=\s*([^;\s]+)", repl)
     if m and tls_files:
-        sst_ca = tls_files[0][1].ca
+        sst_ca = tls_files[0][1].files.ca
         same = not sst_ca or os.path.realpath(m.group(1)) == os.path.realpath(sst_ca)
         findings.append(
             Finding(

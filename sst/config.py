@@ -135,6 +135,7 @@ class RsyncSettings:
     idle_timeout: float
     connect_timeout: float
     bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
+    peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
 
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
@@ -227,6 +228,9 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     idle_t = sst_seconds(opts, "sst-idle-timeout", "300", errors)
     conn_t = sst_seconds(opts, "sst-initial-timeout", "300", errors)
     rlimit = rate_bytes("rlimit", opts.get(("sst",), "rlimit"), errors)
+    peer_certs = opts.get(("sst",), "ssl-peer-certs")
+    if peer_certs and not mode.startswith("VERIFY"):
+        errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
     if errors:
         raise ConfigError("; ".join(errors))
 
@@ -241,6 +245,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         idle_timeout=idle_t,
         connect_timeout=conn_t,
         bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
+        peer_certs=peer_certs,
     )
 
 

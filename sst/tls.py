@@ -3,8 +3,10 @@
 The checks follow what OpenSSL (inside stunnel and socat) decides, so certificates that
 work with the stock scripts keep working: chains are built by issuer name and signature
 (v1 and CN-only certificates are accepted, as OpenSSL accepts them), intermediates may be
-bundled after the leaf, and identity is IP SANs for addresses, DNS SANs for names with
-the subject CN only when there are no DNS SANs (X509_check_host's rule).
+bundled after the leaf. Identity is not judged here at all: OpenSSL itself gives the
+verdict (`openssl x509 -checkhost/-checkip`, the calls stunnel makes), and `is_ip_literal`
+is the one rule that picks the check, here and in the tunnels' configuration (docs/tls.md,
+"Identity").
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from sst import tools
 from sst.config import TLSFiles
 from sst.errors import TLSError
+from sst.process.runner import run_capture
+from sst.tools import openssl as ossl
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,16 @@ class CheckedTLS:
     leaf: x509.Certificate
 
     def require_identity(self, name: str, why: str) -> None:
-        """Raise unless OpenSSL would accept this certificate for name (SAN, then CN)."""
-        if not matches_host(self.leaf, name):
+        """Given a name a peer will check and why; raises TLSError unless OpenSSL accepts
+        this certificate for it (the rule of `identity_matches`)."""
+        if not identity_matches(self.files.cert, name):
+            rule = (
+                "an address matches IP SANs only"
+                if is_ip_literal(name)
+                else "a name matches DNS SANs, the CN only without them"
+            )
             raise TLSError(
-                f"certificate '{self.files.cert}' does not match '{name}' ({why}): "
+                f"certificate '{self.files.cert}' does not match '{name}' ({why}; {rule}): "
                 f"{describe_names(self.leaf)}"
             )
 
@@ -182,26 +193,35 @@ def verify_chain(
     )
 
 
-def matches_host(cert: x509.Certificate, host: str) -> bool:
-    """Would OpenSSL's X509_check_ip / X509_check_host accept this certificate for host?"""
+def is_ip_literal(name: str) -> bool:
+    """The one rule that picks the identity check: given a name, returns True for an IPv4
+    or IPv6 literal (no brackets, no zone), which is checked against IP SANs only (OpenSSL
+    X509_check_ip, stunnel `checkIP`); any other name is a DNS name (X509_check_host,
+    stunnel `checkHost`: DNS SANs, the CN only when there is no DNS SAN)."""
+    if "%" in name:
+        return False
     try:
-        san: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        ).value
-    except x509.ExtensionNotFound:
-        san = None
-    try:
-        ip = ipaddress.ip_address(host)
+        ipaddress.ip_address(name)
     except ValueError:
-        ip = None
-    if ip is not None:
-        return san is not None and ip in san.get_values_for_type(x509.IPAddress)
-    name = host.rstrip(".").lower()
-    dns = [d.lower() for d in san.get_values_for_type(x509.DNSName)] if san else []
-    if not dns:
-        cn = common_name(cert).lower()
-        return bool(cn) and _dns_match(cn, name)
-    return any(_dns_match(d, name) for d in dns)
+        return False
+    return True
+
+
+def identity_matches(cert_path: str, name: str) -> bool:
+    """Given a PEM certificate file (leaf first) and a name; returns OpenSSL's own verdict
+    on whether the certificate is for that name; raises ToolMissing without the openssl
+    program, TLSError when openssl cannot read the certificate."""
+    binary = tools.find("openssl")
+    res = run_capture(
+        ossl.identity_argv(binary, cert_path, name, ip=is_ip_literal(name)), timeout=30
+    )
+    verdict = ossl.identity_matches(res.stdout, name)
+    if verdict is None:
+        raise TLSError(
+            f"certificate '{cert_path}': openssl could not check it against '{name}': "
+            f"{(res.stderr.strip() or res.stdout.strip())[-200:]}"
+        )
+    return verdict
 
 
 def describe_names(cert: x509.Certificate) -> str:
@@ -214,15 +234,6 @@ def describe_names(cert: x509.Certificate) -> str:
     except x509.ExtensionNotFound:
         parts.append("no SAN")
     return ", ".join(parts)
-
-
-def _dns_match(pattern: str, name: str) -> bool:
-    if pattern == name:
-        return True
-    if pattern.startswith("*.") and "." in name:
-        head, _, rest = name.partition(".")
-        return bool(head) and rest == pattern[2:] and pattern.count(".") >= 2
-    return False
 
 
 def check(files: TLSFiles, *, role: str, need_ca: bool) -> CheckedTLS:

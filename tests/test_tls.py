@@ -132,17 +132,17 @@ def test_require_identity_names_the_problem(tmp_path: Path, ca: certs.Pair) -> N
     checked.require_identity("node2.example.com", "ok")
 
 
-def test_identity_rules(ca: certs.Pair) -> None:
-    both = lab.make_leaf(ca, "node2", ips=["127.0.0.2"], dns=["node2.example.com"])[0]
-    assert tls.matches_host(both, "127.0.0.2")
-    assert not tls.matches_host(both, "127.0.0.3")
-    assert tls.matches_host(both, "node2.example.com")
-    # With DNS SANs present, OpenSSL ignores the CN.
-    assert not tls.matches_host(both, "node2")
-    cn_only = lab.make_leaf(ca, "db1.example.com")[0]
-    assert tls.matches_host(cn_only, "db1.example.com")
-    assert not tls.matches_host(cn_only, "10.0.0.1")  # IPs only match IP SANs
-    wild = lab.make_leaf(ca, "w", dns=["*.example.com"])[0]
-    assert tls.matches_host(wild, "a.example.com")
-    assert not tls.matches_host(wild, "a.b.example.com")
-    assert not tls.matches_host(wild, "example.com")
+def test_an_address_in_the_cn_alone_is_not_an_identity(tmp_path: Path, ca: certs.Pair) -> None:
+    """CN=10.0.0.2 with no SAN: the donor checks an address against IP SANs only."""
+    f = files(tmp_path, ca, lab.make_leaf(ca, "10.0.0.2"))
+    with pytest.raises(TLSError) as e:
+        tls.check(f, role="joiner", need_ca=True).require_identity("10.0.0.2", "announced")
+    assert "an address matches IP SANs only): CN=10.0.0.2, no SAN" in e.value.message
+
+
+def test_identity_rule_picks_ip_or_dns() -> None:
+    assert tls.is_ip_literal("10.0.0.2") and tls.is_ip_literal("::1")
+    assert tls.is_ip_literal("fd00::2")
+    assert not tls.is_ip_literal("node2.example.com")
+    assert not tls.is_ip_literal("[::1]") and not tls.is_ip_literal("fe80::1%eth0")
+    assert not tls.is_ip_literal("10.0.0.2.")  # a DNS name (OpenSSL then refuses it)

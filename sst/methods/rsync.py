@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import psutil
 
 from sst import config, datadir, log, net, tls, tools
-from sst.config import RsyncSettings
+from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import IN_PROGRESS, Area
 from sst.errors import (
     ConfigError,
     PortBusy,
     SecretMismatch,
+    SSTError,
     Timeout,
     ToolMissing,
     TransferError,
@@ -56,11 +59,31 @@ def preflight_tls(s: RsyncSettings, role: str) -> tls.CheckedTLS | None:
     if s.ssl_mode == "DISABLED":
         return None
     checked = tls.check(s.tls, role=role, need_ca=s.ssl_mode.startswith("VERIFY"))
+    if s.peer_certs:
+        pinned = tls.load_certs(s.peer_certs, "accepted peer certificates (ssl-peer-certs)")
+        log.info(f"Accepting only the {len(pinned)} peer certificate(s) in '{s.peer_certs}'")
     log.info(
         f"TLS {s.ssl_mode} through stunnel: cert '{s.tls.cert}', key '{s.tls.key}', "
         f"CA '{s.tls.ca or s.tls.capath or '-'}'"
     )
     return checked
+
+
+def tunnel_files(run: Run, s: RsyncSettings) -> tuple[TLSFiles, st.Verify]:
+    """Given the run and the settings; returns the files stunnel is given and what it
+    verifies of the peer (chain in VERIFY modes; with ssl-peer-certs also `verifyPeer`,
+    which looks the peer's own certificate up in CAfile: a private copy of the CA file
+    followed by the accepted certificates, in the run directory)."""
+    verify = st.Verify(chain=s.ssl_mode.startswith("VERIFY"), peer=bool(s.peer_certs))
+    if not s.peer_certs:
+        return s.tls, verify
+    combined = os.path.join(run.rundir, "ca-and-peers.pem")
+    with open(combined, "wb") as out:
+        for path in (s.tls.ca, s.peer_certs):
+            if path:
+                with open(path, "rb") as f:
+                    out.write(f.read().rstrip(b"\n") + b"\n")
+    return replace(s.tls, ca=combined), verify
 
 
 def find_stunnel() -> str:
@@ -170,6 +193,7 @@ def _joiner_receive(
     conf = os.path.join(run.rundir, "rsyncd.conf")
     daemon_log = os.path.join(run.rundir, "rsyncd.log")
     disk = datadir.DiskWatch()
+    refusals = Refusals()
     with open(conf, "w", encoding="utf-8") as f:
         f.write(
             rs.daemon_conf(
@@ -190,11 +214,12 @@ def _joiner_receive(
             else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
         )
         sconf = os.path.join(run.rundir, "stunnel-server.conf")
+        files, verify = tunnel_files(run, s)
         with open(sconf, "w", encoding="utf-8") as f:
             f.write(
                 st.server_conf(
-                    s.tls,
-                    st.Verify(chain=s.ssl_mode.startswith("VERIFY")),
+                    files,
+                    verify,
                     pid_file=os.path.join(dd, STUNNEL_PID),
                     accept=accept,
                     rsync=rsync_bin,
@@ -206,7 +231,7 @@ def _joiner_receive(
                 st.argv(stunnel_bin, sconf),
                 name="stunnel",
                 log_file=daemon_log,
-                on_line=disk.watch,
+                on_line=refusals.then(disk.watch),
                 cwd=run.rundir,  # where execargs' relative --config is found
             )
         )
@@ -263,7 +288,10 @@ def _joiner_receive(
             raise Timeout(f"the donor stalled: no data for {s.idle_timeout:g} s (sst-idle-timeout)")
         return False
 
-    run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0, alive=[daemon])
+    try:
+        run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0, alive=[daemon])
+    except SSTError as exc:
+        raise refusals.annotate(exc) from exc
     _drain(run, daemon)
     run.sup.stop(daemon)  # nothing may write into staging from here on
 
@@ -286,6 +314,41 @@ def _joiner_receive(
         _swap(run, s, layout, tar)
     log.info(f"Galera co-ords from the donor: {state}")
     run.out.coordinates(state_line)
+
+
+class Refusals:
+    """The joiner's stunnel log watched for refused handshakes (docs/tls.md, "When TLS
+    fails"): each is logged as a WARNING with stunnel's reason, the last one is kept."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=12)
+        self.last = ""
+
+    def then(self, other: Callable[[str], None]) -> Callable[[str], None]:
+        """Given another line consumer; returns one feeding both (this one first)."""
+
+        def both(line: str) -> None:
+            self.watch(line)
+            other(line)
+
+        return both
+
+    def watch(self, line: str) -> None:
+        """Given one stunnel log line; a failed handshake ends with an SSL_accept error."""
+        self.lines.append(line)
+        if "SSL_accept" not in line:
+            return
+        reason = st.failure_reason(list(self.lines))
+        self.lines.clear()
+        if reason:
+            self.last = reason
+            log.warning(f"refused a TLS connection: {reason}")
+
+    def annotate(self, exc: SSTError) -> SSTError:
+        """Given the joiner's failure; returns it with the last refusal appended, if any."""
+        if not self.last:
+            return exc
+        return type(exc)(f"{exc.message}; last refused TLS connection: {self.last}", exc.code)
 
 
 def _drain(run: Run, daemon: Child, timeout: float = 60.0) -> None:
@@ -372,25 +435,29 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     addr = req.address
     assert addr is not None
     url = f"rsync://{addr.hostport}/{_module(req)}"
-    rsh = ""
-    if stunnel_bin:
-        verify = st.Verify()
-        if s.ssl_mode.startswith("VERIFY"):
-            hosts: tuple[str, ...] = ()
-            ips: tuple[str, ...] = ()
-            if s.ssl_mode == "VERIFY_IDENTITY":
-                if req.remote_auth.cn:
-                    hosts = (req.remote_auth.cn,)
-                elif addr.is_ip:
-                    ips = (addr.host,)
-                else:
-                    hosts = (addr.host,)
-            verify = st.Verify(chain=True, hosts=hosts, ips=ips)
-        conf = os.path.join(run.rundir, "stunnel-client.conf")
-        with open(conf, "w", encoding="utf-8") as f:
-            f.write(st.client_conf(s.tls, verify, f"{addr.host}:{addr.port}"))
-        rsh = rs.rsh_stunnel(stunnel_bin, conf)
-    return rs.Push(url, whole_file=not is_wan(req), rsh=rsh, bwlimit_kib=s.bwlimit_kib)
+    if not stunnel_bin:
+        return rs.Push(url, whole_file=not is_wan(req), bwlimit_kib=s.bwlimit_kib)
+    files, verify = tunnel_files(run, s)
+    if s.ssl_mode == "VERIFY_IDENTITY":
+        # The name the joiner announced (its CN), else the address it was reached at; an IP
+        # literal is checked against IP SANs, any other name as a DNS name: the rule the
+        # pre-flight and `galera-sst check` apply (sst.tls.is_ip_literal).
+        name = req.remote_auth.cn or addr.host
+        verify = verify.identity(name, ip=tls.is_ip_literal(name))
+    conf = os.path.join(run.rundir, "stunnel-client.conf")
+    with open(conf, "w", encoding="utf-8") as f:
+        f.write(st.client_conf(files, verify, f"{addr.host}:{addr.port}"))
+
+    def explain(lines: Sequence[str]) -> str:
+        return st.failure_reason(lines, verify.names)
+
+    return rs.Push(
+        url,
+        whole_file=not is_wan(req),
+        rsh=rs.rsh_stunnel(stunnel_bin, conf),
+        bwlimit_kib=s.bwlimit_kib,
+        explain=explain,
+    )
 
 
 def _binlog_tar(run: Run, s: RsyncSettings) -> str:
@@ -416,8 +483,9 @@ def _binlog_tar(run: Run, s: RsyncSettings) -> str:
     return tar
 
 
-def _rsync(run: Run, argv: tuple[str, ...], what: str, s: RsyncSettings) -> Stage:
-    return Stage(argv, name="rsync", errno_for=rs.errno_for)
+def _rsync(argv: tuple[str, ...], push: rs.Push) -> Stage:
+    """One rsync pass; a failure names the tunnel's TLS verdict when there is one."""
+    return Stage(argv, name="rsync", errno_for=rs.errno_for, explain=push.explain)
 
 
 def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> None:
@@ -425,7 +493,7 @@ def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> No
     dd = req.datadir
 
     def one(argv: tuple[str, ...], what: str) -> None:
-        child = run.sup.start(Stage(argv, name="rsync", errno_for=rs.errno_for))
+        child = run.sup.start(_rsync(argv, push))
         run.phase(what, tls=s.ssl_mode, watch=(child.pid,))
         act = TreeActivity(child.pid)
         run.sup.wait([child], what=what, idle=act.idle, idle_timeout=s.idle_timeout)
@@ -441,17 +509,17 @@ def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> No
         for e in os.scandir(dd)
         if e.is_dir() and e.name not in (*rs.EXCLUDED_TOP, datadir.STAGING, datadir.OLD)
     )
-    _parallel(run, s, [rs.database_pass(rsync_bin, push, dd, db) for db in dbs])
+    _parallel(run, s, push, [rs.database_pass(rsync_bin, push, dd, db) for db in dbs])
     log.info(f"Transfer of data done ({len(dbs)} database directories)")
 
 
-def _parallel(run: Run, s: RsyncSettings, argvs: list[tuple[str, ...]]) -> None:
+def _parallel(run: Run, s: RsyncSettings, push: rs.Push, argvs: list[tuple[str, ...]]) -> None:
     """Run rsync passes with at most backup-threads at once; the first failure stops all."""
     pending = list(argvs)
     active: list[tuple[Child, TreeActivity]] = []
     while pending or active:
         while pending and len(active) < s.backup_threads:
-            c = run.sup.start(Stage(pending.pop(0), name="rsync", errno_for=rs.errno_for))
+            c = run.sup.start(_rsync(pending.pop(0), push))
             active.append((c, TreeActivity(c.pid)))
             run.phase("sending database directories", watch=tuple(a.pid for a, _ in active))
         run.sup.check_parent()
@@ -503,9 +571,7 @@ def donor(run: Run, s: RsyncSettings) -> None:
         lines.append("bypass")
     with open(magic, "w", encoding="utf-8") as mf:
         mf.write("\n".join(lines) + "\n")
-    child = run.sup.start(
-        Stage(rs.magic_pass(rsync_bin, push, magic), name="rsync", errno_for=rs.errno_for)
-    )
+    child = run.sup.start(_rsync(rs.magic_pass(rsync_bin, push, magic), push))
     run.sup.wait([child], what="sending the completion file", timeout=max(s.idle_timeout, 60))
     run.out.done(state)
 

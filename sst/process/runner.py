@@ -68,6 +68,9 @@ class Stage:
     log_stderr: bool = True  # relay stderr lines into our stderr
     log_file: str = ""  # append stderr here instead (verbose tools); the tail is still kept
     on_line: Callable[[str], None] | None = None  # called per stderr line (progress)
+    # Given the kept stderr lines, why the stage failed ('' = say its last line), for
+    # tools whose last line hides the cause (rsync's "code 5" after stunnel's TLS verdict).
+    explain: Callable[[Sequence[str]], str] | None = None
 
     @property
     def label(self) -> str:
@@ -105,7 +108,8 @@ class Child:
         rc = self.popen.returncode
         how = f"was killed by signal {-rc}" if rc is not None and rc < 0 else f"exited with {rc}"
         last = next((ln for ln in reversed(self.tail) if ln.strip()), "")
-        return f"{self.stage.label} {how}" + (f": {last.strip()}" if last else "")
+        why = self.stage.explain(list(self.tail)) if self.stage.explain is not None else ""
+        return f"{self.stage.label} {how}" + (f": {(why or last).strip()}" if why or last else "")
 
     def error(self, context: str) -> ToolFailed:
         """The exception for this child's failure, with the stage's errno rule."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from sst.errors import ConfigError
 
@@ -50,6 +50,8 @@ class Push:
     whole_file: bool = True
     rsh: str = ""
     bwlimit_kib: int = 0  # per rsync process; 0: unlimited
+    # Why a pass failed, from its stderr (the tunnel's TLS verdict): the runner's Stage.explain.
+    explain: Callable[[Sequence[str]], str] | None = field(default=None, compare=False)
 
     def common(self) -> tuple[str, ...]:
         """Flags on every pass. No --inplace: a staged joiner shares inodes with its old copy."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from sst.config import TLSFiles
 from sst.errors import ConfigError
@@ -15,6 +17,18 @@ class Verify:
     chain: bool = False
     hosts: tuple[str, ...] = ()  # checkHost values
     ips: tuple[str, ...] = ()  # checkIP values
+    peer: bool = False  # verifyPeer: the peer's own certificate must be in CAfile/CApath
+
+    def identity(self, name: str, *, ip: bool) -> Verify:
+        """Given the peer name to require and whether it is an IP literal (sst.tls's
+        is_ip_literal, the same rule as the pre-flight); returns this with checkIP or
+        checkHost for it."""
+        return replace(self, ips=(name,)) if ip else replace(self, hosts=(name,))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names and addresses checked, for messages."""
+        return self.hosts + self.ips
 
 
 def _tls_lines(files: TLSFiles, verify: Verify) -> list[str]:
@@ -25,6 +39,8 @@ def _tls_lines(files: TLSFiles, verify: Verify) -> list[str]:
         lines.append(f"CApath = {files.capath}")
     if verify.chain:
         lines.append("verifyChain = yes")
+    if verify.peer:
+        lines.append("verifyPeer = yes")
     lines += [f"checkHost = {h}" for h in verify.hosts]
     lines += [f"checkIP = {ip}" for ip in verify.ips]
     return lines
@@ -73,3 +89,67 @@ def server_conf(
 def argv(binary: str, conf: str) -> tuple[str, ...]:
     """`stunnel <conf>`."""
     return (binary, conf)
+
+
+# What stunnel 5.68 logs (at `debug = warning`) when a handshake fails, by the side that
+# refuses: its own verdict on the peer's certificate, or the alert the peer sent back.
+_PRE_VERIFY = re.compile(r"CERT: Pre-verification error: (.+)$")
+_REJECTED = re.compile(r"Rejected by CERT at depth=(\d+): (.+)$")
+_ALERT = re.compile(r"SSL_(?:accept|connect|read|write)\S*: .*SSL routines::(?:\w+ )?alert (.+)$")
+_CLOSED = "TLS socket closed"
+_NO_GREETING = "did not see server greeting"
+_NOT_LISTED = "certificate is not among the accepted peer certificates"
+_PLAIN = {
+    "unable to get local issuer certificate": "unknown CA (unable to get local issuer certificate)",
+    "self-signed certificate": "unknown CA (self-signed certificate)",
+    "self-signed certificate in certificate chain": (
+        "unknown CA (self-signed certificate in certificate chain)"
+    ),
+}
+
+
+def _own_verdict(line: str, names: Sequence[str]) -> str:
+    m = _PRE_VERIFY.search(line)
+    if m:
+        return _PLAIN.get(m.group(1).strip(), m.group(1).strip())
+    if "CERT: Subject checks failed" in line or "CERT: No matching host name" in line:
+        return "hostname mismatch (checked " + ", ".join(f"'{n}'" for n in names) + ")"
+    if "CERT: No matching IP address" in line:
+        return "hostname mismatch (checked " + ", ".join(f"'{n}'" for n in names) + ")"
+    if "CERT: Certificate not found in local repository" in line:
+        return _NOT_LISTED
+    if "peer did not return a certificate" in line:
+        return "no peer certificate (the peer sent none)"
+    return ""
+
+
+def failure_reason(lines: Sequence[str], names: Sequence[str] = ()) -> str:
+    """Given stunnel's log lines and the names it was told to check; returns why the TLS
+    handshake failed, or '' when the lines say nothing about it.
+
+    'the peer certificate was refused: <reason> (<subject>)' when this stunnel refused the
+    peer; 'the peer refused this side's certificate: <alert>' when the peer did.
+    """
+    reason = subject = alert = ""
+    for line in lines:
+        reason = _own_verdict(line, names) or reason
+        m = _REJECTED.search(line)
+        if m:
+            subject = m.group(2).strip() + (f" at depth {m.group(1)}" if m.group(1) != "0" else "")
+        m = _ALERT.search(line)
+        if m:
+            alert = m.group(1).strip()
+    if reason:
+        return f"TLS: the peer certificate was refused: {reason}" + (
+            f" ({subject})" if subject else ""
+        )
+    if alert:
+        return f"TLS: the peer refused this side's certificate or handshake: alert {alert}"
+    if any(_CLOSED in ln for ln in lines) and any(_NO_GREETING in ln for ln in lines):
+        # TLS 1.3: the client's handshake ends before the server judges the client's
+        # certificate, so a refusal can reach this side as a bare close.
+        return (
+            "TLS: the peer closed the connection before the rsync greeting (it may have "
+            "refused this side's certificate: its log says why)"
+        )
+    return ""
