@@ -212,10 +212,12 @@ def _stunnel_server(sup: Supervisor, tmp: Path, files: TLSFiles, host: str, port
             pid_file=str(tmp / "stunnel.pid"),
             accept=f"{host}:{port}",  # stunnel takes the last ':' as the port's
             rsync="/usr/bin/rsync",
-            execargs=rs.server_execargs(str(rconf)),
+            execargs=rs.server_execargs(rconf.name),
         )
     )
-    server = sup.start(Stage(st.argv(rsm.find_stunnel(), str(sconf)), name="stunnel"))
+    server = sup.start(
+        Stage(st.argv(rsm.find_stunnel(), str(sconf)), name="stunnel", cwd=str(rconf.parent))
+    )
     sup.wait_until(
         lambda: net.tree_listens(server.pid, port),
         what="stunnel listening",
@@ -273,7 +275,9 @@ def mariabackup_verdict(
         ack_wait=1,
     )
     with open(received, "wb") as out:
-        listener = sup.start(Stage(listen, name="socat-listen"), stdin=subprocess.PIPE, stdout=out)
+        listener = sup.start(
+            Stage(listen, name="socat-listen", cwd=str(jdir)), stdin=subprocess.PIPE, stdout=out
+        )
     sup.wait_until(lambda: net.tree_listens(listener.pid, port), what="socat listening", timeout=10)
     req = parse_request(
         "wsrep_sst_py_mariabackup",
@@ -291,7 +295,7 @@ def mariabackup_verdict(
         )
     except ConfigError:
         return False  # the donor refuses to start its tunnel for this name
-    donor = sup.start(Stage(connect, name="socat"), stdin=subprocess.PIPE)
+    donor = sup.start(Stage(connect, name="socat", cwd=str(ddir)), stdin=subprocess.PIPE)
     assert donor.popen.stdin is not None
     try:
         donor.popen.stdin.write(b"identity\n")

@@ -107,10 +107,12 @@ def stunnel_joiner(sup: Supervisor, tmp: Path, files: Files) -> int:
             pid_file=str(tmp / "stunnel.pid"),
             accept=f"127.0.0.1:{port}",
             rsync="/usr/bin/rsync",
-            execargs=rs.server_execargs(str(rconf)),
+            execargs=rs.server_execargs(rconf.name),
         )
     )
-    server = sup.start(Stage(st.argv(rsm.find_stunnel(), str(sconf)), name="stunnel"))
+    server = sup.start(
+        Stage(st.argv(rsm.find_stunnel(), str(sconf)), name="stunnel", cwd=str(rconf.parent))
+    )
     sup.wait_until(
         lambda: net.tree_listens(server.pid, port), what="listening", timeout=10, alive=[server]
     )
