@@ -156,101 +156,171 @@ def _joiner_receive(
     req = run.req
     addr = req.address
     assert addr is not None
-    dd = req.datadir
-    module = _module(req)
     wan = is_wan(req)
     # Delta mode stages hard links of the old files; only our own donor (which never uses
     # --inplace) may write there, so a stock donor is refused rather than corrupting them.
     hardlink = wan and req.method.startswith("py_")
     datadir.prepare_staging(layout.areas, hardlink_from_live=hardlink)
+    st_dd = os.stat(req.datadir)
+    owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
+    _private_staging(layout, owner)
 
-    modules = [(module, layout.main.staged)] + [
-        (f"{module}-{k}", a.staged) for k, a in layout.subs.items()
-    ]
-    conf = os.path.join(run.rundir, "rsyncd.conf")
-    daemon_log = os.path.join(run.rundir, "rsyncd.log")
-    disk = datadir.DiskWatch()
-    with open(conf, "w", encoding="utf-8") as f:
-        f.write(
-            rs.daemon_conf(
-                pid_file=os.path.join(dd, RSYNC_PID),
-                modules=modules,
-                as_root=os.geteuid() == 0,
-                timeout=int(s.idle_timeout) or 300,
-                refuse_inplace=hardlink,
-            )
-        )
-
+    # Per-SST names and secret, announced only through Galera (docs/tls.md, rsync).
+    module = rs.module_name(_module(req), secrets.token_hex(16))
+    secret = secrets.token_hex(16)
+    cn = _announced_cn(s, checked)
     bind = listen_address(addr)
-
-    if stunnel_bin:
-        accept = (
-            f"{bind}:{addr.port}"
-            if bind
-            else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
-        )
-        sconf = os.path.join(run.rundir, "stunnel-server.conf")
-        with open(sconf, "w", encoding="utf-8") as f:
-            f.write(
-                st.server_conf(
-                    s.tls,
-                    st.Verify(chain=s.ssl_mode.startswith("VERIFY")),
-                    pid_file=os.path.join(dd, STUNNEL_PID),
-                    accept=accept,
-                    rsync=rsync_bin,
-                    execargs=rs.server_execargs(conf),
-                )
-            )
-        daemon = run.sup.start(
-            Stage(
-                st.argv(stunnel_bin, sconf),
-                name="stunnel",
-                log_file=daemon_log,
-                on_line=disk.watch,
-            )
-        )
-    else:
-        daemon = run.sup.start(
-            Stage(
-                rs.daemon_argv(rsync_bin, conf, addr.port, bind),
-                name="rsyncd",
-                log_file=daemon_log,
-                on_line=disk.watch,
-            )
-        )
-
+    daemon, disk = _start_daemon(
+        run,
+        s,
+        rs.Daemon(
+            pid_file=os.path.join(req.datadir, RSYNC_PID),
+            modules=[(module, layout.main.staged)]
+            + [(f"{module}-{k}", a.staged) for k, a in layout.subs.items()],
+            timeout=int(s.idle_timeout) or 300,
+            owner=owner,
+            secrets_file=_secrets_file(run, secret) if req.method.startswith("py_") else "",
+            refuse_inplace=hardlink,
+        ),
+        bind=bind,
+        rsync_bin=rsync_bin,
+        stunnel_bin=stunnel_bin,
+    )
     _wait_listening(run, daemon, addr.port)
-
-    ready = f"{addr.hostport}/{module}"
-    secret = ""
-    if s.ssl_mode.startswith("VERIFY"):
-        assert checked is not None
-        if not checked.cn:
-            raise ConfigError(
-                f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
-                f"{s.ssl_mode} announces to the donor"
-            )
-        if s.ssl_mode == "VERIFY_IDENTITY":
-            # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
-            checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
-        secret = secrets.token_hex(16)
-        ready = f"{checked.cn}:{secret}@{ready}"
     log.info(
         f"Listening on {listening_on(addr, bind)} "
         f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
         f"{', delta mode' if wan else ''})"
     )
-    run.out.ready(ready)
+    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{module}")
     run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
+    _await_magic(run, s, daemon, disk, os.path.join(layout.main.staged, rs.MAGIC_FILE))
+    _drain(run, daemon)
+    run.sup.stop(daemon)  # nothing may write into staging from here on
 
-    magic = os.path.join(layout.main.staged, rs.MAGIC_FILE)
+    state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
+    if tags.get("secret", "") != secret:
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
+    _refuse_foreign_files(layout)
+    state = State.parse(state_line)
+    tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
+    if "bypass" in tags:
+        if os.path.exists(tar):
+            log.warning("a binlog tar was transferred in IST mode; ignored")
+        log.info("IST requested by the donor: the datadir is left as it is")
+    else:
+        run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
+        run.phase("swapping in the new datadir")
+        _swap(run, s, layout, tar)
+    log.info(f"Galera co-ords from the donor: {state}")
+    run.out.coordinates(state_line)
+
+
+def _announced_cn(s: RsyncSettings, checked: tls.CheckedTLS | None) -> str:
+    """The CN in `CN:secret@`: the certificate's in VERIFY modes (the donor may check it);
+    otherwise empty, which mariadbd accepts and every donor treats as no name at all
+    (sst-contract.md 1.7, 5.4). Raises ConfigError for a VERIFY certificate without a CN."""
+    if not s.ssl_mode.startswith("VERIFY"):
+        return ""
+    assert checked is not None
+    if not checked.cn:
+        raise ConfigError(
+            f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
+            f"{s.ssl_mode} announces to the donor"
+        )
+    if s.ssl_mode == "VERIFY_IDENTITY":
+        # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
+        checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
+    return checked.cn
+
+
+def write_private(path: str, text: str) -> str:
+    """Create a new 0600 file (never an existing one) with text; returns the path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _secrets_file(run: Run, secret: str) -> str:
+    return write_private(os.path.join(run.rundir, "rsyncd.secrets"), rs.secrets_text(secret))
+
+
+def _private_staging(layout: JoinerLayout, owner: tuple[int, int] | None) -> None:
+    """Staging roots 0700; as root, every staged directory belongs to the datadir's owner,
+    whom the daemon's transfers run as."""
+    for a in layout.areas:
+        os.chmod(a.staged, 0o700)
+        if owner is None or owner == (os.geteuid(), os.getegid()):
+            continue
+        for root, dirs, _ in os.walk(a.staged):
+            os.chown(root, *owner)
+            for d in dirs:
+                os.chown(os.path.join(root, d), *owner, follow_symlinks=False)
+
+
+def _refuse_foreign_files(layout: JoinerLayout) -> None:
+    """No datadir holds devices, FIFOs, sockets or set-id files: raises TransferError,
+    before anything is swapped in, when the staging does."""
+    for a in layout.areas:
+        bad = datadir.first_foreign_entry(a.staged)
+        if bad:
+            raise TransferError(
+                f"refusing the data: '{os.path.relpath(bad, a.staged)}' arrived as a device, "
+                "FIFO, socket or set-id file (nothing in the datadir was changed)"
+            )
+
+
+def _start_daemon(
+    run: Run, s: RsyncSettings, d: rs.Daemon, *, bind: str, rsync_bin: str, stunnel_bin: str
+) -> tuple[Child, datadir.DiskWatch]:
+    """Write rsyncd.conf (and stunnel's) into the run directory and start the listener."""
+    addr = run.req.address
+    assert addr is not None
+    conf = write_private(os.path.join(run.rundir, "rsyncd.conf"), rs.daemon_conf(d))
+    daemon_log = os.path.join(run.rundir, "rsyncd.log")
+    disk = datadir.DiskWatch()
+    if not stunnel_bin:
+        argv = rs.daemon_argv(rsync_bin, conf, addr.port, bind)
+        stage = Stage(argv, name="rsyncd", log_file=daemon_log, on_line=disk.watch)
+        return run.sup.start(stage), disk
+    accept = (
+        f"{bind}:{addr.port}" if bind else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
+    )
+    sconf = os.path.join(run.rundir, "stunnel-server.conf")
+    with open(sconf, "w", encoding="utf-8") as f:
+        f.write(
+            st.server_conf(
+                s.tls,
+                st.Verify(chain=s.ssl_mode.startswith("VERIFY")),
+                pid_file=os.path.join(run.req.datadir, STUNNEL_PID),
+                accept=accept,
+                rsync=rsync_bin,
+                execargs=rs.server_execargs(conf),
+            )
+        )
+    stage = Stage(
+        st.argv(stunnel_bin, sconf), name="stunnel", log_file=daemon_log, on_line=disk.watch
+    )
+    return run.sup.start(stage), disk
+
+
+def _await_magic(
+    run: Run, s: RsyncSettings, daemon: Child, disk: datadir.DiskWatch, magic: str
+) -> None:
+    """Wait for the completion file under the first-byte and idle deadlines."""
+    addr = run.req.address
+    assert addr is not None
     activity = TreeActivity(daemon.pid)
     t0 = time.monotonic()
 
     def arrived() -> bool:
         if os.path.exists(magic):
             return True
-        disk.check(req.datadir)
+        disk.check(run.req.datadir)
         idle = activity.idle()
         if not activity.started:
             if s.connect_timeout and time.monotonic() - t0 > s.connect_timeout:
@@ -263,28 +333,6 @@ def _joiner_receive(
         return False
 
     run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0, alive=[daemon])
-    _drain(run, daemon)
-    run.sup.stop(daemon)  # nothing may write into staging from here on
-
-    state_line, tags = datadir.read_magic(magic)
-    if secret and tags.get("secret", "") != secret:
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
-    state = State.parse(state_line)
-    bypass = "bypass" in tags
-    tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
-    if bypass:
-        if os.path.exists(tar):
-            log.warning("a binlog tar was transferred in IST mode; ignored")
-        log.info("IST requested by the donor: the datadir is left as it is")
-    else:
-        run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
-        run.phase("swapping in the new datadir")
-        _swap(run, s, layout, tar)
-    log.info(f"Galera co-ords from the donor: {state}")
-    run.out.coordinates(state_line)
 
 
 def _drain(run: Run, daemon: Child, timeout: float = 60.0) -> None:
@@ -370,7 +418,15 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     req = run.req
     addr = req.address
     assert addr is not None
-    url = f"rsync://{addr.hostport}/{_module(req)}"
+    # Our joiner (same py_ method) demands rsync authentication with its secret; under the
+    # stock names the joiner may be stock, whose modules have no users (docs/tls.md, rsync).
+    user, password_file = "", ""
+    if req.method.startswith("py_") and req.remote_auth.secret:
+        user = rs.AUTH_USER
+        password_file = write_private(
+            os.path.join(run.rundir, "rsync.password"), rs.password_text(req.remote_auth.secret)
+        )
+    url = rs.push_url(addr.hostport, _module(req), user=user)
     rsh = ""
     if stunnel_bin:
         verify = st.Verify()
@@ -389,7 +445,13 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
         with open(conf, "w", encoding="utf-8") as f:
             f.write(st.client_conf(s.tls, verify, f"{addr.host}:{addr.port}"))
         rsh = rs.rsh_stunnel(stunnel_bin, conf)
-    return rs.Push(url, whole_file=not is_wan(req), rsh=rsh, bwlimit_kib=s.bwlimit_kib)
+    return rs.Push(
+        url,
+        whole_file=not is_wan(req),
+        rsh=rsh,
+        bwlimit_kib=s.bwlimit_kib,
+        password_file=password_file,
+    )
 
 
 def _binlog_tar(run: Run, s: RsyncSettings) -> str:
