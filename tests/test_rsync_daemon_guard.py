@@ -93,20 +93,21 @@ def password_file(d: Path, name: str, secret: str) -> str:
     return str(p)
 
 
-def connection_uids(listener: psutil.Process, timeout: float = 20) -> set[int]:
-    """The real/effective/saved/fs uids of the daemon's per-connection processes, as
+def connection_ids(listener: psutil.Process, timeout: float = 20) -> dict[str, set[int]]:
+    """The uids, gids and supplementary groups of the daemon's per-connection processes, as
     /proc/<pid>/status shows them, once a connection is receiving (receiver and generator,
     two processes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         kids = listener.children(recursive=True)
         if len(kids) >= 2:
-            uids: set[int] = set()
+            ids: dict[str, set[int]] = {"Uid": set(), "Gid": set(), "Groups": set()}
             for p in kids:
-                status = Path(f"/proc/{p.pid}/status").read_text()
-                uid_line = next(ln for ln in status.splitlines() if ln.startswith("Uid:"))
-                uids.update(int(u) for u in uid_line.split()[1:])
-            return uids
+                for ln in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                    key, _, values = ln.partition(":")
+                    if key in ids:
+                        ids[key].update(int(v) for v in values.split())
+            return ids
         time.sleep(0.02)
     raise AssertionError("no connection to the daemon seen")
 
@@ -167,7 +168,9 @@ def test_root_joiner_third_party_refused_and_transfers_run_as_mysql(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert connection_uids(listener) == {mysql.pw_uid}
+    ids = connection_ids(listener)
+    assert ids["Uid"] == {mysql.pw_uid} and ids["Gid"] == {mysql.pw_gid}
+    assert 0 not in ids["Groups"]
     push.communicate(timeout=60)
     staged = jd / ".sst-staging"
     assert stat.S_IMODE(staged.stat().st_mode) == 0o700
