@@ -230,3 +230,38 @@ def test_root_datadir_special_files_refused_before_the_swap(
     assert snapshot(base / "data") == before
     assert no_device_or_setid(base / "data") == []
     assert_no_debris(base / "data")
+
+
+def test_rsync_wan_staging_is_private_and_unreadable(
+    node_dir: Path, mysql_joiner: Path, parent: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """Delta mode stages hard links to the current datadir: nobody reads them through the
+    daemon, not even with the password, and the staging is 0700."""
+    port = free_port()
+    j = start_script("py_rsync_wan", joiner_args(mysql_joiner, port, parent.pid))
+    _, secret, hostport, module = ready_parts(j)
+    staged = mysql_joiner / "data" / ".sst-staging"
+    assert stat.S_IMODE(staged.stat().st_mode) == 0o700
+    assert (staged / "db1" / "t.ibd").stat().st_ino == (
+        mysql_joiner / "data" / "db1" / "t.ibd"
+    ).stat().st_ino
+    right = password_file(tmp_path, "right", secret)
+    out = tmp_path / "read"
+    for what in ("", "db1/t.ibd", "grastate.dat"):
+        read = rsync_client(
+            f"--password-file={right}", "-r", f"rsync://sst@{hostport}/{module}/{what}", f"{out}/"
+        )
+        assert read.returncode != 0 and "module is write only" in read.stderr
+    assert not out.exists() or not any(out.iterdir())
+    d = start_script(
+        "py_rsync_wan",
+        donor_args(node_dir, f"{hostport}/{module}"),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": f":{secret}"},
+    )
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    jd = mysql_joiner / "data"
+    assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+    assert_no_debris(jd)
