@@ -1,5 +1,5 @@
 """A third party with a certificate from the cluster's own CA (CN=mallory) on the joiner's
-rsync port during a real, rate-limited join (docs/tls.md, rsync): through stunnel it gets
+rsync port during a real, rate-limited join (docs/tls.md 2, rsync daemon): through stunnel it gets
 past TLS, and then can name, list and read nothing, and push nothing into the datadir."""
 
 from __future__ import annotations

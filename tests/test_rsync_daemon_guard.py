@@ -1,4 +1,4 @@
-"""The rsync joiner's daemon against a third party on the SST port (docs/tls.md, rsync):
+"""The rsync joiner's daemon against a third party on the SST port (docs/tls.md 2, rsync daemon):
 modules nobody can name or list, write only, rsync authentication between our peers,
 transfers as the datadir's owner, and no device, special or set-id file in the datadir.
 The joiner runs as root without mariadbd; the attacker is a real rsync client."""

@@ -165,7 +165,7 @@ def _joiner_receive(
     owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
     _private_staging(layout, owner)
 
-    # Per-SST names and secret, announced only through Galera (docs/tls.md, rsync).
+    # Per-SST names and secret, announced only through Galera (docs/tls.md 2, rsync daemon).
     module = rs.module_name(_module(req), secrets.token_hex(16))
     secret = secrets.token_hex(16)
     cn = _announced_cn(s, checked)
@@ -419,7 +419,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     addr = req.address
     assert addr is not None
     # Our joiner (same py_ method) demands rsync authentication with its secret; under the
-    # stock names the joiner may be stock, whose modules have no users (docs/tls.md, rsync).
+    # stock names the joiner may be stock, with no module users (docs/tls.md 2, rsync daemon).
     user, password_file = "", ""
     if req.method.startswith("py_") and req.remote_auth.secret:
         user = rs.AUTH_USER

@@ -115,7 +115,7 @@ def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
 
 def module_name(base: str, token: str) -> str:
     """The announced module: the configured (or default) name plus a per-SST random token,
-    so that only a peer who saw the `ready` address can name it (docs/tls.md, rsync)."""
+    so that only a peer who saw the `ready` address can name it (docs/tls.md 2, rsync daemon)."""
     return f"{base}_{token}"
 
 
@@ -153,7 +153,7 @@ def daemon_conf(d: Daemon) -> str:
     line break. Every module is write-only and unlisted; received directories become
     private and set-id bits are cleared; with a secrets file the donor must authenticate.
     Devices and specials are refused after the transfer (the stock donor's flags need -D:
-    refusing it here would fail a stock donor), see docs/tls.md."""
+    refusing it here would fail a stock donor): docs/tls.md 2, rsync daemon."""
     for _, path in d.modules:
         if "\n" in path:
             raise ConfigError(f"directory name contains a newline: {path!r}")
