@@ -102,15 +102,24 @@ def nothing_of_mallorys(joiner: Node) -> None:
 
 @pytest.mark.parametrize(
     ("method", "mode"),
-    [("py_rsync", "VERIFY_CA"), ("py_rsync", "VERIFY_IDENTITY"), ("py_rsync_wan", "VERIFY_CA")],
+    [
+        ("py_rsync", "VERIFY_CA"),
+        ("py_rsync", "VERIFY_IDENTITY"),
+        ("py_rsync_wan", "VERIFY_CA"),
+        ("rsync", "VERIFY_CA"),  # ours under the stock name, fed by the stock donor
+    ],
 )
 def test_mallory_with_a_cluster_certificate_gets_nothing_in_or_out(
     lab: Lab, donor: Node, ca_certs: CertPaths, mallory: Path, method: str, mode: str
 ) -> None:
     joiner = lab.add_node(sst_method=method)
+    stock_donor = not method.startswith("py_")
+    if stock_donor:
+        lab.use_ours_under_stock_names(joiner)
     donor.sst_method = method
     donor.sst_options = {**labmod.tls_options(ca_certs, donor.name, mode), "rlimit": "3m"}
     joiner.sst_options = labmod.tls_options(ca_certs, joiner.name, mode)
+    donor_log_at = len(donor.log_text())
     lab.configure()
     joiner.start()
     wait_for(lambda: sst_port_open(joiner), 60, "the joiner's rsync listener")
@@ -121,6 +130,9 @@ def test_mallory_with_a_cluster_certificate_gets_nothing_in_or_out(
     assert labmod.checksums(donor) == labmod.checksums(joiner)
     assert sst_errors(joiner) == []
     nothing_of_mallorys(joiner)
+    assert "Swapped " in joiner.log_text()  # our joiner received
+    stock_line = "Transfer of InnoDB data files done" in donor.log_text()[donor_log_at:]
+    assert stock_line == stock_donor
     assert_clean(lab, joiner)
     assert_clean(lab, donor)
     lab.remove_node(joiner)
