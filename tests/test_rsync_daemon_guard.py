@@ -31,7 +31,13 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
-from tests.test_rsync_process import act_as_donor_server, assert_no_debris, snapshot
+from tests.test_rsync_process import (
+    act_as_donor_server,
+    assert_no_debris,
+    certs_for,
+    snapshot,
+    tls_opts,
+)
 
 
 @pytest.fixture
@@ -211,6 +217,7 @@ def test_root_datadir_special_files_refused_before_the_swap(
     port = free_port()
     j = start_script("py_rsync", joiner_args(base, port, parent.pid))
     _, secret, hostport, module = ready_parts(j)
+    kids = [p.pid for p in j.descendants()]
     right = password_file(tmp_path, "right", secret)
     pushed = rsync_client(
         f"--password-file={right}", "-a", f"{evil}/", f"rsync://sst@{hostport}/{module}/"
@@ -230,6 +237,7 @@ def test_root_datadir_special_files_refused_before_the_swap(
     assert snapshot(base / "data") == before
     assert no_device_or_setid(base / "data") == []
     assert_no_debris(base / "data")
+    assert no_processes_left(kids) and not net.port_in_use(port, "127.0.0.1")
 
 
 def test_rsync_wan_staging_is_private_and_unreadable(
@@ -264,4 +272,34 @@ def test_rsync_wan_staging_is_private_and_unreadable(
     assert j.wait() == 0, j.stderr()
     jd = mysql_joiner / "data"
     assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+    assert_no_debris(jd)
+
+
+def test_root_joiner_through_stunnel_writes_as_the_datadirs_owner(
+    node_dir: Path, mysql_joiner: Path, parent: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """Behind stunnel (run as root) each connection's rsync still drops to mysql: the root
+    donor's files arrive owned by mysql, and the module demanded the donor's password."""
+    c = certs_for(tmp_path)
+    write_cnf(mysql_joiner, tls_opts(c, "joiner", "VERIFY_CA"))
+    write_cnf(node_dir, tls_opts(c, "donor", "VERIFY_CA"))
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(mysql_joiner, port, parent.pid))
+    cn, secret, hostport, module = ready_parts(j)
+    kids = [p.pid for p in j.descendants()]
+    d = start_script(
+        "py_rsync",
+        donor_args(node_dir, f"{hostport}/{module}"),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": f"{cn}:{secret}"},
+    )
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    jd = mysql_joiner / "data"
+    assert (node_dir / "data" / "db1" / "t.ibd").stat().st_uid == 0
+    mysql = pwd.getpwnam("mysql")
+    for p in (jd / "db1", jd / "db1" / "t.ibd", jd / "ibdata1", jd / "ib_logfile0"):
+        assert (p.stat().st_uid, p.stat().st_gid) == (mysql.pw_uid, mysql.pw_gid), p
+    assert no_processes_left(kids) and not net.port_in_use(port, "127.0.0.1")
     assert_no_debris(jd)
