@@ -238,7 +238,8 @@ def _announced_cn(s: RsyncSettings, checked: tls.CheckedTLS | None) -> str:
 
 
 def write_private(path: str, text: str) -> str:
-    """Create a new 0600 file (never an existing one) with text; returns the path."""
+    """Create a new 0600 file at path (never an existing one or a symlink) holding text;
+    returns the path. Raises OSError (FileExistsError) if path exists."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
@@ -246,6 +247,7 @@ def write_private(path: str, text: str) -> str:
 
 
 def _secrets_file(run: Run, secret: str) -> str:
+    """The daemon's 0600 secrets file for secret, in the private run directory; its path."""
     return write_private(os.path.join(run.rundir, "rsyncd.secrets"), rs.secrets_text(secret))
 
 
@@ -277,7 +279,9 @@ def _refuse_foreign_files(layout: JoinerLayout) -> None:
 def _start_daemon(
     run: Run, s: RsyncSettings, d: rs.Daemon, *, bind: str, rsync_bin: str, stunnel_bin: str
 ) -> tuple[Child, datadir.DiskWatch]:
-    """Write rsyncd.conf (and stunnel's) into the run directory and start the listener."""
+    """Given the daemon's settings, write rsyncd.conf (0600) and stunnel's config into the
+    run directory and start the listener (stunnel with TLS, else rsync --daemon); returns
+    it and the disk watch fed by its stderr. Raises ConfigError for unusable paths."""
     addr = run.req.address
     assert addr is not None
     conf = write_private(os.path.join(run.rundir, "rsyncd.conf"), rs.daemon_conf(d))
@@ -311,7 +315,9 @@ def _start_daemon(
 def _await_magic(
     run: Run, s: RsyncSettings, daemon: Child, disk: datadir.DiskWatch, magic: str
 ) -> None:
-    """Wait for the completion file under the first-byte and idle deadlines."""
+    """Wait until the completion file exists; raises Timeout when no donor connects within
+    sst-initial-timeout or the transfer stalls for sst-idle-timeout, NoSpace on a full disk,
+    TransferError when the listener dies."""
     addr = run.req.address
     assert addr is not None
     activity = TreeActivity(daemon.pid)
