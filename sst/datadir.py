@@ -11,6 +11,7 @@ import contextlib
 import fnmatch
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -349,3 +350,18 @@ def set_aside(dirs: Sequence[str], keep: Callable[[str], bool]) -> Aside:
                 continue
             os.rename(path, os.path.join(old, name))
     return aside
+
+
+def first_foreign_entry(root: str) -> str:
+    """Given a received tree, the first entry no datadir holds (a device, FIFO or socket,
+    or a regular file with a set-user/group-id bit), or '' when there is none. Symlinks
+    are not followed."""
+    for dirpath, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode) or mode & (stat.S_ISUID | stat.S_ISGID):
+                return path
+    return ""

@@ -102,3 +102,16 @@ def test_read_magic(tmp_path: Path) -> None:
     p = tmp_path / "rsync_sst_complete"
     p.write_text("uuid:1 0\nsecret abc\nbypass\n")
     assert datadir.read_magic(str(p)) == ("uuid:1 0", {"secret": "abc", "bypass": ""})
+
+
+def test_first_foreign_entry_finds_specials_and_setid_files(tmp_path: Path) -> None:
+    root = tmp_path / "staged"
+    tree(root, {"db/t.ibd": "x", "ibdata1": "y"})
+    os.symlink("/dev/null", root / "db" / "link")  # symlinks are the donor's business
+    (root / "db").chmod(0o2750)  # a set-group-id directory is fine
+    assert datadir.first_foreign_entry(str(root)) == ""
+    os.mkfifo(root / "db" / "fifo")
+    assert datadir.first_foreign_entry(str(root)) == str(root / "db" / "fifo")
+    os.unlink(root / "db" / "fifo")
+    (root / "ibdata1").chmod(0o4644)
+    assert datadir.first_foreign_entry(str(root)) == str(root / "ibdata1")

@@ -197,11 +197,12 @@ def _stunnel_server(sup: Supervisor, tmp: Path, files: TLSFiles, host: str, port
     rconf = tmp / "rsyncd.conf"
     rconf.write_text(
         rs.daemon_conf(
-            pid_file=str(tmp / "rsyncd.pid"),
-            modules=[(rs.DEFAULT_MODULE, str(dest))],
-            as_root=os.geteuid() == 0,
-            timeout=30,
-            refuse_inplace=False,
+            rs.Daemon(
+                pid_file=str(tmp / "rsyncd.pid"),
+                modules=[(rs.DEFAULT_MODULE, str(dest))],
+                timeout=30,
+                owner=(0, 0) if os.geteuid() == 0 else None,
+            )
         )
     )
     sconf = tmp / "server.conf"

@@ -115,6 +115,23 @@ def test_donor_line_with_auth_and_remote_auth() -> None:
     assert r.local_port == 3306 and r.address is not None and r.address.module == "rsync_sst"
 
 
+def test_empty_cn_outside_verify_modes() -> None:
+    """The joiner announces `:secret@` without a certificate: no name, just the secret,
+    whether mariadbd split it into the environment or it came in --address."""
+    token = "rsync_sst_" + "ab" * 16
+    base = ["--role", "donor", "--datadir", "/d", "--address"]
+    r = parse_request(
+        "wsrep_sst_py_rsync",
+        [*base, f"127.0.0.2:4444/{token}"],
+        {"WSREP_SST_OPT_REMOTE_AUTH": ":" + "5e" * 16},
+    )
+    assert (r.remote_auth.cn, r.remote_auth.secret) == ("", "5e" * 16)
+    assert r.address is not None and r.address.module == token
+    r = parse_request("wsrep_sst_py_rsync", [*base, f":{'5e' * 16}@127.0.0.2:4444/{token}"], {})
+    assert (r.remote_auth.cn, r.remote_auth.secret) == ("", "5e" * 16)
+    assert r.address is not None and (r.address.host, r.address.module) == ("127.0.0.2", token)
+
+
 def test_mysqldump_style_line_defaults_to_donor() -> None:
     r = parse_request(
         "wsrep_sst_mysqldump",

@@ -92,11 +92,12 @@ def stunnel_joiner(sup: Supervisor, tmp: Path, files: Files) -> int:
     modules = [(rs.DEFAULT_MODULE, str(dest))]
     rconf.write_text(
         rs.daemon_conf(
-            pid_file=str(tmp / "rsyncd.pid"),
-            modules=modules,
-            as_root=os.geteuid() == 0,
-            timeout=30,
-            refuse_inplace=False,
+            rs.Daemon(
+                pid_file=str(tmp / "rsyncd.pid"),
+                modules=modules,
+                timeout=30,
+                owner=(0, 0) if os.geteuid() == 0 else None,
+            )
         )
     )
     sconf = tmp / "server.conf"

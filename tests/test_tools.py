@@ -53,22 +53,88 @@ def test_magic_pass_and_errno() -> None:
     assert rs.errno_for(23) == 255
 
 
-def test_daemon_conf() -> None:
+def _conf_lines(text: str) -> dict[str, list[str]]:
+    """rsyncd.conf text -> section name ('' = global) -> its `key = value` lines."""
+    out: dict[str, list[str]] = {"": []}
+    section = ""
+    for ln in text.splitlines():
+        if ln.startswith("["):
+            section = ln.strip("[]")
+            out[section] = []
+        else:
+            out[section].append(ln.strip())
+    return out
+
+
+def test_daemon_conf_modules_are_write_only_unlisted_and_guarded() -> None:
     text = rs.daemon_conf(
-        pid_file="/d/rsync_sst.pid",
-        modules=[("rsync_sst", "/d/.s")],
-        as_root=True,
-        timeout=300,
-        refuse_inplace=True,
-    )
-    assert "uid = 0" in text and "refuse options = inplace" in text
-    assert "[rsync_sst]\n    path = /d/.s\n" in text
-    text = rs.daemon_conf(pid_file="/p", modules=[], as_root=False, timeout=5, refuse_inplace=False)
-    assert "uid" not in text and "refuse" not in text and "timeout = 5" in text
-    with pytest.raises(ConfigError):
-        rs.daemon_conf(
-            pid_file="/p", modules=[("m", "/a\nb")], as_root=False, timeout=1, refuse_inplace=False
+        rs.Daemon(
+            pid_file="/d/rsync_sst.pid",
+            modules=[("rsync_sst_ab12", "/d/.s"), ("rsync_sst_ab12-log_dir", "/l/.s")],
+            timeout=300,
+            owner=(102, 105),
+            secrets_file="/run/x/rsyncd.secrets",
+            refuse_inplace=True,
         )
+    )
+    conf = _conf_lines(text)
+    g = conf[""]
+    for line in (
+        "write only = yes",
+        "list = no",
+        "read only = no",
+        "use chroot = no",
+        "refuse options = devices inplace",
+        "incoming chmod = Dgo-rwx,ug-s",
+        "uid = 102",
+        "gid = 105",
+        "auth users = sst",
+        "secrets file = /run/x/rsyncd.secrets",
+        "strict modes = yes",
+        "timeout = 300",
+    ):
+        assert line in g
+    assert conf["rsync_sst_ab12"] == ["path = /d/.s", "exclude = .zfs"]
+    assert conf["rsync_sst_ab12-log_dir"][0] == "path = /l/.s"
+
+
+def test_daemon_conf_under_stock_names_and_not_root() -> None:
+    """No secrets file (a stock donor cannot authenticate), not root: no auth, no uid."""
+    text = rs.daemon_conf(rs.Daemon(pid_file="/p", modules=[("m_1", "/a")], timeout=5))
+    g = _conf_lines(text)[""]
+    assert "write only = yes" in g and "list = no" in g and "timeout = 5" in g
+    assert "refuse options = devices" in g
+    assert not [ln for ln in g if ln.startswith(("uid", "gid", "auth users", "secrets file"))]
+    with pytest.raises(ConfigError):
+        rs.daemon_conf(rs.Daemon(pid_file="/p", modules=[("m", "/a\nb")], timeout=1))
+
+
+def test_daemon_owner_is_the_datadirs_when_root() -> None:
+    assert rs.daemon_owner(0, 102, 105) == (102, 105)
+    assert rs.daemon_owner(0, 0, 0) == (0, 0)  # root's datadir: root it stays
+    assert rs.daemon_owner(102, 102, 105) is None
+
+
+def test_module_name_secret_and_password_texts() -> None:
+    assert rs.module_name("rsync_sst", "0f" * 16) == "rsync_sst_" + "0f" * 16
+    assert rs.secrets_text("s3") == "sst:s3\n"
+    assert rs.password_text("s3") == "s3\n"
+
+
+def test_authenticated_push_uses_a_password_file_only() -> None:
+    url = rs.push_url("[::1]:4444", "rsync_sst_ab", user=rs.AUTH_USER)
+    assert url == "rsync://sst@[::1]:4444/rsync_sst_ab"
+    assert rs.push_url("h:1", "m") == "rsync://h:1/m"
+    p = rs.Push(url, password_file="/run/x/rsync.password")
+    for argv in (
+        rs.top_level_pass("rsync", p, "/d"),
+        rs.submodule_pass("rsync", p, "/d", "log_dir"),
+        rs.database_pass("rsync", p, "/d", "db"),
+        rs.magic_pass("rsync", p, "/run/x/rsync_sst_complete"),
+    ):
+        assert "--password-file=/run/x/rsync.password" in argv
+        assert argv[-1].startswith("rsync://sst@[::1]:4444/rsync_sst_ab")
+    assert not [a for a in rs.Push("rsync://h:1/m").common() if "password" in a]
 
 
 def test_daemon_argv_binds() -> None:
@@ -104,11 +170,11 @@ def test_daemon_conf_paths_are_read_back_verbatim() -> None:
     """rsyncd.conf keeps inner white space, `#` and a `%` verbatim, but would expand
     %NAME% (no escape exists): such a path is refused, never sent elsewhere."""
     text = rs.daemon_conf(
-        pid_file="/d 100% #x;'\"/rsync_sst.pid",
-        modules=[("rsync_sst", "/d %path% #x/.s")],
-        as_root=False,
-        timeout=1,
-        refuse_inplace=False,
+        rs.Daemon(
+            pid_file="/d 100% #x;'\"/rsync_sst.pid",
+            modules=[("rsync_sst", "/d %path% #x/.s")],
+            timeout=1,
+        )
     )
     assert "pid file = /d 100% #x;'\"/rsync_sst.pid\n" in text
     assert "    path = /d %path% #x/.s\n" in text

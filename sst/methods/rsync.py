@@ -179,104 +179,189 @@ def _joiner_receive(
     req = run.req
     addr = req.address
     assert addr is not None
-    dd = req.datadir
-    module = _module(req)
     wan = is_wan(req)
     # Delta mode stages hard links of the old files; only our own donor (which never uses
     # --inplace) may write there, so a stock donor is refused rather than corrupting them.
     hardlink = wan and req.method.startswith("py_")
     datadir.prepare_staging(layout.areas, hardlink_from_live=hardlink)
+    st_dd = os.stat(req.datadir)
+    owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
+    _private_staging(layout, owner)
 
-    modules = [(module, layout.main.staged)] + [
-        (f"{module}-{k}", a.staged) for k, a in layout.subs.items()
-    ]
-    conf = os.path.join(run.rundir, "rsyncd.conf")
-    daemon_log = os.path.join(run.rundir, "rsyncd.log")
-    disk = datadir.DiskWatch()
-    refusals = Refusals()
-    with open(conf, "w", encoding="utf-8") as f:
-        f.write(
-            rs.daemon_conf(
-                pid_file=os.path.join(dd, RSYNC_PID),
-                modules=modules,
-                as_root=os.geteuid() == 0,
-                timeout=int(s.idle_timeout) or 300,
-                refuse_inplace=hardlink,
-            )
-        )
-
+    # Per-SST names and secret, announced only through Galera (docs/tls.md 2, rsync daemon).
+    module = rs.module_name(_module(req), secrets.token_hex(16))
+    secret = secrets.token_hex(16)
+    cn = _announced_cn(s, checked)
     bind = listen_address(addr)
-
-    if stunnel_bin:
-        accept = (
-            f"{bind}:{addr.port}"
-            if bind
-            else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
-        )
-        sconf = os.path.join(run.rundir, "stunnel-server.conf")
-        files, verify = tunnel_files(run, s)
-        with open(sconf, "w", encoding="utf-8") as f:
-            f.write(
-                st.server_conf(
-                    files,
-                    verify,
-                    pid_file=os.path.join(dd, STUNNEL_PID),
-                    accept=accept,
-                    rsync=rsync_bin,
-                    execargs=rs.server_execargs(os.path.basename(conf)),
-                )
-            )
-        daemon = run.sup.start(
-            Stage(
-                st.argv(stunnel_bin, sconf),
-                name="stunnel",
-                log_file=daemon_log,
-                on_line=refusals.then(disk.watch),
-                cwd=run.rundir,  # where execargs' relative --config is found
-            )
-        )
-    else:
-        daemon = run.sup.start(
-            Stage(
-                rs.daemon_argv(rsync_bin, conf, addr.port, bind),
-                name="rsyncd",
-                log_file=daemon_log,
-                on_line=disk.watch,
-            )
-        )
-
+    daemon, disk, refusals = _start_daemon(
+        run,
+        s,
+        rs.Daemon(
+            pid_file=os.path.join(req.datadir, RSYNC_PID),
+            modules=[(module, layout.main.staged)]
+            + [(f"{module}-{k}", a.staged) for k, a in layout.subs.items()],
+            timeout=int(s.idle_timeout) or 300,
+            owner=owner,
+            secrets_file=_secrets_file(run, secret) if req.method.startswith("py_") else "",
+            refuse_inplace=hardlink,
+        ),
+        bind=bind,
+        rsync_bin=rsync_bin,
+        stunnel_bin=stunnel_bin,
+    )
     _wait_listening(run, daemon, addr.port)
-
-    ready = f"{addr.hostport}/{module}"
-    secret = ""
-    if s.ssl_mode.startswith("VERIFY"):
-        assert checked is not None
-        if not checked.cn:
-            raise ConfigError(
-                f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
-                f"{s.ssl_mode} announces to the donor"
-            )
-        if s.ssl_mode == "VERIFY_IDENTITY":
-            # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
-            checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
-        secret = secrets.token_hex(16)
-        ready = f"{checked.cn}:{secret}@{ready}"
     log.info(
         f"Listening on {listening_on(addr, bind)} "
         f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
         f"{', delta mode' if wan else ''})"
     )
-    run.out.ready(ready)
+    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{module}")
     run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
+    _await_magic(run, s, daemon, (disk, refusals), os.path.join(layout.main.staged, rs.MAGIC_FILE))
+    _drain(run, daemon)
+    run.sup.stop(daemon)  # nothing may write into staging from here on
 
-    magic = os.path.join(layout.main.staged, rs.MAGIC_FILE)
+    state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
+    if tags.get("secret", "") != secret:
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
+    _refuse_foreign_files(layout)
+    state = State.parse(state_line)
+    tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
+    if "bypass" in tags:
+        if os.path.exists(tar):
+            log.warning("a binlog tar was transferred in IST mode; ignored")
+        log.info("IST requested by the donor: the datadir is left as it is")
+    else:
+        run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
+        run.phase("swapping in the new datadir")
+        _swap(run, s, layout, tar)
+    log.info(f"Galera co-ords from the donor: {state}")
+    run.out.coordinates(state_line)
+
+
+def _announced_cn(s: RsyncSettings, checked: tls.CheckedTLS | None) -> str:
+    """The CN in `CN:secret@`: the certificate's in VERIFY modes (the donor may check it);
+    otherwise empty, which mariadbd accepts and every donor treats as no name at all
+    (sst-contract.md 1.7, 5.4). Raises ConfigError for a VERIFY certificate without a CN."""
+    if not s.ssl_mode.startswith("VERIFY"):
+        return ""
+    assert checked is not None
+    if not checked.cn:
+        raise ConfigError(
+            f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
+            f"{s.ssl_mode} announces to the donor"
+        )
+    if s.ssl_mode == "VERIFY_IDENTITY":
+        # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
+        checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
+    return checked.cn
+
+
+def write_private(path: str, text: str) -> str:
+    """Create a new 0600 file at path (never an existing one or a symlink) holding text;
+    returns the path. Raises OSError (FileExistsError) if path exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _secrets_file(run: Run, secret: str) -> str:
+    """The daemon's 0600 secrets file for secret, in the private run directory; its path."""
+    return write_private(os.path.join(run.rundir, "rsyncd.secrets"), rs.secrets_text(secret))
+
+
+def _private_staging(layout: JoinerLayout, owner: tuple[int, int] | None) -> None:
+    """Staging roots 0700; as root, every staged directory belongs to the datadir's owner,
+    whom the daemon's transfers run as."""
+    for a in layout.areas:
+        os.chmod(a.staged, 0o700)
+        if owner is None or owner == (os.geteuid(), os.getegid()):
+            continue
+        for root, dirs, _ in os.walk(a.staged):
+            os.chown(root, *owner)
+            for d in dirs:
+                os.chown(os.path.join(root, d), *owner, follow_symlinks=False)
+
+
+def _refuse_foreign_files(layout: JoinerLayout) -> None:
+    """No datadir holds devices, FIFOs, sockets or set-id files: raises TransferError,
+    before anything is swapped in, when the staging does."""
+    for a in layout.areas:
+        bad = datadir.first_foreign_entry(a.staged)
+        if bad:
+            raise TransferError(
+                f"refusing the data: '{os.path.relpath(bad, a.staged)}' arrived as a device, "
+                "FIFO, socket or set-id file (nothing in the datadir was changed)"
+            )
+
+
+def _start_daemon(
+    run: Run, s: RsyncSettings, d: rs.Daemon, *, bind: str, rsync_bin: str, stunnel_bin: str
+) -> tuple[Child, datadir.DiskWatch, Refusals]:
+    """Given the daemon's settings, write rsyncd.conf (0600) and stunnel's config into the
+    run directory and start the listener (stunnel with TLS, else rsync --daemon); returns
+    it, the disk watch fed by its stderr and the watch of refused TLS handshakes. Raises
+    ConfigError for unusable paths."""
+    addr = run.req.address
+    assert addr is not None
+    conf = write_private(os.path.join(run.rundir, "rsyncd.conf"), rs.daemon_conf(d))
+    daemon_log = os.path.join(run.rundir, "rsyncd.log")
+    disk = datadir.DiskWatch()
+    refusals = Refusals()
+    if not stunnel_bin:
+        argv = rs.daemon_argv(rsync_bin, conf, addr.port, bind)
+        stage = Stage(argv, name="rsyncd", log_file=daemon_log, on_line=disk.watch)
+        return run.sup.start(stage), disk, refusals
+    accept = (
+        f"{bind}:{addr.port}" if bind else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
+    )
+    sconf = os.path.join(run.rundir, "stunnel-server.conf")
+    files, verify = tunnel_files(run, s)
+    with open(sconf, "w", encoding="utf-8") as f:
+        f.write(
+            st.server_conf(
+                files,
+                verify,
+                pid_file=os.path.join(run.req.datadir, STUNNEL_PID),
+                accept=accept,
+                rsync=rsync_bin,
+                execargs=rs.server_execargs(os.path.basename(conf)),
+            )
+        )
+    stage = Stage(
+        st.argv(stunnel_bin, sconf),
+        name="stunnel",
+        log_file=daemon_log,
+        on_line=refusals.then(disk.watch),
+        cwd=run.rundir,  # where execargs' relative --config is found
+    )
+    return run.sup.start(stage), disk, refusals
+
+
+def _await_magic(
+    run: Run,
+    s: RsyncSettings,
+    daemon: Child,
+    watches: tuple[datadir.DiskWatch, Refusals],
+    magic: str,
+) -> None:
+    """Wait until the completion file exists; raises Timeout when no donor connects within
+    sst-initial-timeout or the transfer stalls for sst-idle-timeout, NoSpace on a full disk,
+    TransferError when the listener dies (each with the last refused TLS handshake)."""
+    disk, refusals = watches
+    addr = run.req.address
+    assert addr is not None
     activity = TreeActivity(daemon.pid)
     t0 = time.monotonic()
 
     def arrived() -> bool:
         if os.path.exists(magic):
             return True
-        disk.check(req.datadir)
+        disk.check(run.req.datadir)
         idle = activity.idle()
         if not activity.started:
             if s.connect_timeout and time.monotonic() - t0 > s.connect_timeout:
@@ -292,28 +377,6 @@ def _joiner_receive(
         run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0, alive=[daemon])
     except SSTError as exc:
         raise refusals.annotate(exc) from exc
-    _drain(run, daemon)
-    run.sup.stop(daemon)  # nothing may write into staging from here on
-
-    state_line, tags = datadir.read_magic(magic)
-    if secret and tags.get("secret", "") != secret:
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
-    state = State.parse(state_line)
-    bypass = "bypass" in tags
-    tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
-    if bypass:
-        if os.path.exists(tar):
-            log.warning("a binlog tar was transferred in IST mode; ignored")
-        log.info("IST requested by the donor: the datadir is left as it is")
-    else:
-        run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
-        run.phase("swapping in the new datadir")
-        _swap(run, s, layout, tar)
-    log.info(f"Galera co-ords from the donor: {state}")
-    run.out.coordinates(state_line)
 
 
 class Refusals:
@@ -434,9 +497,22 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     req = run.req
     addr = req.address
     assert addr is not None
-    url = f"rsync://{addr.hostport}/{_module(req)}"
+    # Our joiner (same py_ method) demands rsync authentication with its secret; under the
+    # stock names the joiner may be stock, with no module users (docs/tls.md 2, rsync daemon).
+    user, password_file = "", ""
+    if req.method.startswith("py_") and req.remote_auth.secret:
+        user = rs.AUTH_USER
+        password_file = write_private(
+            os.path.join(run.rundir, "rsync.password"), rs.password_text(req.remote_auth.secret)
+        )
+    url = rs.push_url(addr.hostport, _module(req), user=user)
     if not stunnel_bin:
-        return rs.Push(url, whole_file=not is_wan(req), bwlimit_kib=s.bwlimit_kib)
+        return rs.Push(
+            url,
+            whole_file=not is_wan(req),
+            bwlimit_kib=s.bwlimit_kib,
+            password_file=password_file,
+        )
     files, verify = tunnel_files(run, s)
     if s.ssl_mode == "VERIFY_IDENTITY":
         # The name the joiner announced (its CN), else the address it was reached at; an IP
@@ -456,6 +532,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
         whole_file=not is_wan(req),
         rsh=rs.rsh_stunnel(stunnel_bin, conf),
         bwlimit_kib=s.bwlimit_kib,
+        password_file=password_file,
         explain=explain,
     )
 

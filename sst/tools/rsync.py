@@ -12,6 +12,9 @@ from sst.errors import ConfigError
 MAGIC_FILE = "rsync_sst_complete"
 BINLOG_TAR = "wsrep_sst_binlog.tar"
 DEFAULT_MODULE = "rsync_sst"
+AUTH_USER = "sst"  # the rsync user of an authenticated module (ours to ours)
+# Received directories private (the staging root too), set-user/group-id bits cleared.
+INCOMING_CHMOD = "Dgo-rwx,ug-s"
 SUBMODULES = ("data_dir", "log_dir", "undo_dir", "aria_log")
 
 # Top-level names never sent (stock filter) and never deleted on the joiner.
@@ -35,6 +38,11 @@ def errno_for(rc: int) -> int:
     return 255
 
 
+def push_url(hostport: str, module: str, *, user: str = "") -> str:
+    """`rsync://[user@]host:port/module` (with --rsh the user is still rsync's own)."""
+    return f"rsync://{user + '@' if user else ''}{hostport}/{module}"
+
+
 def rsh_stunnel(stunnel: str, conf: str) -> str:
     """The --rsh value. rsync splits it itself at spaces and honours single quotes, inside
     which a doubled quote is one literal quote (rsync(1), --rsh): given the stunnel binary
@@ -46,12 +54,17 @@ def rsh_stunnel(stunnel: str, conf: str) -> str:
 class Push:
     """Options shared by every donor pass."""
 
-    url: str  # rsync://host:port/module
+    url: str  # rsync://[user@]host:port/module
     whole_file: bool = True
     rsh: str = ""
     bwlimit_kib: int = 0  # per rsync process; 0: unlimited
     # Why a pass failed, from its stderr (the tunnel's TLS verdict): the runner's Stage.explain.
     explain: Callable[[Sequence[str]], str] | None = field(default=None, compare=False)
+    password_file: str = ""  # 0600, in the private run directory; never argv or env
+
+    def auth(self) -> tuple[str, ...]:
+        """`--password-file=` when the joiner's module demands authentication."""
+        return (f"--password-file={self.password_file}",) if self.password_file else ()
 
     def common(self) -> tuple[str, ...]:
         """Flags on every pass. No --inplace: a staged joiner shares inodes with its old copy."""
@@ -71,7 +84,7 @@ class Push:
             out.append(f"--rsh={self.rsh}")
         if self.bwlimit_kib:
             out.append(f"--bwlimit={self.bwlimit_kib}")
-        return tuple(out)
+        return (*out, *self.auth())
 
 
 def top_level_pass(binary: str, push: Push, datadir: str) -> tuple[str, ...]:
@@ -100,7 +113,7 @@ def database_pass(binary: str, push: Push, datadir: str, db: str) -> tuple[str, 
 def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
     """The completion file, sent last."""
     rsh = (f"--rsh={push.rsh}",) if push.rsh else ()
-    return (binary, *rsh, "--archive", "--quiet", "--checksum", magic_path, push.url)
+    return (binary, *rsh, *push.auth(), "--archive", "--quiet", "--checksum", magic_path, push.url)
 
 
 # What rsync (3.2 to 3.5) expands in rsyncd.conf string values: `%`, an upper-case letter,
@@ -131,29 +144,65 @@ def conf_path(path: str) -> str:
     return path
 
 
-def daemon_conf(
-    *,
-    pid_file: str,
-    modules: Sequence[tuple[str, str]],
-    as_root: bool,
-    timeout: int,
-    refuse_inplace: bool,
-) -> str:
-    """rsyncd.conf text. A daemon started by root would drop to `nobody` and could not write
-    the datadir (the stock script's bug): as root we stay root, otherwise nothing changes.
-    Paths are written as rsyncd.conf reads them back verbatim (see conf_path)."""
+def module_name(base: str, token: str) -> str:
+    """The announced module: the configured (or default) name plus a per-SST random token,
+    so that only a peer who saw the `ready` address can name it (docs/tls.md 2, rsync daemon)."""
+    return f"{base}_{token}"
+
+
+def secrets_text(secret: str) -> str:
+    """The joiner's `secrets file`: one `user:password` line for AUTH_USER."""
+    return f"{AUTH_USER}:{secret}\n"
+
+
+def password_text(secret: str) -> str:
+    """The donor's `--password-file`: the password on its first line."""
+    return f"{secret}\n"
+
+
+def daemon_owner(euid: int, uid: int, gid: int) -> tuple[int, int] | None:
+    """Given our euid and the datadir's owner, the uid/gid the daemon's transfers run as:
+    the datadir's owner when we are root (root only for root's datadir), None (no change,
+    we are not root) otherwise."""
+    return (uid, gid) if euid == 0 else None
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """What the joiner's rsync daemon serves and how it guards it."""
+
+    pid_file: str
+    modules: Sequence[tuple[str, str]]  # (name, path)
+    timeout: int
+    owner: tuple[int, int] | None = None  # uid, gid of the transfers (see daemon_owner)
+    secrets_file: str = ""  # demand rsync authentication of AUTH_USER (ours to ours)
+    refuse_inplace: bool = False
+
+
+def daemon_conf(d: Daemon) -> str:
+    """rsyncd.conf text, given the daemon's settings; raises ConfigError for a path with a
+    line break. Every module is write-only and unlisted; received directories become
+    private and set-id bits are cleared; with a secrets file the donor must authenticate.
+    Devices and specials are refused after the transfer (the stock donor's flags need -D:
+    refusing it here would fail a stock donor): docs/tls.md 2, rsync daemon."""
+    refuse = "devices inplace" if d.refuse_inplace else "devices"
     lines = [
-        f"pid file = {conf_path(pid_file)}",
+        f"pid file = {conf_path(d.pid_file)}",
         "use chroot = no",
         "read only = no",
-        f"timeout = {timeout}",
+        "write only = yes",
+        "list = no",
+        f"timeout = {d.timeout}",
         "log file = /dev/stderr",  # errors (a full disk) reach the supervisor, not syslog
+        f"refuse options = {refuse}",
+        f"incoming chmod = {INCOMING_CHMOD}",
     ]
-    if as_root:
-        lines += ["uid = 0", "gid = 0"]
-    if refuse_inplace:
-        lines.append("refuse options = inplace")
-    for name, path in modules:
+    if d.owner is not None:
+        lines += [f"uid = {d.owner[0]}", f"gid = {d.owner[1]}"]
+    if d.secrets_file:
+        lines += [f"auth users = {AUTH_USER}", f"secrets file = {conf_path(d.secrets_file)}"]
+        lines.append("strict modes = yes")
+    for name, path in d.modules:
         lines += [f"[{name}]", f"    path = {conf_path(path)}", "    exclude = .zfs"]
     return "\n".join(lines) + "\n"
 
