@@ -22,12 +22,14 @@ def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
     """Given a path and its new content, write a fresh file under a random private name
     (O_CREAT|O_EXCL|O_NOFOLLOW: never through a planted symlink, never into someone else's
     file) and rename it over path (a symlink at path is replaced, not followed).
-    Raises OSError; the temporary file never survives a failure."""
+    The file gets exactly `mode`. Raises OSError; the temporary file never survives a
+    failure."""
     folder, base = os.path.split(path)
     tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, _CREATE, mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # exactly this mode, whatever the umask
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
