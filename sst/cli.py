@@ -104,7 +104,7 @@ def _report(exc: BaseException, where: str, *, debug: bool) -> int:
         log.error(f"internal error: {type(exc).__name__}: {exc} at {_place(exc)} [{where}]")
         code = 1
     if debug and not isinstance(exc, SSTError):
-        traceback.print_exception(exc, file=sys.stderr)
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     log.info(f"Cleanup after exit with status: {code}")
     return code
 
@@ -204,7 +204,7 @@ def _command_failed(command: str, exc: BaseException) -> int:
     else:
         text, code = f"internal error: {type(exc).__name__}: {exc} at {_place(exc)}", 1
     if os.environ.get("GALERA_SST_DEBUG") and not isinstance(exc, SSTError):
-        traceback.print_exception(exc, file=sys.stderr)
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     with contextlib.suppress(OSError, ValueError):
         print(f"galera-sst {command}: {text}", file=sys.stderr)
     return code
