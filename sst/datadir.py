@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sst.errors import NoSpace, SSTError, TransferError
+from sst.errors import NoSpace, TransferError, from_oserror
 
 STAGING = ".sst-staging"
 OLD = ".sst-old"
@@ -266,8 +266,8 @@ def ensure_dir(path: str) -> None:
     """Create a directory (and parents); errors name the path."""
     try:
         os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise SSTError(f"cannot create directory '{path}': {exc.strerror}", exc.errno) from exc
+    except OSError as exc:  # a contract errno (ENOENT, EACCES, ENOSPC), not any errno
+        raise from_oserror(exc, f"cannot create directory '{path}'") from None
 
 
 def read_magic(path: str) -> tuple[str, dict[str, str]]:
