@@ -183,6 +183,7 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     run.add_argument("method")
     run.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
+    install_signal_handlers()  # SIGTERM/SIGINT: one line and exit 3, children stopped
     try:
         code = _command(ns)
     except BaseException as exc:  # one line, never a traceback (see _report)
@@ -262,7 +263,6 @@ def _install(ns: Any) -> int:
 
 
 def _sst(ns: Any) -> int:
-    install_signal_handlers()
     return run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ)
 
 

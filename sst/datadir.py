@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sst.errors import NoSpace, TransferError, from_oserror
+from sst.process.pidfile import replace_file
 
 STAGING = ".sst-staging"
 OLD = ".sst-old"
@@ -243,17 +244,14 @@ class Binlogs:
     def write_index(self, names: Sequence[str]) -> None:
         """Rebuild the index from the restored file names (full paths, as stock writes)."""
         os.makedirs(os.path.dirname(self.index), exist_ok=True)
-        tmp = self.index + ".tmp"
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            for n in names:
-                f.write(os.path.join(self.directory, n) + "\n")
-        os.replace(tmp, self.index)
+        text = "".join(os.path.join(self.directory, n) + "\n" for n in names)
+        replace_file(self.index, text.encode("utf-8", "surrogateescape"), None)
 
 
 def touch(path: str) -> None:
-    """Create an empty marker file."""
-    with open(path, "a", encoding="ascii"):
-        pass
+    """Create an empty marker file (a new file renamed into place: a symlink planted at
+    path is replaced, never followed)."""
+    replace_file(path, b"", None)
 
 
 def remove(path: str) -> None:

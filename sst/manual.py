@@ -133,6 +133,11 @@ def own_directory(path: str) -> str:
     ConfigError otherwise (another user's directory could hold planted symlinks named
     like our files; a live datadir must never be received into)."""
     path = os.path.abspath(path)
+    if os.path.isdir(path) and not os.path.islink(path) and os.listdir(path):
+        raise ConfigError(
+            f"{path} is not empty: a manual joiner only receives into an "
+            "empty directory, never into a live datadir"
+        )
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise ConfigError(f"{parent} does not exist: make it first (the joiner makes {path})")
@@ -151,11 +156,8 @@ def own_directory(path: str) -> str:
             f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): a manual joiner only receives "
             "into a directory of its own; give a new path and it makes one"
         )
-    if os.listdir(path):
-        raise ConfigError(
-            f"{path} is not empty: a manual joiner only receives into an "
-            "empty directory, never into a live datadir"
-        )
+    if os.listdir(path):  # filled since the first look
+        raise ConfigError(f"{path} is not empty: a manual joiner only receives into an empty one")
     return path
 
 

@@ -315,3 +315,36 @@ def test_every_run_ends_in_one_error_line_and_a_contract_code(
         for leftover in (mounts.full / "dd", mounts.full / "tmp"):
             for p in leftover.iterdir():  # a failed run must not fill the next one's view
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+
+
+# `galera-sst` itself: never a command that changes the system (install, uninstall, demo).
+SAFE_COMMANDS = st.sampled_from(["status", "check", "joiner", "donor", "--version", "-h", ""])
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@example(command="status", args=["--datadir", "/nonexistent"])
+@example(command="status", args=["--datadir", "\x1b[2J"])
+@example(command="joiner", args=["--address", "127.0.0.1:0", "--datadir", "/proc/x"])
+@example(command="check", args=["--defaults-file", "/"])
+@given(command=SAFE_COMMANDS, args=st.lists(JUNK, max_size=6))
+def test_galera_sst_never_shows_a_traceback(command: str, args: list[str]) -> None:
+    if command in ("install", "uninstall", "demo", "sst") or {"install", "uninstall"} & set(args):
+        return
+    work = Path(tempfile.mkdtemp(prefix="gsst-cli-"))
+    try:
+        argv = [sys.executable, "-m", "sst", *([command] if command else []), *args]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        code, err, stopped = _run(argv, env, work)
+        assert "Traceback" not in err, err
+        assert not stopped or code == 3, err
+        assert code in CONTRACT, err
+        assert "internal error" not in err, err
+        lines = [ln for ln in err.splitlines() if ln.startswith("galera-sst ")]
+        assert len(lines) <= 1, err
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

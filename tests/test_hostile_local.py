@@ -65,6 +65,8 @@ def test_planted_symlinks_in_another_users_datadir_are_never_followed(
     os.chown(dd, NOBODY, NOBODY)
     for name in ("galera_sst_status.json", "wsrep_sst.pid", "mariabackup.backup.log"):
         (dd / name).symlink_to(target)
+    planted = tmp_path / "made-by-root"  # a dangling link: following it would create this
+    (dd / "sst_in_progress").symlink_to(planted)
     port = free_port()
     js = start_script("py_rsync", joiner_args(node_dir, port, parent.pid))
     for name in ("galera_sst_status.json", "wsrep_sst.pid"):  # the old names: <file>.<pid>.tmp
@@ -74,6 +76,7 @@ def test_planted_symlinks_in_another_users_datadir_are_never_followed(
     assert js.wait() == 32
     assert target.read_text() == "precious\n"
     assert target.stat().st_mode & 0o777 == 0o600
+    assert not planted.exists()
     written = json.loads((dd / "galera_sst_status.json").read_text())
     assert written["state"] == "failed" and not (dd / "galera_sst_status.json").is_symlink()
     assert not (dd / "wsrep_sst.pid").exists()
@@ -89,7 +92,7 @@ def test_manual_joiner_refuses_another_users_directory(tmp_path: Path) -> None:
         "joiner", "--method", "py_rsync", "--address", "127.0.0.1:1", "--datadir", str(d)
     )
     assert r.returncode == 22
-    assert r.stderr.count("\n") == 1 and "belongs to another user" in r.stderr
+    assert r.stderr.count("\n") == 1 and "is not empty" in r.stderr
     assert "Traceback" not in r.stderr
     assert target.read_text() == "precious\n"
 

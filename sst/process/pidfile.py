@@ -18,12 +18,16 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
+def replace_file(path: str, data: bytes, mode: int | None = 0o644) -> None:
     """Given a path and its new content, write a fresh file under a random private name
     (O_CREAT|O_EXCL|O_NOFOLLOW: never through a planted symlink, never into someone else's
     file) and rename it over path (a symlink at path is replaced, not followed).
-    The file gets exactly `mode`. Raises OSError; the temporary file never survives a
-    failure."""
+    The file gets exactly `mode` (None: what open() would give, 0o666 less the umask).
+    Raises OSError; the temporary file never survives a failure."""
+    if mode is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        mode = 0o666 & ~mask
     folder, base = os.path.split(path)
     tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, _CREATE, mode)
