@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from sst import status
+from sst import lab, status
 from sst.errors import ConfigError
 from tests.conftest import (
     ROOT,
+    UUID,
+    donor_args,
     error_lines,
     free_port,
     joiner_args,
@@ -26,6 +28,7 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
+from tests.test_rsync_process import act_as_donor_server, tls_opts
 
 NOBODY = 65534
 
@@ -294,3 +297,29 @@ def test_unwritable_datadir_is_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     errors = error_lines(r.stderr)
     assert len(errors) == 1 and "Permission denied" in errors[0] and "wsrep_sst.pid" in errors[0]
+
+
+def test_rsync_tls_join_with_white_space_in_both_tmpdirs(
+    node_dir: Path, tmp_path: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """The run directories (configs for rsync and stunnel) live in tmpdirs with spaces."""
+    c = lab.make_certs(str(tmp_path / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
+    jbase = tmp_path / "j"
+    (jbase / "data").mkdir(parents=True)
+    tmpdirs = {"j": tmp_path / "joiner run dir", "d": tmp_path / "donor  run\tdir"}
+    for who, base in (("j", jbase), ("d", node_dir)):
+        tmpdirs[who].mkdir()
+        write_cnf(base, {**tls_opts(c, who, "VERIFY_IDENTITY"), "tmpdir": str(tmpdirs[who])})
+    j = start_script("py_rsync", joiner_args(jbase, free_port(), parent.pid))
+    auth, _, address = j.readline()[6:].rpartition("@")
+    d = start_script(
+        "py_rsync", donor_args(node_dir, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+    )
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert (jbase / "data" / "db1" / "t.ibd").read_bytes() == (
+        node_dir / "data" / "db1" / "t.ibd"
+    ).read_bytes()
+    assert not list(tmpdirs["j"].iterdir()) and not list(tmpdirs["d"].iterdir())

@@ -198,13 +198,16 @@ def _joiner_receive(
                     pid_file=os.path.join(dd, STUNNEL_PID),
                     accept=accept,
                     rsync=rsync_bin,
-                    execargs=rs.server_execargs(conf),
+                    # Relative to stunnel's cwd (the run dir): execargs cannot quote white
+                    # space, which a configured tmpdir may hold.
+                    execargs=rs.server_execargs(os.path.basename(conf)),
                 )
             )
         daemon = run.sup.start(
             Stage(
                 st.argv(stunnel_bin, sconf),
                 name="stunnel",
+                cwd=run.rundir,
                 log_file=daemon_log,
                 on_line=disk.watch,
             )
