@@ -212,6 +212,7 @@ def _command_failed(command: str, exc: BaseException) -> int:
 
 
 def _demo(ns: Any) -> int:
+    """`galera-sst demo`: a real two-node SST here; returns its exit status."""
     from sst import lab
 
     return lab.demo(
@@ -220,6 +221,7 @@ def _demo(ns: Any) -> int:
 
 
 def _check(ns: Any) -> int:
+    """`galera-sst check`: pre-flight findings; returns 1 if any failed."""
     from sst import check
 
     roles = (ns.role,) if ns.role else ("joiner", "donor")
@@ -236,6 +238,7 @@ def _check(ns: Any) -> int:
 
 
 def _joiner(ns: Any) -> int:
+    """`galera-sst joiner`: a manual joiner; returns the script's exit status."""
     from sst import manual
 
     return manual.joiner(
@@ -244,6 +247,7 @@ def _joiner(ns: Any) -> int:
 
 
 def _donor(ns: Any) -> int:
+    """`galera-sst donor`: a manual donor; returns the script's exit status."""
     from sst import manual
 
     return manual.donor(
@@ -256,6 +260,7 @@ def _donor(ns: Any) -> int:
 
 
 def _install(ns: Any) -> int:
+    """`galera-sst install|uninstall`: returns 0; raises InstallError."""
     from sst import install
 
     (install.install if ns.command == "install" else install.uninstall)(install.Env())
@@ -263,6 +268,7 @@ def _install(ns: Any) -> int:
 
 
 def _sst(ns: Any) -> int:
+    """`galera-sst sst <method> ...`: one SST as mariadbd would run it."""
     return run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ)
 
 

@@ -127,7 +127,7 @@ assert set(_TYPES) == {f.name for f in fields(Snapshot)}
 
 def _valid(data: object) -> dict[str, Any] | None:
     """Given decoded JSON, returns it if it has every field of a Snapshot with its type
-    (finite numbers, no booleans), else None."""
+    (finite floats, 64-bit integers, no booleans), else None."""
     if not isinstance(data, dict):
         return None
     for name, types in _TYPES.items():
@@ -135,6 +135,8 @@ def _valid(data: object) -> dict[str, Any] | None:
         if isinstance(v, bool) or not isinstance(v, types):
             return None
         if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
             return None
     return data
 

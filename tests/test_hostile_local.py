@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sst import lab, status
 from sst.errors import ConfigError
@@ -323,3 +325,32 @@ def test_rsync_tls_join_with_white_space_in_both_tmpdirs(
         node_dir / "data" / "db1" / "t.ibd"
     ).read_bytes()
     assert not list(tmpdirs["j"].iterdir()) and not list(tmpdirs["d"].iterdir())
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example({"bytes_done": 10**400}, True)
+@example({"started": -(10**400)}, True)
+@given(st.dictionaries(st.sampled_from(sorted(GOOD)), JSON), st.booleans())
+def test_status_of_any_json_is_a_description_or_one_error(
+    fields: dict[str, object], on_good: bool
+) -> None:
+    """Whatever JSON the file holds (on top of a good one, or alone): a description of
+    printable lines, or ConfigError; never another exception."""
+    data = {**GOOD, **fields} if on_good else fields
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, status.FILE).write_text(json.dumps(data))
+        try:
+            got = status.read(d)
+        except ConfigError as exc:
+            assert "not a galera-sst status file" in exc.message
+            return
+    assert got is not None
+    text = status.describe(got)
+    assert all(c.isprintable() for line in text.splitlines() for c in line)
