@@ -3,8 +3,10 @@
 mariadbd always puts `<basedir>/bin` (normally `/usr//bin`) first on the scripts' PATH
 (docs/findings.md), so a same-named script elsewhere on PATH never replaces the stock one:
 the files in /usr/bin themselves must be replaced. On Debian and Ubuntu that is done with
-`dpkg-divert --rename`, so package upgrades keep ours and `uninstall` restores the stock
-files byte for byte. Elsewhere the manual steps are printed instead of guessed.
+`dpkg-divert`, so package upgrades keep ours and `uninstall` restores the stock files byte
+for byte. We move the files ourselves (`--no-rename`), each in one rename, so that a path
+never lacks a script; every step is journaled and a failure rolls back the steps done.
+Elsewhere the manual steps are printed instead of guessed.
 """
 
 from __future__ import annotations

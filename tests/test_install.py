@@ -183,3 +183,33 @@ def test_refuses_non_root(env: install.Env, monkeypatch: pytest.MonkeyPatch) -> 
         install.install(e, say=lambda _: None)
     with pytest.raises(install.InstallError, match="run as root"):
         install.uninstall(e, say=lambda _: None)
+
+
+@pytest.mark.parametrize("command", ["install", "uninstall"])
+def test_a_file_step_failing_at_any_point_changes_nothing(
+    env: install.Env, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A full disk (or any error) at the n-th file write or removal, for every n."""
+    if command == "uninstall":
+        install.install(env, say=lambda _: None)
+    before = state(env)
+    real = install._put
+    count = {"n": 0, "fail": 0}
+
+    def put(path: str, saved: install.Saved) -> None:
+        count["n"] += 1
+        if count["n"] == count["fail"]:
+            raise OSError(28, "No space left on device", path)
+        real(path, saved)
+
+    monkeypatch.setattr(install, "_put", put)
+    run = getattr(install, command)
+    run(env, say=lambda _: None)
+    total = count["n"]
+    (install.uninstall if command == "install" else install.install)(env, say=lambda _: None)
+    assert state(env) == before
+    for n in range(1, total + 1):
+        count.update(n=0, fail=n)
+        with pytest.raises(install.InstallError, match="No space left on device"):
+            run(env, say=lambda _: None)
+        assert state(env) == before, f"{command} failing at file step {n}"
