@@ -68,7 +68,13 @@ def test_planted_symlinks_in_another_users_datadir_are_never_followed(
     target = victim(tmp_path)
     dd = node_dir / "data"
     os.chown(dd, NOBODY, NOBODY)
-    for name in ("galera_sst_status.json", "wsrep_sst.pid", "mariabackup.backup.log"):
+    for name in (
+        "galera_sst_status.json",
+        "wsrep_sst.pid",
+        "rsync_sst.pid",
+        "stunnel.pid",
+        "mariabackup.backup.log",
+    ):
         (dd / name).symlink_to(target)
     planted = tmp_path / "made-by-root"  # a dangling link: following it would create this
     (dd / "sst_in_progress").symlink_to(planted)
