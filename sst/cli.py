@@ -15,7 +15,7 @@ from typing import Any
 
 from sst import __version__, log
 from sst.errors import ConfigError, SSTError, from_oserror
-from sst.process.runner import install_signal_handlers
+from sst.process.runner import ending, install_signal_handlers
 from sst.protocol import Stdout, donor_stdout
 from sst.request import Request, method_from_argv0, parse_request
 
@@ -80,8 +80,10 @@ def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[s
             )
         out = Stdout() if req.role == "joiner" else donor_stdout()
         fn(req, out)
+        ending()
         return 0
     except BaseException as exc:
+        ending()
         where = f"{method} {role}" + (f", peer {peer}" if peer else "")
         return _report(exc, where, debug=bool(env.get("GALERA_SST_DEBUG")))
 
@@ -186,7 +188,9 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     install_signal_handlers()  # SIGTERM/SIGINT: one line and exit 3, children stopped
     try:
         code = _command(ns)
+        ending()
     except BaseException as exc:  # one line, never a traceback (see _report)
+        ending()
         code = _command_failed(ns.command, exc)
     sys.exit(code)
 

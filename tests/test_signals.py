@@ -3,8 +3,11 @@ pipeline (mariadb-backup | compressor | socat) must not cut the cleanup short.""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ import psutil
 import pytest
 
 from tests.conftest import (
+    ROOT,
     donor_args,
     error_lines,
     fake_tool,
@@ -133,3 +137,38 @@ def _family(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+SHIELD = """
+import os, signal, time
+from sst.errors import Interrupted
+from sst.process.runner import cleanup_shield, install_signal_handlers
+install_signal_handlers()
+try:
+    with cleanup_shield():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        print("cleanup completed", flush=True)
+except Interrupted as exc:
+    print("then raised:", exc, flush=True)
+os.kill(os.getpid(), signal.SIGTERM)  # the run is ending: ignored
+time.sleep(0.2)
+print("exit", flush=True)
+"""
+
+
+def test_a_signal_inside_cleanup_is_raised_after_it_and_then_ignored() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", SHIELD],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=30,
+        check=False,
+    )
+    assert r.stdout.splitlines() == [
+        "cleanup completed",
+        "then raised: terminated by signal SIGTERM",
+        "exit",
+    ], r.stderr
+    assert r.returncode == 0

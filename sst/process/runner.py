@@ -488,6 +488,12 @@ def cleanup_shield() -> Iterator[None]:
         _raise_for(_Signals.pending)
 
 
+def ending() -> None:
+    """The run is over (reported or about to be): terminating signals are ignored from now
+    on, so that the last lines and the exit status are the run's own."""
+    _Signals.stopping = True
+
+
 def install_signal_handlers() -> None:
     """TERM/INT/QUIT exit 3 and HUP/PIPE exit 32, like the stock traps, via exceptions; the
     first one ends the run, later ones are ignored so that its cleanup completes."""
