@@ -22,6 +22,7 @@ from sst.errors import ConfigError
 from tests.conftest import (
     ROOT,
     UUID,
+    Script,
     donor_args,
     error_lines,
     free_port,
@@ -310,7 +311,8 @@ def test_unwritable_datadir_is_one_error_line(tmp_path: Path) -> None:
 def test_rsync_tls_join_with_white_space_in_both_tmpdirs(
     node_dir: Path, tmp_path: Path, parent: subprocess.Popen[bytes]
 ) -> None:
-    """The run directories (configs for rsync and stunnel) live in tmpdirs with spaces."""
+    """The run directories (configs for rsync and stunnel) live in tmpdirs with spaces, one
+    of them given relative to the script's working directory."""
     c = lab.make_certs(str(tmp_path / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
     jbase = tmp_path / "j"
     (jbase / "data").mkdir(parents=True)
@@ -318,14 +320,29 @@ def test_rsync_tls_join_with_white_space_in_both_tmpdirs(
     for who, base in (("j", jbase), ("d", node_dir)):
         tmpdirs[who].mkdir()
         write_cnf(base, {**tls_opts(c, who, "VERIFY_IDENTITY"), "tmpdir": str(tmpdirs[who])})
-    j = start_script("py_rsync", joiner_args(jbase, free_port(), parent.pid))
+    # The joiner's tmpdir is relative (to its cwd, as mariadbd's datadir would be).
+    write_cnf(jbase, {**tls_opts(c, "j", "VERIFY_IDENTITY"), "tmpdir": "joiner run dir"})
+    j = Script(
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bin" / "wsrep_sst_py_rsync"),
+                *joiner_args(jbase, free_port(), parent.pid),
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "WSREP_SST_OPT_AUTH": ""},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    )
     auth, _, address = j.readline()[6:].rpartition("@")
     d = start_script(
         "py_rsync", donor_args(node_dir, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
     )
     act_as_donor_server(d, node_dir / "data")
     assert d.wait() == 0, d.stderr()
-    assert j.readline() == f"{UUID}:5 0"
+    assert j.readline() == f"{UUID}:5 0", j.stderr()
     assert j.wait() == 0, j.stderr()
     assert (jbase / "data" / "db1" / "t.ibd").read_bytes() == (
         node_dir / "data" / "db1" / "t.ibd"

@@ -120,7 +120,8 @@ def _make_rundir(tmpdir: str) -> str:
             errno.ENOENT,
         )
     try:
-        return tempfile.mkdtemp(prefix="galera-sst.", dir=tmpdir or None)
+        # Absolute: tools get paths in it while running in other directories.
+        return os.path.abspath(tempfile.mkdtemp(prefix="galera-sst.", dir=tmpdir or None))
     except OSError as exc:
         raise from_oserror(exc, f"cannot make the run directory in {tmpdir or 'TMPDIR'}") from None
 
