@@ -5,15 +5,17 @@ Exceptions become exit codes here and only here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sst import __version__, log
-from sst.errors import ConfigError, SSTError
-from sst.process.runner import install_signal_handlers
+from sst.errors import ConfigError, SSTError, from_oserror
+from sst.process.runner import ending, install_signal_handlers
 from sst.protocol import Stdout, donor_stdout
 from sst.request import Request, method_from_argv0, parse_request
 
@@ -61,11 +63,12 @@ METHODS: dict[str, MethodFn] = {
 
 
 def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[str]) -> int:
-    """Run one SST as mariadbd asked; returns the exit status (an errno value)."""
-    method = method_from_argv0(argv0)
-    peer = ""
-    role = "donor"
+    """Given mariadbd's argv and environment, runs one SST and returns the exit status (an
+    errno value). Every failure ends as one ERROR line: never a traceback (a bug shows its
+    type and place; GALERA_SST_DEBUG=1 adds the traceback)."""
+    method, role, peer = "", "donor", ""
     try:
+        method = method_from_argv0(argv0)
         req = parse_request(argv0, args, env, method)
         role = req.role
         peer = req.address.hostport if req.address else ""
@@ -77,21 +80,45 @@ def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[s
             )
         out = Stdout() if req.role == "joiner" else donor_stdout()
         fn(req, out)
+        ending()
         return 0
-    except SSTError as exc:
+    except BaseException as exc:
+        ending()
         where = f"{method} {role}" + (f", peer {peer}" if peer else "")
+        return _report(exc, where, debug=bool(env.get("GALERA_SST_DEBUG")))
+
+
+def _report(exc: BaseException, where: str, *, debug: bool) -> int:
+    """Given the exception that ended a run and where it happened, logs the one ERROR line
+    and the stock 'Cleanup after exit' line; returns the exit status."""
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, OSError):
+        exc = from_oserror(exc)
+    if isinstance(exc, SSTError):
         where += f", during {exc.phase}" if exc.phase else ""
         log.error(f"{exc.message} [{where}]")
-        log.info(f"Cleanup after exit with status: {exc.code}")
-        return exc.code
-    except KeyboardInterrupt:
-        log.error(f"interrupted [{method} {role}]")
-        return 3
-    except Exception as exc:  # a bug: say so in one line, details after it
-        log.error(f"internal error: {type(exc).__name__}: {exc} [{method} {role}]")
-        traceback.print_exc(file=sys.stderr)
-        log.info("Cleanup after exit with status: 1")
-        return 1
+        code = exc.code
+    elif isinstance(exc, KeyboardInterrupt):
+        log.error(f"interrupted [{where}]")
+        code = 3
+    else:  # a bug: say so in one line
+        log.error(f"internal error: {type(exc).__name__}: {exc} at {_place(exc)} [{where}]")
+        code = 1
+    if debug and not isinstance(exc, SSTError):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    log.info(f"Cleanup after exit with status: {code}")
+    return code
+
+
+def _place(exc: BaseException) -> str:
+    """Given an exception, returns `file:line` of the frame that raised it."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
 
 
 def main() -> None:
@@ -158,73 +185,120 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     run.add_argument("method")
     run.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
-    if ns.command == "demo":
-        from sst import lab
+    install_signal_handlers()  # SIGTERM/SIGINT: one line and exit 3, children stopped
+    try:
+        code = _command(ns)
+        ending()
+    except BaseException as exc:  # one line, never a traceback (see _report)
+        ending()
+        code = _command_failed(ns.command, exc)
+    sys.exit(code)
 
-        sys.exit(
-            lab.demo(
-                method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
-            )
-        )
-    if ns.command == "check":
-        from sst import check
 
-        roles = (ns.role,) if ns.role else ("joiner", "donor")
-        try:
-            found = check.run(
-                (ns.defaults_file, ns.defaults_extra_file, ns.defaults_group_suffix),
-                method=ns.method,
-                roles=roles,
-                env=dict(os.environ),
-            )
-        except SSTError as exc:
-            print(f"galera-sst check: {exc.message}", file=sys.stderr)
-            sys.exit(exc.code)
-        if ns.json:
-            print(json.dumps(check.as_json(found)))
-            sys.exit(1 if any(f.level == "fail" for f in found) else 0)
-        sys.exit(check.report(found))
-    if ns.command in ("joiner", "donor"):
-        from sst import manual
+def _command_failed(command: str, exc: BaseException) -> int:
+    """Given a galera-sst command and what ended it, prints one error line; returns the
+    exit status."""
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, OSError):
+        exc = from_oserror(exc)
+    if isinstance(exc, SSTError):
+        text, code = exc.message, exc.code
+    elif isinstance(exc, KeyboardInterrupt):
+        text, code = "interrupted", 3
+    else:
+        text, code = f"internal error: {type(exc).__name__}: {exc} at {_place(exc)}", 1
+    if os.environ.get("GALERA_SST_DEBUG") and not isinstance(exc, SSTError):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"galera-sst {command}: {text}", file=sys.stderr)
+    return code
 
-        try:
-            if ns.command == "joiner":
-                code = manual.joiner(
-                    method=ns.method,
-                    address=ns.address,
-                    datadir=ns.datadir,
-                    defaults_file=ns.defaults_file,
-                )
-            else:
-                code = manual.donor(
-                    method=ns.method,
-                    address=ns.address,
-                    datadir=ns.datadir,
-                    socket=ns.socket,
-                    defaults_file=ns.defaults_file,
-                )
-        except SSTError as exc:
-            print(f"galera-sst {ns.command}: {exc.message}", file=sys.stderr)
-            sys.exit(exc.code)
-        sys.exit(code)
-    if ns.command == "status":
-        from sst import status
 
-        data = status.read(ns.datadir)
-        if data is None:
-            print(f"no galera-sst status in {ns.datadir}", file=sys.stderr)
-            sys.exit(2)
-        print(json.dumps(data) if ns.json else status.describe(data))
-        sys.exit(0 if data["state"] in ("running", "succeeded") else 1)
-    if ns.command in ("install", "uninstall"):
-        from sst import install
+def _demo(ns: Any) -> int:
+    """`galera-sst demo`: a real two-node SST here; returns its exit status."""
+    from sst import lab
 
-        try:
-            (install.install if ns.command == "install" else install.uninstall)(install.Env())
-        except SSTError as exc:
-            print(f"galera-sst {ns.command}: {exc.message}", file=sys.stderr)
-            sys.exit(exc.code)
-        sys.exit(0)
-    if ns.command == "sst":
-        install_signal_handlers()
-        sys.exit(run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ))
+    return lab.demo(
+        method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
+    )
+
+
+def _check(ns: Any) -> int:
+    """`galera-sst check`: pre-flight findings; returns 1 if any failed."""
+    from sst import check
+
+    roles = (ns.role,) if ns.role else ("joiner", "donor")
+    found = check.run(
+        (ns.defaults_file, ns.defaults_extra_file, ns.defaults_group_suffix),
+        method=ns.method,
+        roles=roles,
+        env=dict(os.environ),
+    )
+    if ns.json:
+        print(json.dumps(check.as_json(found)))
+        return 1 if any(f.level == "fail" for f in found) else 0
+    return check.report(found)
+
+
+def _joiner(ns: Any) -> int:
+    """`galera-sst joiner`: a manual joiner; returns the script's exit status."""
+    from sst import manual
+
+    return manual.joiner(
+        method=ns.method, address=ns.address, datadir=ns.datadir, defaults_file=ns.defaults_file
+    )
+
+
+def _donor(ns: Any) -> int:
+    """`galera-sst donor`: a manual donor; returns the script's exit status."""
+    from sst import manual
+
+    return manual.donor(
+        method=ns.method,
+        address=ns.address,
+        datadir=ns.datadir,
+        socket=ns.socket,
+        defaults_file=ns.defaults_file,
+    )
+
+
+def _install(ns: Any) -> int:
+    """`galera-sst install|uninstall`: returns 0; raises InstallError."""
+    from sst import install
+
+    (install.install if ns.command == "install" else install.uninstall)(install.Env())
+    return 0
+
+
+def _sst(ns: Any) -> int:
+    """`galera-sst sst <method> ...`: one SST as mariadbd would run it."""
+    return run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ)
+
+
+def _command(ns: Any) -> int:
+    """Given the parsed command line, runs one galera-sst command; returns its exit status.
+    Raises SSTError (and whatever a bug raises) for galera_sst to report."""
+    commands: dict[str, Callable[[Any], int]] = {
+        "demo": _demo,
+        "check": _check,
+        "joiner": _joiner,
+        "donor": _donor,
+        "status": lambda ns: _status(ns.datadir, as_json=ns.json),
+        "install": _install,
+        "uninstall": _install,
+        "sst": _sst,
+    }
+    return commands[ns.command](ns)
+
+
+def _status(datadir: str, *, as_json: bool) -> int:
+    """`galera-sst status`: 0 running or succeeded, 1 failed or interrupted, 2 none."""
+    from sst import status
+
+    data = status.read(datadir)
+    if data is None:
+        print(f"no galera-sst status in {status.printable(datadir)}", file=sys.stderr)
+        return 2
+    print(json.dumps(data) if as_json else status.describe(data))
+    return 0 if data["state"] in ("running", "succeeded") else 1

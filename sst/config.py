@@ -50,7 +50,15 @@ def parse_output(text: str) -> dict[str, str | None]:
 
 
 def read_options(req: Request, group_sets: tuple[str, ...]) -> Options:
-    """One my_print_defaults call per group set (a set is space-separated group names)."""
+    """One my_print_defaults call per group set (a set is space-separated group names).
+    Raises ConfigError if an option file mariadbd named cannot be read (my_print_defaults
+    itself silently skips a directory, and the defaults would then rule unseen)."""
+    for option, path in (
+        ("--defaults-file", req.defaults_file),
+        ("--defaults-extra-file", req.defaults_extra_file),
+    ):
+        if path and not _readable_file(path):
+            raise ConfigError(f"{option} {path!r} is not a readable file")
     binary = tools.find("my_print_defaults", extra_dirs=my_print_defaults.candidates())
     by_group: dict[str, dict[str, str | None]] = {}
     for gs in group_sets:
@@ -62,6 +70,17 @@ def read_options(req: Request, group_sets: tuple[str, ...]) -> Options:
             )
         by_group[gs] = parse_output(res.stdout)
     return Options(by_group)
+
+
+def _readable_file(path: str) -> bool:
+    """True if path is a regular file we may open for reading."""
+    if not os.path.isfile(path):  # first: opening a FIFO would block
+        return False
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
 
 
 TLS_MODES = ("DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")

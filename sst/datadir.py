@@ -15,7 +15,8 @@ import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sst.errors import NoSpace, SSTError, TransferError
+from sst.errors import NoSpace, TransferError, from_oserror
+from sst.process.pidfile import replace_file
 
 STAGING = ".sst-staging"
 OLD = ".sst-old"
@@ -244,17 +245,14 @@ class Binlogs:
     def write_index(self, names: Sequence[str]) -> None:
         """Rebuild the index from the restored file names (full paths, as stock writes)."""
         os.makedirs(os.path.dirname(self.index), exist_ok=True)
-        tmp = self.index + ".tmp"
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            for n in names:
-                f.write(os.path.join(self.directory, n) + "\n")
-        os.replace(tmp, self.index)
+        text = "".join(os.path.join(self.directory, n) + "\n" for n in names)
+        replace_file(self.index, text.encode("utf-8", "surrogateescape"), None)
 
 
 def touch(path: str) -> None:
-    """Create an empty marker file."""
-    with open(path, "a", encoding="ascii"):
-        pass
+    """Create an empty marker file (a new file renamed into place: a symlink planted at
+    path is replaced, never followed)."""
+    replace_file(path, b"", None)
 
 
 def remove(path: str) -> None:
@@ -267,8 +265,8 @@ def ensure_dir(path: str) -> None:
     """Create a directory (and parents); errors name the path."""
     try:
         os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise SSTError(f"cannot create directory '{path}': {exc.strerror}", exc.errno) from exc
+    except OSError as exc:  # a contract errno (ENOENT, EACCES, ENOSPC), not any errno
+        raise from_oserror(exc, f"cannot create directory '{path}'") from None
 
 
 def read_magic(path: str) -> tuple[str, dict[str, str]]:

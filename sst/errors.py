@@ -48,8 +48,13 @@ class SecretMismatch(TransferError):
     """The donor did not prove it knows the joiner's secret (EPIPE, 32)."""
 
 
-class ParentGone(TransferError):
-    """mariadbd (the --parent process) died during the SST (EPIPE, 32)."""
+class ParentGone(SSTError):
+    """mariadbd (the --parent process) died during the SST (EPIPE, 32).
+
+    Not a TransferError: code that turns a failed listener or transfer into a more
+    precise error (PortBusy, ...) must not hide that the server itself is gone."""
+
+    code = errno.EPIPE
 
 
 class Timeout(TransferError):
@@ -84,6 +89,25 @@ class NoSpace(SSTError):
     """The filesystem being written is full (ENOSPC, 28)."""
 
     code = errno.ENOSPC
+
+
+class LocalFileError(SSTError):
+    """A file or directory of our own cannot be made, read or written: missing (ENOENT, 2),
+    not permitted or read-only (EACCES, 13)."""
+
+    code = errno.EACCES
+
+
+def from_oserror(exc: OSError, what: str = "") -> SSTError:
+    """Given an OSError from our own file work (and what we were doing), returns the
+    SSTError to raise: NoSpace for a full disk or quota, LocalFileError otherwise."""
+    name = f" {exc.filename!r}" if exc.filename is not None else ""
+    text = f"{what + ': ' if what else ''}{exc.strerror or type(exc).__name__}{name}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(text)
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return LocalFileError(text, errno.ENOENT)
+    return LocalFileError(text)
 
 
 class ToolFailed(SSTError):

@@ -9,6 +9,7 @@ manual rsync donor sends only the completion file (a bypass): it proves the TLS 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from sst.errors import ConfigError
+from sst.process.runner import cleanup_shield, kill_tree
 
 ZERO_GTID = "00000000-0000-0000-0000-000000000000:-1"
 
@@ -86,30 +88,84 @@ def _drive(
     assert proc.stdout is not None
     progress = Progress(out)
     lines: list[str] = []
-    for raw in proc.stdout:
-        text = raw.decode("utf-8", "replace").rstrip("\n")
-        if progress.line(text):
-            continue
-        lines.append(text)
-        for prefix, message in on_line.items():
-            if text.lower().startswith(prefix):
-                progress.end()
-                out.write(message.format(line=text, rest=text[len(prefix) :].strip()) + "\n")
-                out.flush()
+    try:
+        for raw in proc.stdout:
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            if progress.line(text):
+                continue
+            lines.append(text)
+            for prefix, message in on_line.items():
+                if text.lower().startswith(prefix):
+                    progress.end()
+                    out.write(message.format(line=text, rest=text[len(prefix) :].strip()) + "\n")
+                    out.flush()
+    except BaseException:
+        with cleanup_shield():  # Ctrl-C or a broken terminal: the script goes with us
+            kill_tree(proc.pid)
+            proc.wait()
+        raise
     progress.end()
     return proc.wait(), lines
+
+
+def _safe_above(path: str) -> None:
+    """Given an existing directory, raises ConfigError unless it and every directory above
+    it can be changed only by root or us (group/other-writable only with the sticky bit
+    of a root-owned directory, as /tmp): else another user could swap our directory for a
+    symlink to anywhere."""
+    me = os.geteuid()
+    real = os.path.realpath(path)
+    parts = real.split(os.sep)
+    for i in range(1, len(parts) + 1):
+        d = os.sep.join(parts[:i]) or os.sep
+        st = os.lstat(d)
+        sticky = st.st_mode & stat.S_ISVTX and st.st_uid == 0
+        if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not sticky):
+            raise ConfigError(
+                f"{d} (above the joiner's directory) can be changed by another user "
+                f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); choose another place"
+            )
+
+
+def own_directory(path: str) -> str:
+    """Given the manual joiner's --datadir, returns its absolute path: made here (0700) if
+    missing, else a directory of ours that nobody else may write, and empty. Raises
+    ConfigError otherwise (another user's directory could hold planted symlinks named
+    like our files; a live datadir must never be received into)."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path) and not os.path.islink(path) and os.listdir(path):
+        raise ConfigError(
+            f"{path} is not empty: a manual joiner only receives into an "
+            "empty directory, never into a live datadir"
+        )
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{parent} does not exist: make it first (the joiner makes {path})")
+    _safe_above(parent)
+    try:
+        os.mkdir(path, 0o700)
+        return path
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} is not a directory (a symlink or a file); refusing it")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ConfigError(
+            f"{path} belongs to another user or others may write it (owner uid "
+            f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): a manual joiner only receives "
+            "into a directory of its own; give a new path and it makes one"
+        )
+    if os.listdir(path):  # filled since the first look
+        raise ConfigError(f"{path} is not empty: a manual joiner only receives into an empty one")
+    return path
 
 
 def joiner(
     *, method: str, address: str, datadir: str, defaults_file: str, out: TextIO = sys.stdout
 ) -> int:
-    """Receive a state into an empty directory."""
-    if os.path.exists(datadir) and os.listdir(datadir):
-        raise ConfigError(
-            f"{datadir} is not empty: a manual joiner only receives into an "
-            "empty directory, never into a live datadir"
-        )
-    os.makedirs(datadir, exist_ok=True)
+    """Receive a state into an empty directory (made here, 0700, if missing)."""
+    datadir = own_directory(datadir)
     argv = [
         _script(method),
         "--role",

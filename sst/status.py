@@ -3,14 +3,18 @@ how the last one ended, for `galera-sst status`, probes and orchestration."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import psutil
 
+from sst.errors import ConfigError
+from sst.process.pidfile import read_small, replace_file
 from sst.process.runner import tree_io
 
 FILE = "galera_sst_status.json"
@@ -54,13 +58,9 @@ class Status:
     def write(self) -> None:
         """Replace the file (never a half-written one)."""
         self.snap.updated = time.time()
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(asdict(self.snap), f)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # status is best effort; the SST itself must not fail for it
+        # Best effort: the SST itself must not fail for its status file.
+        with contextlib.suppress(OSError):
+            replace_file(self.path, json.dumps(asdict(self.snap)).encode("utf-8"))
 
     def phase(
         self, name: str, *, expected: int = 0, tls: str = "", watch: tuple[int, ...] = ()
@@ -104,26 +104,95 @@ class Status:
         self.write()
 
 
-def read(datadir: str) -> dict[str, Any] | None:
-    """The status file as a dict (None if absent); a dead writer means it was interrupted."""
-    try:
-        with open(os.path.join(datadir, FILE), encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-    except (OSError, ValueError):
+_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,),
+    "role": (str,),
+    "pid": (int,),
+    "peer": (str,),
+    "tls": (str,),
+    "phase": (str,),
+    "state": (str,),
+    "started": (int, float),
+    "updated": (int, float),
+    "last_progress": (int, float),
+    "bytes_done": (int,),
+    "bytes_expected": (int,),
+    "rate": (int, float),
+    "eta_seconds": (int, float, type(None)),
+    "exit_code": (int, type(None)),
+    "error": (str,),
+}
+assert set(_TYPES) == {f.name for f in fields(Snapshot)}
+
+
+def _valid(data: object) -> dict[str, Any] | None:
+    """Given decoded JSON, returns it if it has every field of a Snapshot with its type
+    (finite floats, 64-bit integers, no booleans), else None."""
+    if not isinstance(data, dict):
         return None
-    if data.get("state") == "running" and not psutil.pid_exists(int(data.get("pid", 0))):
+    for name, types in _TYPES.items():
+        v = data.get(name)
+        if isinstance(v, bool) or not isinstance(v, types):
+            return None
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            return None
+    return data
+
+
+def read(datadir: str) -> dict[str, Any] | None:
+    """Given a datadir, returns its status file as a dict, or None if there is none; a dead
+    writer means it was interrupted. Raises ConfigError if the file is not a regular file,
+    cannot be read, or is not a status file (malformed, truncated, binary)."""
+    path = os.path.join(datadir, FILE)
+    try:
+        raw = read_small(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {printable(path)}: {exc.strerror or exc}") from None
+    try:
+        data = _valid(json.loads(raw.decode("utf-8")))
+    except (ValueError, RecursionError):
+        data = None
+    if data is None:
+        raise ConfigError(
+            f"{printable(path)} is not a galera-sst status file (malformed or truncated)"
+        )
+    if data["state"] == "running" and not _alive(data["pid"]):
         data["state"] = "interrupted"
     return data
 
 
+def _alive(pid: int) -> bool:
+    return 0 < pid < 2**31 and psutil.pid_exists(pid)
+
+
+def printable(text: object) -> str:
+    """Given any value from the status file, returns its text with control characters and
+    other non-printables escaped (\\x1b, \\u200b): a file others can write must not drive
+    the terminal of whoever reads it."""
+    out = []
+    for c in str(text):
+        if c.isprintable():
+            out.append(c)
+        elif ord(c) < 0x100:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+    return "".join(out)
+
+
 def describe(data: dict[str, Any]) -> str:
-    """A few human lines."""
+    """A few human lines (every value from the file escaped)."""
+    p = printable
     now = time.time()
     lines = [
-        f"{data['method']} {data['role']} ({data['state']})"
-        + (f", peer {data['peer']}" if data.get("peer") else "")
-        + (f", {data['tls']}" if data.get("tls") else ""),
-        f"phase: {data['phase']}, started {now - data['started']:.0f} s ago",
+        f"{p(data['method'])} {p(data['role'])} ({p(data['state'])})"
+        + (f", peer {p(data['peer'])}" if data.get("peer") else "")
+        + (f", {p(data['tls'])}" if data.get("tls") else ""),
+        f"phase: {p(data['phase'])}, started {now - data['started']:.0f} s ago",
     ]
     done, exp = data.get("bytes_done", 0), data.get("bytes_expected", 0)
     if done or exp:
@@ -136,5 +205,5 @@ def describe(data: dict[str, Any]) -> str:
     if data["state"] == "running":
         lines.append(f"last progress {now - data['last_progress']:.0f} s ago")
     if data.get("error"):
-        lines.append(f"error (exit {data.get('exit_code')}): {data['error']}")
+        lines.append(f"error (exit {data.get('exit_code')}): {p(data['error'])}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from sst import log
 from sst.config import MYSQLD, read_options, sst_seconds
 from sst.errors import ConfigError
 from sst.methods.common import completed, flush_tables, sst_run, started
+from sst.process.pidfile import replace_file
 from sst.protocol import Stdout
 from sst.request import Request
 
@@ -35,8 +36,7 @@ def run_method(req: Request, out: Stdout) -> None:
         else:
             state = flush_tables(run, timeout)
             log.info("Tables flushed")
-        with open(magic, "w", encoding="utf-8") as f:
-            f.write(state + "\n")
+        replace_file(magic, (state + "\n").encode("utf-8"), None)  # never through a symlink
         out.resume()
         out.done(state)
     completed(req, kind)

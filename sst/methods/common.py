@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -12,9 +13,16 @@ from dataclasses import dataclass, replace
 
 from sst import log, net
 from sst.datadir import SST_PID, STAGING, STAGING_MB, ensure_dir, remove
-from sst.errors import ConfigError, FlushFailed, PortBusy, SSTError
+from sst.errors import (
+    ConfigError,
+    FlushFailed,
+    LocalFileError,
+    PortBusy,
+    SSTError,
+    from_oserror,
+)
 from sst.process import pidfile
-from sst.process.runner import ParentWatch, Supervisor, tree_io
+from sst.process.runner import ParentWatch, Supervisor, cleanup_shield, tree_io
 from sst.protocol import State, Stdout
 from sst.request import Address, Request
 from sst.status import Status
@@ -40,44 +48,82 @@ class Run:
 
 @contextmanager
 def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
-    """Guard the datadir (wsrep_sst.pid), make a 0700 run dir, keep the status file, and on
-    every exit kill all children and remove the run dir and the pid file."""
-    ensure_dir(req.datadir)
-    pid_path = os.path.join(req.datadir, SST_PID)
-    pidfile.wait_stale(pid_path, "a previous SST script")
-    pidfile.write_pid(pid_path)
-    if req.role == "joiner":
-        # A crashed run of either method may have left its staging copy (received data
-        # only, never the server's own files): it would fill the disk and ride along.
-        for stale in (STAGING, STAGING_MB):
-            path = os.path.join(req.datadir, stale)
-            if os.path.lexists(path):
-                log.info(f"Removing {path} left by an earlier SST")
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    remove(path)
-    rundir = tempfile.mkdtemp(prefix="galera-sst.", dir=tmpdir or None)
-    status = Status(req.datadir, req.method, req.role, req.address.hostport if req.address else "")
-    # Joiners get --parent; a donor watches the process that started it (mariadbd), so a
-    # dead server's donor stops sending instead of streaming a snapshot nobody holds locked.
-    parent = req.parent if req.role == "joiner" else os.getppid()
-    sup = Supervisor(ParentWatch(parent), status.tick)
+    """Given the request, stdout and [sst] tmpdir: guard the datadir (wsrep_sst.pid), make a
+    0700 run dir, keep the status file, and on every exit (signals cannot cut it short) kill
+    all children and remove the run dir and the pid file. Raises SSTError (a missing or
+    unwritable datadir or tmpdir, a full disk, AlreadyRunning)."""
+    try:
+        ensure_dir(req.datadir)
+        pid_path = os.path.join(req.datadir, SST_PID)
+        pidfile.wait_stale(pid_path, "a previous SST script")
+        pidfile.write_pid(pid_path)
+    except OSError as exc:
+        raise from_oserror(exc, f"datadir {req.datadir}") from None
+    rundir = status = sup = None
     code, error = 0, ""
     try:
+        if req.role == "joiner":
+            _remove_stale_staging(req.datadir)
+        rundir = _make_rundir(tmpdir)
+        status = Status(
+            req.datadir, req.method, req.role, req.address.hostport if req.address else ""
+        )
+        # Joiners get --parent; a donor watches the process that started it (mariadbd), so a
+        # dead server's donor stops sending instead of streaming a snapshot nobody holds.
+        parent = req.parent if req.role == "joiner" else os.getppid()
+        sup = Supervisor(ParentWatch(parent), status.tick)
         yield Run(req, sup, out, rundir, status)
     except SSTError as exc:
         code, error = exc.code, exc.message
-        exc.phase = exc.phase or status.snap.phase
+        exc.phase = exc.phase or (status.snap.phase if status else "")
         raise
+    except OSError as exc:
+        err = from_oserror(exc)
+        code, error = err.code, err.message
+        err.phase = status.snap.phase if status else ""
+        raise err from None
     except BaseException as exc:
         code, error = 1, f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        sup.close()
-        shutil.rmtree(rundir, ignore_errors=True)
-        status.finish(code, error)
-        pidfile.remove(pid_path)
+        with cleanup_shield():
+            if sup is not None:
+                sup.close()
+            if rundir is not None:
+                shutil.rmtree(rundir, ignore_errors=True)
+            if status is not None:
+                status.finish(code, error)
+            pidfile.remove(pid_path)
+
+
+def _remove_stale_staging(datadir: str) -> None:
+    """A crashed run of either method may have left its staging copy (received data only,
+    never the server's own files): it would fill the disk and ride along."""
+    for stale in (STAGING, STAGING_MB):
+        path = os.path.join(datadir, stale)
+        if os.path.lexists(path):
+            log.info(f"Removing {path} left by an earlier SST")
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                remove(path)
+
+
+def _make_rundir(tmpdir: str) -> str:
+    """Given [sst] tmpdir ('' for the system's), returns a new private (0700) run directory
+    in it; any name the file system allows works (white space included). Raises SSTError
+    if tmpdir is missing, not a directory or not writable, or its disk is full."""
+    if tmpdir and not os.path.isdir(tmpdir):
+        raise LocalFileError(
+            f"[sst] tmpdir {tmpdir!r} is not a directory"
+            + ("" if os.path.lexists(tmpdir) else " (it does not exist)"),
+            errno.ENOENT,
+        )
+    try:
+        # Absolute: tools get paths in it while running in other directories.
+        return os.path.abspath(tempfile.mkdtemp(prefix="galera-sst.", dir=tmpdir or None))
+    except OSError as exc:
+        raise from_oserror(exc, f"cannot make the run directory in {tmpdir or 'TMPDIR'}") from None
 
 
 MIN_PROGRESS = 4096  # bytes of I/O that count as progress (more than any keep-alive)

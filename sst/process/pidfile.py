@@ -1,24 +1,64 @@
-"""The single-instance guard `wsrep_sst.pid` and other pid files, checked against reuse."""
+"""The single-instance guard `wsrep_sst.pid` and other pid files, checked against reuse, and
+the one way we write a small file in a directory others may write (the datadir, a manual
+joiner's directory): a new private name, then a rename over the old one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import stat
 import time
 
 import psutil
 
 from sst.errors import AlreadyRunning
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def replace_file(path: str, data: bytes, mode: int | None = 0o644) -> None:
+    """Given a path and its new content, write a fresh file under a random private name
+    (O_CREAT|O_EXCL|O_NOFOLLOW: never through a planted symlink, never into someone else's
+    file) and rename it over path (a symlink at path is replaced, not followed).
+    The file gets exactly `mode` (None: what open() would give, 0o666 less the umask).
+    Raises OSError; the temporary file never survives a failure."""
+    if mode is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    folder, base = os.path.split(path)
+    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, _CREATE, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # exactly this mode, whatever the umask
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_small(path: str, limit: int = 1 << 20) -> bytes:
+    """Given a path, returns at most limit bytes of it if it is a regular file (a symlink,
+    FIFO or device is refused without blocking). Raises OSError."""
+    fd = os.open(path, _READ)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        return f.read(limit)
+
 
 def read_pid(path: str) -> int:
-    """The pid in a file, or 0 if missing or unreadable."""
+    """The pid in a file, or 0 if missing, unreadable or not a plain number."""
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            text = f.read().strip()
-        return int(text) if text.isdigit() else 0
+        text = read_small(path, 64).decode("ascii", "replace").strip()
     except OSError:
         return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _is_sst_process(pid: int) -> bool:
@@ -53,14 +93,12 @@ def wait_stale(path: str, what: str, attempts: int = 30, delay: float = 1.0) -> 
 
 
 def write_pid(path: str, pid: int | None = None) -> None:
-    """Write our pid atomically."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{pid or os.getpid()}\n")
-    os.replace(tmp, path)
+    """Write our pid (or pid) atomically, never through a symlink. Raises OSError."""
+    replace_file(path, f"{pid or os.getpid()}\n".encode("ascii"))
 
 
 def remove(path: str) -> None:
-    """Remove a file if it exists."""
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a file if it exists; a failure to remove is not an error of its own (cleanup
+    must go on and the original error stays the one reported)."""
+    with contextlib.suppress(OSError):
         os.unlink(path)

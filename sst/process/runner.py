@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Union
 
@@ -29,6 +29,7 @@ TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 TAIL_LINES = 20
 
 FileArg = Union[int, IO[Any], None]
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Secrets mariadbd hands the script in its environment: no child ever inherits them.
 SECRET_ENV = ("WSREP_SST_OPT_AUTH", "WSREP_SST_OPT_REMOTE_AUTH", "WSREP_SST_OPT_PSWD", "MYSQL_PWD")
@@ -125,8 +126,9 @@ def _relay(child: Child, stream: IO[bytes]) -> None:
     stage = child.stage
     sink: IO[str] | None = None
     if stage.log_file:
-        try:
-            sink = open(stage.log_file, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        try:  # in the datadir, which others may write: never through a planted symlink
+            fd = os.open(stage.log_file, _APPEND, 0o640)
+            sink = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         except OSError:
             sink = None
     try:
@@ -257,6 +259,10 @@ class Supervisor:
     ) -> Child:
         """Start one stage; stdout defaults to our stderr, never to our stdout."""
         out: FileArg = stdout if stdout is not None else sys.stderr.fileno()
+        with cleanup_shield():  # a signal must not come between the fork and the record
+            return self._start(stage, stdin, out)
+
+    def _start(self, stage: Stage, stdin: FileArg, out: FileArg) -> Child:
         try:
             popen = subprocess.Popen(
                 _with_parent_death_signal(stage.argv),
@@ -390,13 +396,15 @@ class Supervisor:
             child.reader.join(timeout=2)
 
     def close(self) -> None:
-        """Kill every child still running, with its descendants; close our pipe ends."""
-        for c in reversed(self.children):
-            self.stop(c)
-            for s in (c.popen.stdout, c.popen.stdin):
-                if s is not None:
-                    s.close()
-        self.children.clear()
+        """Kill every child still running, with its descendants; close our pipe ends.
+        Signals cannot cut it short (cleanup_shield)."""
+        with cleanup_shield():
+            for c in reversed(self.children):
+                self.stop(c)
+                for s in (c.popen.stdout, c.popen.stdin):
+                    if s is not None:
+                        s.close()
+            self.children.clear()
 
     def __enter__(self) -> Supervisor:
         return self
@@ -444,15 +452,54 @@ def run_capture(
     return Captured(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
+class _Signals:
+    """What the terminating-signal handlers know: whether one was already turned into an
+    exception (the run is ending), and how deep we are in cleanup."""
+
+    stopping = False
+    depth = 0
+    pending = 0  # a signal that arrived inside a shield, raised when it ends
+
+
+def _raise_for(signum: int) -> None:
+    _Signals.stopping = True
+    name = signal.Signals(signum).name
+    if signum in (signal.SIGHUP, signal.SIGPIPE):
+        raise TransferError(f"received {name}")
+    raise Interrupted(f"terminated by signal {name}")
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    # The first signal ends the run; from then on (and inside any cleanup) more signals
+    # must not cut the cleanup short: children and the run directory would be left behind.
+    if _Signals.stopping or _Signals.depth:
+        _Signals.pending = _Signals.pending or signum
+        return
+    _raise_for(signum)
+
+
+@contextlib.contextmanager
+def cleanup_shield() -> Iterator[None]:
+    """While inside, SIGTERM/INT/QUIT/HUP are remembered instead of raised. A signal that
+    came meanwhile is raised on a normal exit from the outermost shield (unless the run is
+    already ending); on an exceptional exit the exception in flight wins."""
+    _Signals.depth += 1
+    try:
+        yield
+    finally:
+        _Signals.depth -= 1
+    if _Signals.pending and not _Signals.depth and not _Signals.stopping:
+        _raise_for(_Signals.pending)
+
+
+def ending() -> None:
+    """The run is over (reported or about to be): terminating signals are ignored from now
+    on, so that the last lines and the exit status are the run's own."""
+    _Signals.stopping = True
+
+
 def install_signal_handlers() -> None:
-    """TERM/INT/QUIT exit 3 and HUP/PIPE exit 32, like the stock traps, via exceptions."""
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise Interrupted(f"terminated by signal {signal.Signals(signum).name}")
-
-    def hangup(signum: int, _frame: object) -> None:
-        raise TransferError(f"received {signal.Signals(signum).name}")
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-        signal.signal(s, interrupted)
-    signal.signal(signal.SIGHUP, hangup)
+    """TERM/INT/QUIT exit 3 and HUP/PIPE exit 32, like the stock traps, via exceptions; the
+    first one ends the run, later ones are ignored so that its cleanup completes."""
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(s, _on_signal)
