@@ -146,6 +146,10 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     st = sub.add_parser("status", help="the running SST, or how the last one ended")
     st.add_argument("--datadir", default="/var/lib/mysql")
     st.add_argument("--json", action="store_true", help="machine-readable")
+    rec = sub.add_parser(
+        "recover", help="repair an interrupted swap of a joiner's datadir (old or new, whole)"
+    )
+    rec.add_argument("--datadir", default="/var/lib/mysql")
     inst = sub.add_parser("install", help="put galera-sst in place of the stock scripts")
     inst.add_argument(
         "--replace-stock",
@@ -216,6 +220,16 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
             sys.exit(2)
         print(json.dumps(data) if ns.json else status.describe(data))
         sys.exit(0 if data["state"] in ("running", "succeeded") else 1)
+    if ns.command == "recover":
+        from sst import swap
+
+        try:
+            done = swap.recover(ns.datadir)
+        except SSTError as exc:
+            print(f"galera-sst recover: {exc.message}", file=sys.stderr)
+            sys.exit(exc.code)
+        print(f"{ns.datadir}: " + (f"interrupted swap {done}" if done else "no interrupted swap"))
+        sys.exit(0)
     if ns.command in ("install", "uninstall"):
         from sst import install
 
