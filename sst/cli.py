@@ -224,7 +224,7 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
         from sst import swap
 
         try:
-            done = swap.recover(ns.datadir)
+            done = swap.recover_offline(ns.datadir)
         except SSTError as exc:
             print(f"galera-sst recover: {exc.message}", file=sys.stderr)
             sys.exit(exc.code)

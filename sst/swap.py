@@ -49,8 +49,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sst import log
-from sst.datadir import OLD, PROTECTED_TOP, TRANSIENT, Area
+from sst.datadir import OLD, PROTECTED_TOP, SST_PID, STAGING, STAGING_MB, TRANSIENT, Area
 from sst.errors import SSTError
+from sst.process import pidfile
 
 JOURNAL = ".sst-swap.journal"
 FAULT_ENV = "GALERA_SST_FAULT_SWAP_STEP"  # tests only: SIGKILL after that many steps
@@ -442,3 +443,17 @@ def recover(datadir: str) -> str:
     _fsync_dir(datadir)
     log.warning(f"Rolled back an interrupted swap in {datadir}: the old datadir is in place")
     return "rolled back"
+
+
+def recover_offline(datadir: str) -> str:
+    """`galera-sst recover`: recover(), refused while an SST script runs on datadir (its
+    pid file names a live process: exit 114); then the staging directories, which hold
+    received data only once no swap is pending, are removed so a plain server start does
+    not meet them."""
+    pidfile.wait_stale(os.path.join(datadir, SST_PID), "an SST script", attempts=1, delay=0)
+    done = recover(datadir)
+    for name in (STAGING, STAGING_MB):
+        path = os.path.join(datadir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+    return done
