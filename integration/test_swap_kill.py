@@ -95,6 +95,15 @@ class Server:
 def start(datadir: Path, *, grants: bool = False) -> Server:
     """Start mariadbd; returns once it answers (fails the test if it exits or takes 60 s).
     Without grants, no privilege checks (a quicker start; mariadb-backup needs them)."""
+    server = try_start(datadir, grants=grants)
+    if server is None:
+        log = (datadir.parent / "error.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"mariadbd on {datadir} did not start:\n{log}")
+    return server
+
+
+def try_start(datadir: Path, *, grants: bool = False) -> Server | None:
+    """Start mariadbd; the server once it answers, or None if it exited (60 s at most)."""
     base = datadir.parent
     proc = subprocess.Popen(
         [
@@ -123,8 +132,7 @@ def start(datadir: Path, *, grants: bool = False) -> Server:
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 server.stop(clean=False)
-            log = server.error_log.read_text(errors="replace")[-3000:]
-            pytest.fail(f"mariadbd on {datadir} did not start:\n{log}")
+            return None
         time.sleep(0.05)
     return server
 
@@ -218,7 +226,7 @@ def templates() -> Iterator[Templates]:
     if shutil.which("mariadbd") is None or shutil.which("mariadb-backup") is None:
         pytest.fail("the kill matrix needs mariadbd and mariadb-backup", pytrace=False)
     base = Path(tempfile.mkdtemp(prefix="galera-sst-swapkill.", dir="/var/tmp"))
-    keep = False
+    keep = bool(os.environ.get("GALERA_SST_KEEP"))
     try:
         for name in ("old", "new"):
             (base / name).mkdir()
@@ -272,6 +280,30 @@ def recover(datadir: Path) -> str:
     return res.stdout.strip().split(": ", 1)[1]
 
 
+def errors_in(log: Path) -> list[str]:
+    return [ln for ln in log.read_text(errors="replace").splitlines() if "[ERROR]" in ln]
+
+
+def assert_plain_start_is_safe(templates: Templates, live: Path, step: int) -> None:
+    """mariadbd started on (a copy of) the half-swapped datadir, before any recovery: it
+    refuses to start for want of its redo log, or finds exactly the old or the new rows."""
+    pre = live.parent / "pre"
+    pre.mkdir()
+    copy(live, pre / "data")
+    server = try_start(pre / "data")
+    errors = errors_in(pre / "error.log")
+    if server is None:
+        assert any("File ./ib_logfile0 was not found" in e for e in errors), errors
+    else:
+        try:
+            found = rows(server)
+        finally:
+            server.stop(clean=False)
+        assert found in (templates.old_rows, templates.new_rows), f"step {step}: {found}"
+        assert [e for e in errors if "name '.sst" not in e] == [], errors  # staging dirs
+    shutil.rmtree(pre)
+
+
 @pytest.mark.parametrize("kind", ["rsync", "mariabackup"])
 def test_swap_killed_at_every_step(templates: Templates, kind: str) -> None:
     outcomes: dict[str, set[int]] = {}
@@ -291,14 +323,12 @@ def test_swap_killed_at_every_step(templates: Templates, kind: str) -> None:
             shutil.rmtree(run)
             break  # past the last step: the swap ran to its end
         assert rc == -signal.SIGKILL, f"step {step}: the swap failed (exit {rc})"
+        if kind == "rsync":
+            assert_plain_start_is_safe(templates, live, step)
         done = recover(live)
         assert not (live / swap.JOURNAL).exists() and not (live / ".sst-old").exists()
         found = observed(live)
-        errors = [
-            ln
-            for ln in (run / "error.log").read_text(errors="replace").splitlines()
-            if "[ERROR]" in ln
-        ]
+        errors = errors_in(run / "error.log")
         assert errors == [], f"step {step} ({done}): {errors}"
         which = "old" if found == templates.old_rows else "new"
         assert found == (templates.old_rows if which == "old" else templates.new_rows), (

@@ -127,8 +127,10 @@ def prepare_staging(areas: Sequence[Area], *, hardlink_from_live: bool) -> None:
 
 def _link_tree(src: str, dst: str, *, top: bool = False) -> None:
     for entry in os.scandir(src):
-        if top and entry.name in PROTECTED_TOP:
-            continue
+        if top and (
+            entry.name in PROTECTED_TOP or entry.name in TRANSIENT or entry.name.startswith(".sst")
+        ):
+            continue  # never ours in the staging: the swap would refuse them (sst/swap.py)
         target = os.path.join(dst, entry.name)
         if entry.is_dir(follow_symlinks=False):
             if top or not os.path.exists(target):

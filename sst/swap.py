@@ -75,13 +75,16 @@ class Move:
 
 @dataclass(frozen=True)
 class Plan:
-    """What one swap does, in order: create `asides`, the `aside` renames, the `into`
-    renames (or a tool fills `fill`), commit. In fill directories the entries in `keep`
-    and those whose full path `keep_re` matches stay."""
+    """What one swap does, in order: create `asides`, the `aside` renames, the `replace`
+    steps (the old file hard-linked into the aside directory (`Move.dst` there), then the
+    new one renamed over it, so the name never goes missing), the `into` renames (or a
+    tool fills `fill`), commit. In fill directories the entries in `keep` and those whose
+    full path `keep_re` matches stay."""
 
     asides: tuple[str, ...]
     aside: tuple[Move, ...]
     into: tuple[Move, ...] = ()
+    replace: tuple[tuple[Move, Move], ...] = ()  # (live -> aside link, staged -> live)
     fill: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
     keep_re: str = ""
@@ -92,6 +95,7 @@ class Plan:
             "asides": list(self.asides),
             "aside": [[m.src, m.dst] for m in self.aside],
             "into": [[m.src, m.dst] for m in self.into],
+            "replace": [[a.src, a.dst, b.src] for a, b in self.replace],
             "fill": list(self.fill),
             "keep": list(self.keep),
             "keep_re": self.keep_re,
@@ -111,10 +115,13 @@ class Plan:
             assert isinstance(items, list)
             return tuple(str(x) for x in items)
 
+        triples = data["replace"]
+        assert isinstance(triples, list)
         return cls(
             strings("asides"),
             moves("aside"),
             moves("into"),
+            tuple((Move(str(a), str(b)), Move(str(c), str(a))) for a, b, c in triples),
             strings("fill"),
             strings("keep"),
             str(data["keep_re"]),
@@ -155,33 +162,62 @@ def _kind_refusal(directory: str, name: str, *, files_only: bool, patterns: Sequ
     return ""
 
 
-def _area_moves(
-    area: Area, *, skip: Sequence[str], drop_dirs: bool, files_only: bool
-) -> tuple[list[Move], list[Move], list[str]]:
-    """The aside and into renames of one area, and the refused names with their reason."""
-    old = os.path.join(area.live, OLD)
+# The redo log: set aside first and renamed in last, so that during the whole swap the
+# datadir has an InnoDB system tablespace but no redo log, and a plain mariadbd start on it
+# fails ("File ./ib_logfile0 was not found") instead of opening a mix of old and new.
+GUARDS = ("ib_logfile0",)
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+@dataclass
+class _Moves:
+    aside: list[Move]
+    into: list[Move]
+    replace: list[tuple[Move, Move]]
+    refused: list[str]
+
+
+def _accepted(area: Area, skip: Sequence[str], files_only: bool, out: _Moves) -> list[str]:
     names = sorted(os.listdir(area.staged)) if os.path.isdir(area.staged) else []
     take: list[str] = []
-    refused: list[str] = []
     for name in names:
         if name in skip:
             continue
         why = refusal(area.staged, name, files_only=files_only, patterns=area.patterns)
         if why:
-            refused.append(f"{name!r} ({why})")
+            out.refused.append(f"{name!r} ({why})")
         else:
             take.append(name)
-    replaced = [n for n in take if os.path.lexists(os.path.join(area.live, n))]
-    if drop_dirs:  # a database the donor does not have any more
+    return take
+
+
+def _area_moves(area: Area, *, skip: Sequence[str], is_main: bool, out: _Moves) -> None:
+    """Add one area's steps to out: regular files replaced in place (but the guards),
+    everything else set aside and renamed in; in the main area, live directories the
+    donor did not send are set aside (a dropped database)."""
+    old = os.path.join(area.live, OLD)
+    take = _accepted(area, skip, not is_main, out)
+    for name in take:
+        live, staged, aside = (os.path.join(d, name) for d in (area.live, area.staged, old))
+        if name not in GUARDS and _is_file(live) and _is_file(staged):
+            out.replace.append((Move(live, aside), Move(staged, live)))
+            continue
+        if os.path.lexists(live):
+            out.aside.append(Move(live, aside))
+        out.into.append(Move(staged, live))
+    if is_main:
         for name in sorted(os.listdir(area.live)):
             path = os.path.join(area.live, name)
             if name in take or name in skip or is_ours(name):
                 continue
             if os.path.isdir(path) and not os.path.islink(path):
-                replaced.append(name)
-    aside = [Move(os.path.join(area.live, n), os.path.join(old, n)) for n in replaced]
-    into = [Move(os.path.join(area.staged, n), os.path.join(area.live, n)) for n in take]
-    return aside, into, refused
+                out.aside.append(Move(path, os.path.join(old, name)))
 
 
 def rsync_plan(
@@ -193,23 +229,24 @@ def rsync_plan(
     main staging's names that are not data (the completion file, nested stagings): these
     are neither swapped in nor dropped. Live top-level files the donor did not send stay
     (grastate.dat, galera.cache, *.pem, logs); live directories it did not send go (a
-    dropped database).
+    dropped database). The guards (GUARDS) go aside first and come in last.
     """
-    asides: list[str] = []
-    aside: list[Move] = []
-    into: list[Move] = []
-    refused: list[str] = []
+    out = _Moves([], [], [], [])
     for area in [*subs, main]:
-        is_main = area is main
-        a, i, r = _area_moves(
-            area, skip=skip if is_main else (), drop_dirs=is_main, files_only=not is_main
-        )
-        if a:
-            asides.append(os.path.join(area.live, OLD))
-        aside += a
-        into += i
-        refused += r
-    return Plan(tuple(asides), tuple(aside), tuple(into)), tuple(refused)
+        _area_moves(area, skip=skip if area is main else (), is_main=area is main, out=out)
+
+    def guard(m: Move) -> bool:
+        return os.path.basename(m.src) in GUARDS
+
+    aside = sorted(out.aside, key=lambda m: not guard(m))
+    into = sorted(out.into, key=guard)
+    used = {os.path.dirname(m.dst) for m in aside} | {
+        os.path.dirname(a.dst) for a, _ in out.replace
+    }
+    asides = tuple(
+        os.path.join(a.live, OLD) for a in [*subs, main] if os.path.join(a.live, OLD) in used
+    )
+    return Plan(asides, tuple(aside), tuple(into), tuple(out.replace)), tuple(out.refused)
 
 
 def fill_plan(dirs: Sequence[str], keep_re: str, always: Sequence[str] = ()) -> Plan:
@@ -286,7 +323,7 @@ def _read_journal(path: str) -> tuple[str, Plan]:
 
 def _touched(plan: Plan) -> list[str]:
     dirs = [*plan.asides, *plan.fill]
-    for m in (*plan.aside, *plan.into):
+    for m in (*plan.aside, *plan.into, *(x for pair in plan.replace for x in pair)):
         dirs += [os.path.dirname(m.src), os.path.dirname(m.dst)]
     return list(dict.fromkeys(dirs))
 
@@ -321,16 +358,28 @@ def _forward(plan: Plan, fill: Callable[[], None] | None, step: Callable[[], Non
         step()
     for d in plan.asides:
         _fsync_dir(os.path.dirname(d))
-    for m in (*plan.aside, *plan.into):
-        if os.path.lexists(m.dst):
-            raise SwapError(f"{m.dst} appeared during the swap; refusing to replace it")
-        os.rename(m.src, m.dst)
+    for m in plan.aside:
+        _rename_new(m)
+        step()
+    for link, new in plan.replace:
+        os.link(link.src, link.dst)  # the old file stays in place, and in the aside too
+        step()
+        os.rename(new.src, new.dst)  # atomic: the name is never missing
+        step()
+    for m in plan.into:
+        _rename_new(m)
         step()
     if fill is not None:
         fill()
         step()
     for d in _touched(plan):
         _fsync_dir(d)
+
+
+def _rename_new(m: Move) -> None:
+    if os.path.lexists(m.dst):
+        raise SwapError(f"{m.dst} appeared during the swap; refusing to replace it")
+    os.rename(m.src, m.dst)
 
 
 def _undo_or_explain(datadir: str, journal: str, plan: Plan, exc: BaseException) -> None:
@@ -371,7 +420,8 @@ def _remove_any(path: str) -> None:
 
 def _rollback(plan: Plan) -> None:
     """Put the old entries back; idempotent. New entries can only be in place once every
-    aside rename happened (they all come first), so only then are they taken out."""
+    aside rename happened (they all come first), so only then are they taken out; a
+    replaced file is the old one while its aside link is the same inode."""
     if all(os.path.lexists(m.dst) for m in plan.aside):
         for m in reversed(plan.into):
             if os.path.lexists(m.dst) and not os.path.lexists(m.src):
@@ -379,6 +429,13 @@ def _rollback(plan: Plan) -> None:
                 os.rename(m.dst, m.src)
         for d in plan.fill:
             _remove_filled(d, plan)
+    for link, _ in reversed(plan.replace):
+        if not os.path.lexists(link.dst):
+            continue
+        if _same_file(link.src, link.dst):
+            os.unlink(link.dst)  # the new file never came in (or was the old one)
+        else:
+            os.rename(link.dst, link.src)  # atomic: the old file back over the new one
     for m in reversed(plan.aside):
         if not os.path.lexists(m.dst):
             continue
@@ -391,6 +448,14 @@ def _rollback(plan: Plan) -> None:
         if os.path.isdir(d):
             os.rmdir(d)  # empty now; if not, OSError keeps it and the journal
             _fsync_dir(os.path.dirname(d))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _remove_filled(directory: str, plan: Plan) -> None:
