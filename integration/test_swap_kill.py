@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import swap
+from sst import datadir, swap
 
 pytestmark = pytest.mark.cluster
 
@@ -326,7 +326,7 @@ def test_swap_killed_at_every_step(templates: Templates, kind: str) -> None:
         if kind == "rsync":
             assert_plain_start_is_safe(templates, live, step)
         done = recover(live)
-        assert not (live / swap.JOURNAL).exists() and not (live / ".sst-old").exists()
+        assert not (live / datadir.JOURNAL).exists() and not (live / ".sst-old").exists()
         found = observed(live)
         errors = errors_in(run / "error.log")
         assert errors == [], f"step {step} ({done}): {errors}"

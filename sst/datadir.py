@@ -19,6 +19,7 @@ from sst.errors import NoSpace, SSTError, TransferError
 
 STAGING = ".sst-staging"
 OLD = ".sst-old"
+JOURNAL = ".sst-swap.journal"  # the swap's plan and state (sst/swap.py)
 IN_PROGRESS = "sst_in_progress"
 SST_PID = "wsrep_sst.pid"
 
@@ -62,6 +63,7 @@ TRANSIENT = (
     SST_PID,
     STAGING,
     OLD,
+    JOURNAL,
     ".sst",
     "rsync_sst_complete",
     "wsrep_sst_binlog.tar",

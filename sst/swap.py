@@ -49,11 +49,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sst import log
-from sst.datadir import OLD, PROTECTED_TOP, SST_PID, STAGING, STAGING_MB, TRANSIENT, Area
+from sst.datadir import (
+    JOURNAL,
+    OLD,
+    PROTECTED_TOP,
+    SST_PID,
+    STAGING,
+    STAGING_MB,
+    TRANSIENT,
+    Area,
+)
 from sst.errors import SSTError
 from sst.process import pidfile
 
-JOURNAL = ".sst-swap.journal"
 FAULT_ENV = "GALERA_SST_FAULT_SWAP_STEP"  # tests only: SIGKILL after that many steps
 SWAPPING = "swapping"
 COMMITTED = "committed"

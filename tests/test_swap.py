@@ -97,7 +97,7 @@ def test_rsync_swap_replaces_databases_keeps_galera_files(tmp_path: Path) -> Non
     assert refused == ()
     swap.execute(str(live), plan)
     assert live_state(live) == expected_new(live)
-    assert not (live / datadir.OLD).exists() and not (live / swap.JOURNAL).exists()
+    assert not (live / datadir.OLD).exists() and not (live / datadir.JOURNAL).exists()
 
 
 def test_received_names_of_ours_links_and_fifos_are_not_swapped_in(tmp_path: Path) -> None:
@@ -209,7 +209,7 @@ def test_interrupted_move_back_is_rolled_back(tmp_path: Path) -> None:
     tree(live, OLD_DATA)
     before = state(live)
     plan = swap.fill_plan([str(live)], r".*grastate\.dat$")
-    (live / swap.JOURNAL).write_text(
+    (live / datadir.JOURNAL).write_text(
         json.dumps({"version": 1, "state": "swapping", "plan": plan.to_json()})
     )
     os.mkdir(live / datadir.OLD)
@@ -287,7 +287,7 @@ def test_sigkill_at_every_step_leaves_old_or_new_after_recovery(tmp_path: Path, 
         after = {k: v for k, v in state(live).items() if not k.startswith(".sst")}
         assert after in (old, new), f"step {step}: a mix after recovery ({done})"
         outcomes.add((done, "new" if after == new else "old"))
-        assert not (live / swap.JOURNAL).exists() and not (live / datadir.OLD).exists()
+        assert not (live / datadir.JOURNAL).exists() and not (live / datadir.OLD).exists()
         assert swap.recover(str(live)) == ""
     assert step > 15
     # killed after the last step (the journal's removal), there is nothing left to recover

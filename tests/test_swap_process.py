@@ -57,7 +57,7 @@ def test_joiner_killed_in_final_cleanup_then_next_sst(
     # journal, mkdir, 3 asides, 4 renames in, commit: step 12 is the 2nd aside deletion
     err = sst(joiner_dir, node_dir, parent.pid, env={swap.FAULT_ENV: "12"})
     assert "Traceback" not in err
-    with open(jd / swap.JOURNAL, encoding="utf-8") as f:
+    with open(jd / datadir.JOURNAL, encoding="utf-8") as f:
         assert json.load(f)["state"] == "committed"
     assert len(os.listdir(jd / datadir.OLD)) == 1  # killed halfway through the deletion
     first = data_files(dd)
@@ -76,7 +76,7 @@ def test_joiner_killed_in_final_cleanup_then_next_sst(
     assert data_files(jd) == first
     assert not (jd / "dropped_db").exists()
     assert (jd / "grastate.dat").read_text() == "joiner's own state\n"
-    assert not (jd / datadir.OLD).exists() and not (jd / swap.JOURNAL).exists()
+    assert not (jd / datadir.OLD).exists() and not (jd / datadir.JOURNAL).exists()
 
     # and a good one joins
     write_cnf(joiner_dir, {})
@@ -85,7 +85,7 @@ def test_joiner_killed_in_final_cleanup_then_next_sst(
     assert "Traceback" not in err and error_lines(err) == []
     assert data_files(jd) == data_files(dd)
     assert_no_debris(jd)
-    assert not (jd / swap.JOURNAL).exists()
+    assert not (jd / datadir.JOURNAL).exists()
 
 
 def hostile_push(port: int, tree: Path) -> None:
