@@ -345,7 +345,10 @@ def execute(datadir: str, plan: Plan, fill: Callable[[], None] | None = None) ->
     journal = os.path.join(datadir, JOURNAL)
     for path in (journal, *plan.asides):
         if os.path.lexists(path):
-            raise SwapError(f"{path} is left from an interrupted swap; run galera-sst recover")
+            raise SwapError(
+                f"{path} is left from an interrupted swap: run galera-sst recover --datadir "
+                f"{datadir}; without a journal, move back what belongs and remove it"
+            )
     step = _Steps()
     os.sync()  # the received files' data, before any rename can make them live
     _write_journal(journal, plan, SWAPPING)

@@ -17,6 +17,7 @@ import pytest
 from sst import datadir, swap
 from sst.datadir import Area
 from sst.errors import TransferError
+from sst.methods import mariabackup
 from sst.tools import tar as tar_tool
 from tests.conftest import ROOT
 
@@ -389,3 +390,17 @@ def test_binlog_tar_plain_members_extracted_without_owner_or_mode(tmp_path: Path
     assert not (tmp_path / "victim").exists()
     st = os.lstat(out / "mysql-bin.000001")
     assert st.st_mode & 0o7777 == 0o640 and st.st_uid == os.geteuid()
+
+
+def test_received_binlog_info_removes_only_plain_binlog_files(tmp_path: Path) -> None:
+    """mariabackup: xtrabackup_binlog_info names the binlogs the joiner drops from the
+    received backup; any other name there ('..', a data file, a path) removes nothing."""
+    staging = tmp_path / "data" / ".sst"
+    tree(staging, {"ibdata1": "i", "mysql-bin.000003": "b", "db/t.ibd": "t"})
+    tree(tmp_path, {"outside.000001": "o"})
+    (staging / "xtrabackup_binlog_info").write_text(
+        "..\t4\n.\t4\nibdata1\t4\ndb\t4\n../../outside.000001\t4\nmysql-bin.000003\t4\n"
+    )
+    mariabackup._drop_received_binlogs(str(staging))
+    assert sorted(os.listdir(staging)) == ["db", "ibdata1", "xtrabackup_binlog_info"]
+    assert (tmp_path / "outside.000001").exists()

@@ -54,7 +54,8 @@ def test_joiner_killed_in_final_cleanup_then_next_sst(
     """Finding 6: the old code left `.sst-old`; the next SST's renames failed halfway and
     its cleanup deleted `.sst-old`, which by then held live entries."""
     jd, dd = joiner_dir / "data", node_dir / "data"
-    # journal, mkdir, 3 asides, 4 renames in, commit: step 12 is the 2nd aside deletion
+    # journal, mkdir, 2 asides (db1, dropped_db), ibdata1 replaced (link, rename), 3 renames
+    # in, commit: step 12 is the second of three deletions in the aside directory
     err = sst(joiner_dir, node_dir, parent.pid, env={swap.FAULT_ENV: "12"})
     assert "Traceback" not in err
     with open(jd / datadir.JOURNAL, encoding="utf-8") as f:
@@ -91,7 +92,9 @@ def test_joiner_killed_in_final_cleanup_then_next_sst(
 def hostile_push(port: int, tree: Path) -> None:
     """What a hostile donor can do: push any tree into the module, then the completion file."""
     url = f"rsync://127.0.0.1:{port}/rsync_sst/"
-    subprocess.run(["rsync", "-rlt", f"{tree}/", url], check=True, timeout=60)
+    # 23/24: the daemon may refuse some entries (symlinks); what arrives is what counts
+    sent = subprocess.run(["rsync", "-rlt", f"{tree}/", url], check=False, timeout=60)
+    assert sent.returncode in (0, 23, 24)
     magic = tree.parent / "rsync_sst_complete"
     magic.write_text(f"{UUID}:7 0\n")
     subprocess.run(["rsync", "-t", str(magic), url], check=True, timeout=60)
@@ -168,9 +171,7 @@ def test_hostile_names_are_not_swapped_in(
     err = j.stderr()
     assert error_lines(err) == []
     warned = [ln for ln in err.splitlines() if "Not swapped in" in ln]
-    assert len(warned) == 1 and all(
-        n in warned[0] for n in ("'.sst-old'", "'etc'", "'sst_in_progress'")
-    )
+    assert len(warned) == 1 and all(n in warned[0] for n in ("'.sst-old'", "'sst_in_progress'"))
     assert sorted(os.listdir(jd)) == sorted(
         [
             "db1",

@@ -345,7 +345,7 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
             f"not of galera-sst's own are): {', '.join(refused[:10])}"
         )
     swap.execute(dd, plan)
-    log.info(f"Swapped {len(plan.into)} received entries into {dd}")
+    log.info(f"Swapped {len(plan.into) + len(plan.replace)} received entries into {dd}")
     if binlogs is None:
         return
     binlogs.remove_all(dd)
