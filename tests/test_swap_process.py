@@ -188,3 +188,42 @@ def test_hostile_names_are_not_swapped_in(
     os.umask(mask)
     assert os.stat(jd / "mysql-bin.000005").st_mode & 0o7777 == 0o660 & ~mask
     assert Path("/etc/hostname").read_bytes() == etc
+
+
+def test_mariabackup_joiner_recovers_an_interrupted_swap_first(
+    tmp_path: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """A mariabackup joiner killed during --move-back: its next start (here an IST) puts the
+    old datadir back before anything else, and runs without a traceback."""
+    j, d = tmp_path / "j", tmp_path / "d"
+    for base in (j, d):
+        (base / "data").mkdir(parents=True)
+        write_cnf(base, {})
+    jd = j / "data"
+    for rel, text in {"ibdata1": "old", "db1/t.ibd": "old", "grastate.dat": "state"}.items():
+        (jd / rel).parent.mkdir(parents=True, exist_ok=True)
+        (jd / rel).write_text(text)
+    before = snapshot(jd)
+    # what a kill halfway through mariadb-backup --move-back leaves
+    plan = swap.fill_plan([str(jd)], r".*grastate\.dat$")
+    (jd / datadir.JOURNAL).write_text(
+        json.dumps({"version": 1, "state": "swapping", "plan": plan.to_json()})
+    )
+    (jd / datadir.OLD).mkdir()
+    for m in plan.aside:
+        os.rename(m.src, m.dst)
+    (jd / "ibdata1").write_text("half of the new one")
+    (jd / "mysql").mkdir()
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
+    address = js.readline()[6:]
+    ds = start_script("py_mariabackup", donor_args(d, address, bypass=True))
+    assert ds.readline() == "continue"
+    assert ds.wait() == 0, ds.stderr()
+    assert js.readline() == f"{UUID}:5 0"
+    assert js.wait() == 0
+    err = js.stderr()
+    assert "Rolled back an interrupted swap" in err and "Traceback" not in err
+    assert error_lines(err) == []
+    assert snapshot(jd) == before
+    assert_no_debris(jd)
