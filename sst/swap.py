@@ -183,6 +183,23 @@ def _is_file(path: str) -> bool:
         return False
 
 
+def _links_work(directory: str) -> bool:
+    """Whether directory's filesystem has hard links (a replace needs them; without, files
+    are set aside and renamed in like directories)."""
+    probe = os.path.join(directory, ".sst-link-probe")
+    try:
+        with open(probe, "w", encoding="ascii"):
+            pass
+        os.link(probe, probe + "2")
+        os.unlink(probe + "2")
+        return True
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
 @dataclass
 class _Moves:
     aside: list[Move]
@@ -211,9 +228,10 @@ def _area_moves(area: Area, *, skip: Sequence[str], is_main: bool, out: _Moves) 
     donor did not send are set aside (a dropped database)."""
     old = os.path.join(area.live, OLD)
     take = _accepted(area, skip, not is_main, out)
+    links = _links_work(area.live)
     for name in take:
         live, staged, aside = (os.path.join(d, name) for d in (area.live, area.staged, old))
-        if name not in GUARDS and _is_file(live) and _is_file(staged):
+        if links and name not in GUARDS and _is_file(live) and _is_file(staged):
             out.replace.append((Move(live, aside), Move(staged, live)))
             continue
         if os.path.lexists(live):

@@ -101,6 +101,22 @@ def test_rsync_swap_replaces_databases_keeps_galera_files(tmp_path: Path) -> Non
     assert not (live / datadir.OLD).exists() and not (live / datadir.JOURNAL).exists()
 
 
+def test_without_hard_links_files_are_set_aside_like_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live, area = rsync_case(tmp_path)
+
+    def no_links(src: str, dst: str) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    plan, _ = swap.rsync_plan(area, [], ("rsync_sst_complete",))
+    assert plan.replace == () and f"{live}/ibdata1" in [m.src for m in plan.aside]
+    swap.execute(str(live), plan)
+    assert live_state(live) == expected_new(live)
+    assert not any(n.startswith(".sst-link") for n in os.listdir(live))
+
+
 def test_received_names_of_ours_links_and_fifos_are_not_swapped_in(tmp_path: Path) -> None:
     live, area = rsync_case(tmp_path)
     staged = Path(area.staged)
