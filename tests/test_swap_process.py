@@ -161,7 +161,7 @@ def test_hostile_names_are_not_swapped_in(
     (sent / "sst_in_progress").write_text("planted")
     (sent / "etc").symlink_to("/etc")
     (sent / "ibdata1").write_text("new ibdata")
-    binlog_tar(sent / "wsrep_sst_binlog.tar", {"mysql-bin.000005": ""})
+    binlog_tar(sent / "wsrep_sst_binlog.tar", {"mysql-bin.000005": "", "donor-bin.index": ""})
     port = free_port()
     j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
     assert j.readline().startswith("ready ")

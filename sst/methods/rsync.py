@@ -349,18 +349,19 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
     if binlogs is None:
         return
     binlogs.remove_all(dd)
-    if members:
+    names = [n for n in members if datadir.BINLOG_NAME.fullmatch(n)]  # the index: rebuilt
+    if names:
         datadir.ensure_dir(binlogs.directory)
         child = run.sup.start(
             Stage(
-                tar_tool.extract_argv(tools.find("tar"), tar, binlogs.directory, members),
+                tar_tool.extract_argv(tools.find("tar"), tar, binlogs.directory, names),
                 name="tar",
                 log_stderr=True,
             )
         )
         run.sup.wait([child], what="extracting the binlog tar")
-        binlogs.write_index([n for n in members if datadir.BINLOG_NAME.fullmatch(n)])
-        log.info(f"Restored {len(members)} binlog file(s) into {binlogs.directory}")
+        binlogs.write_index(names)
+        log.info(f"Restored {len(names)} binlog file(s) into {binlogs.directory}")
 
 
 def _sub_areas(layout: JoinerLayout) -> list[Area]:
