@@ -173,6 +173,10 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     st = sub.add_parser("status", help="the running SST, or how the last one ended")
     st.add_argument("--datadir", default="/var/lib/mysql")
     st.add_argument("--json", action="store_true", help="machine-readable")
+    rec = sub.add_parser(
+        "recover", help="repair an interrupted swap of a joiner's datadir (old or new, whole)"
+    )
+    rec.add_argument("--datadir", default="/var/lib/mysql")
     inst = sub.add_parser("install", help="put galera-sst in place of the stock scripts")
     inst.add_argument(
         "--replace-stock",
@@ -263,6 +267,15 @@ def _donor(ns: Any) -> int:
     )
 
 
+def _recover(ns: Any) -> int:
+    """`galera-sst recover`: finish or roll back a swap an SST left half done; returns 0."""
+    from sst import swap
+
+    done = swap.recover_offline(ns.datadir)
+    print(f"{ns.datadir}: " + (f"interrupted swap {done}" if done else "no interrupted swap"))
+    return 0
+
+
 def _install(ns: Any) -> int:
     """`galera-sst install|uninstall`: returns 0; raises InstallError."""
     from sst import install
@@ -285,6 +298,7 @@ def _command(ns: Any) -> int:
         "joiner": _joiner,
         "donor": _donor,
         "status": lambda ns: _status(ns.datadir, as_json=ns.json),
+        "recover": _recover,
         "install": _install,
         "uninstall": _install,
         "sst": _sst,

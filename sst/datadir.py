@@ -8,18 +8,20 @@ into place. A failure before the swap leaves the old datadir and its grastate.da
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
+import re
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sst import log
 from sst.errors import NoSpace, TransferError, from_oserror
 from sst.process.pidfile import replace_file
 
 STAGING = ".sst-staging"
 OLD = ".sst-old"
+JOURNAL = ".sst-swap.journal"  # the swap's plan and state (sst/swap.py)
 IN_PROGRESS = "sst_in_progress"
 SST_PID = "wsrep_sst.pid"
 
@@ -63,6 +65,7 @@ TRANSIENT = (
     SST_PID,
     STAGING,
     OLD,
+    JOURNAL,
     ".sst",
     "rsync_sst_complete",
     "wsrep_sst_binlog.tar",
@@ -128,8 +131,10 @@ def prepare_staging(areas: Sequence[Area], *, hardlink_from_live: bool) -> None:
 
 def _link_tree(src: str, dst: str, *, top: bool = False) -> None:
     for entry in os.scandir(src):
-        if top and entry.name in PROTECTED_TOP:
-            continue
+        if top and (
+            entry.name in PROTECTED_TOP or entry.name in TRANSIENT or entry.name.startswith(".sst")
+        ):
+            continue  # never ours in the staging: the swap would refuse them (sst/swap.py)
         target = os.path.join(dst, entry.name)
         if entry.is_dir(follow_symlinks=False):
             if top or not os.path.exists(target):
@@ -142,52 +147,13 @@ def _link_tree(src: str, dst: str, *, top: bool = False) -> None:
 
 
 def remove_staging(areas: Iterable[Area]) -> None:
-    """Remove staging and half-swapped leftovers (cleanup on every exit path)."""
+    """Remove the staging directories (received data only; cleanup on every exit path).
+
+    Never touches an aside directory (`.sst-old`): it may hold live entries, and only the
+    swap's journal knows (see swap.recover)."""
     for a in areas:
         if os.path.lexists(a.staged):
             shutil.rmtree(a.staged, ignore_errors=True)
-        old = os.path.join(a.live, OLD)
-        if os.path.lexists(old):
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def swap_in(area: Area, *, skip: Sequence[str], replace_dirs: bool) -> int:
-    """Rename staged entries over the live ones; return how many entries moved.
-
-    Top-level files of the live directory are kept unless the staging has a replacement
-    (grastate.dat, galera.cache, *.pem, logs stay, as with the stock script). With
-    replace_dirs, live top-level directories that the donor does not have are removed
-    (a dropped database).
-    """
-    old = os.path.join(area.live, OLD)
-    os.makedirs(old, exist_ok=True)
-    staged_names = set()
-    moved = 0
-    for entry in sorted(os.listdir(area.staged)):
-        src = os.path.join(area.staged, entry)
-        if entry in skip or entry in PROTECTED_TOP:
-            continue
-        if os.path.isdir(src) and not os.path.islink(src) and area.patterns:
-            continue  # a nested area's staging; swapped on its own
-        staged_names.add(entry)
-        dst = os.path.join(area.live, entry)
-        if os.path.lexists(dst):
-            os.rename(dst, os.path.join(old, entry))
-        os.rename(src, dst)
-        moved += 1
-    if replace_dirs:
-        for entry in os.listdir(area.live):
-            path = os.path.join(area.live, entry)
-            if entry in staged_names or entry in PROTECTED_TOP:
-                continue
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.rename(path, os.path.join(old, entry))
-    shutil.rmtree(old, ignore_errors=True)
-    return moved
 
 
 @dataclass(frozen=True)
@@ -228,25 +194,47 @@ class Binlogs:
             return []
         return [resolve(datadir, n) for n in names]
 
+    def own(self, path: str) -> bool:
+        """True for this server's binlog files: `<base>.NNNNNN` (digits) in its directory."""
+        prefix = os.path.basename(self.base) + "."
+        name = os.path.basename(path)
+        return (
+            os.path.dirname(path) == self.directory
+            and name.startswith(prefix)
+            and name[len(prefix) :].isdigit()
+        )
+
     def remove_all(self, datadir: str) -> None:
-        """Delete the binlogs in the index, the index, and unindexed `<base>.NNNNNN` files."""
-        for path in self.listed(datadir):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        """Delete the `<base>.NNNNNN` files of the binlog directory and the index file.
+
+        Nothing else is deleted, whatever the index lists: its other entries (absolute
+        paths elsewhere, `..`) are ignored with a warning.
+        """
+        strays = [p for p in self.listed(datadir) if not self.own(p)]
+        if strays:
+            log.warning(
+                f"{self.index} lists {len(strays)} path(s) that are not this server's binlogs "
+                f"in {self.directory} (e.g. {strays[0]!r}); left alone"
+            )
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.index)
-        prefix = os.path.basename(self.base) + "."
         if os.path.isdir(self.directory):
             for name in os.listdir(self.directory):
-                if name.startswith(prefix) and name[len(prefix) :].isdigit():
+                path = os.path.join(self.directory, name)
+                if self.own(path) and not os.path.isdir(path):
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(self.directory, name))
+                        os.unlink(path)
 
     def write_index(self, names: Sequence[str]) -> None:
         """Rebuild the index from the restored file names (full paths, as stock writes)."""
         os.makedirs(os.path.dirname(self.index), exist_ok=True)
         text = "".join(os.path.join(self.directory, n) + "\n" for n in names)
         replace_file(self.index, text.encode("utf-8", "surrogateescape"), None)
+
+
+# A binlog file's name as a donor may send it: a plain basename ending in digits; and an index.
+BINLOG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\.[0-9]{6,}")
+BINLOG_INDEX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\.index")
 
 
 def touch(path: str) -> None:
@@ -288,66 +276,7 @@ def read_magic(path: str) -> tuple[str, dict[str, str]]:
     return lines[0].strip(), tags
 
 
-@dataclass
-class Aside:
-    """Depth-1 entries of live directories renamed into `<dir>/.sst-old`, kept until the new
-    copy is in place: `restore()` puts them back, `discard()` deletes them."""
-
-    dirs: list[str]
-    keep: Callable[[str], bool]
-
-    def restore(self) -> None:
-        """Remove what arrived since, and rename the old entries back."""
-        for d in self.dirs:
-            old = os.path.join(d, OLD)
-            if not os.path.isdir(old):
-                continue
-            for name in os.listdir(d):
-                path = os.path.join(d, name)
-                if name in PROTECTED_TOP or name == STAGING_MB or self.keep(path):
-                    continue
-                _remove_any(path)
-            for name in os.listdir(old):
-                os.rename(os.path.join(old, name), os.path.join(d, name))
-            os.rmdir(old)
-
-    def discard(self) -> None:
-        """The new copy is in place: delete the old entries."""
-        for d in self.dirs:
-            shutil.rmtree(os.path.join(d, OLD), ignore_errors=True)
-
-
 STAGING_MB = ".sst"  # mariabackup's staging directory name (stock)
-
-
-def _remove_any(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-def set_aside(dirs: Sequence[str], keep: Callable[[str], bool]) -> Aside:
-    """Rename every depth-1 entry of dirs that keep() does not protect into `<dir>/.sst-old`.
-
-    Renames stay on the same filesystem, so this is fast and nothing is copied.
-    """
-    aside = Aside([], keep)
-    for d in dict.fromkeys(dirs):
-        if not os.path.isdir(d):
-            continue
-        old = os.path.join(d, OLD)
-        if os.path.lexists(old):
-            shutil.rmtree(old)
-        os.mkdir(old)
-        aside.dirs.append(d)
-        for name in os.listdir(d):
-            path = os.path.join(d, name)
-            if name in PROTECTED_TOP or name == STAGING_MB or keep(path):
-                continue
-            os.rename(path, os.path.join(old, name))
-    return aside
 
 
 def first_foreign_entry(root: str) -> str:

@@ -1,4 +1,4 @@
-"""Staging and the swap: old top-level files stay, databases are replaced, binlogs renamed."""
+"""Staging and binlog names (the swap itself: tests/test_swap.py)."""
 
 from __future__ import annotations
 
@@ -16,47 +16,14 @@ def tree(root: Path, files: dict[str, str]) -> None:
         p.write_text(text)
 
 
-def test_swap_replaces_databases_and_keeps_galera_files(tmp_path: Path) -> None:
-    live = tmp_path / "data"
-    tree(
-        live,
-        {
-            "grastate.dat": "old",
-            "galera.cache": "c",
-            "ibdata1": "old",
-            "db1/t.ibd": "old",
-            "dropped/x.ibd": "gone",
-            "server.pem": "pem",
-        },
-    )
-    area = Area(str(live), datadir.staging_for(str(live), str(live)))
-    datadir.prepare_staging([area], hardlink_from_live=False)
-    staged = Path(area.staged)
-    tree(
-        staged,
-        {"ibdata1": "new", "db1/t.ibd": "new", "db2/u.ibd": "new", "rsync_sst_complete": "x"},
-    )
-    moved = datadir.swap_in(area, skip=("rsync_sst_complete",), replace_dirs=True)
-    assert moved == 3
-    assert (live / "ibdata1").read_text() == "new"
-    assert (live / "db1/t.ibd").read_text() == "new"
-    assert (live / "db2/u.ibd").read_text() == "new"
-    assert not (live / "dropped").exists()
-    assert (live / "grastate.dat").read_text() == "old"
-    assert (live / "server.pem").exists() and (live / "galera.cache").exists()
-    assert not (live / datadir.OLD).exists()
-    datadir.remove_staging([area])
-    assert not staged.exists()
-
-
 def test_hardlink_staging_shares_inodes(tmp_path: Path) -> None:
     live = tmp_path / "data"
-    tree(live, {"db/t.ibd": "v1", "top.txt": "t"})
+    tree(live, {"db/t.ibd": "v1", "top.txt": "t", "sst_in_progress": "", "wsrep_sst.pid": "1"})
     area = Area(str(live), datadir.staging_for(str(live), str(live)))
     datadir.prepare_staging([area], hardlink_from_live=True)
     a, b = os.stat(live / "db/t.ibd"), os.stat(Path(area.staged) / "db/t.ibd")
     assert a.st_ino == b.st_ino
-    assert not (Path(area.staged) / datadir.STAGING).exists()
+    assert sorted(os.listdir(area.staged)) == ["db", "top.txt"]  # nothing of ours
 
 
 def test_staging_for_nested_and_separate(tmp_path: Path) -> None:

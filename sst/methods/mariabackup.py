@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 
-from sst import config, datadir, log, net, tls, tools
+from sst import config, datadir, log, net, swap, tls, tools
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import IN_PROGRESS, STAGING_MB
 from sst.errors import (
@@ -169,6 +169,7 @@ def joiner(run: Run, s: MariabackupSettings) -> None:
     req = run.req
     assert req.address is not None
     dd = req.datadir
+    swap.recover(dd)  # an interrupted swap is repaired before anything else (sst/swap.py)
     socat = tools.find("socat")
     mbstream = _tool("mbstream")
     backup = _tool("mariadb-backup")
@@ -399,7 +400,11 @@ def _check_backup(staging: str, listener: Child) -> None:
 
 
 def _drop_received_binlogs(staging: str) -> None:
-    """10.11.19 (MDEV-38147): the joiner starts a fresh binlog seeded from the checkpoint."""
+    """10.11.19 (MDEV-38147): the joiner starts a fresh binlog seeded from the checkpoint.
+
+    Only regular files of the staging with a plain binlog name are removed; other names in
+    xtrabackup_binlog_info ('..', paths, the staging's own files) are ignored.
+    """
     info = os.path.join(staging, mb.BINLOG_INFO)
     names: list[str] = []
     try:
@@ -408,28 +413,24 @@ def _drop_received_binlogs(staging: str) -> None:
     except FileNotFoundError:
         return
     for n in names:
-        if n and "/" not in n:
-            datadir.remove(os.path.join(staging, n))
+        path = os.path.join(staging, n)
+        if datadir.BINLOG_NAME.fullmatch(n) and os.path.isfile(path) and not os.path.islink(path):
+            datadir.remove(path)
 
 
 def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> None:
+    """Set the old entries aside and let --move-back fill the directories, journaled
+    (sst/swap.py): a failure or an interruption puts the old datadir back whole."""
     req = run.req
     dd = req.datadir
-    pattern = re.compile(s.cpat)
-
-    def keep(path: str) -> bool:
-        return pattern.fullmatch(path) is not None
-
     separate = list(s.server.by_module(dd).values())
     dirs = [dd, *[p for p in separate if not p.startswith(dd + os.sep) and p != dd]]
     for d in dirs:
         datadir.ensure_dir(d)
-    aside = datadir.set_aside(dirs, keep)
-    # A previous SST's metadata is set aside with the rest, unless a custom cpat keeps it;
-    # never touched before this point, so a failed SST leaves the datadir as it was.
-    for stale in mb.LEGACY_FILES:
-        datadir.remove(os.path.join(dd, stale))
-    try:
+    # A previous SST's metadata goes aside with the rest, even where a custom cpat keeps it.
+    plan = swap.fill_plan(dirs, s.cpat, [os.path.join(dd, n) for n in mb.LEGACY_FILES])
+
+    def move_back() -> None:
         move = run.sup.start(
             Stage(
                 mb.move_back_argv(
@@ -446,10 +447,8 @@ def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> 
             )
         )
         run.sup.wait([move], what="mariadb-backup --move-back (the old datadir was restored)")
-    except BaseException:
-        aside.restore()
-        raise
-    aside.discard()
+
+    swap.execute(dd, plan, move_back)
     binlogs = s.server.binlogs(dd)
     if binlogs is not None:
         binlogs.remove_all(dd)

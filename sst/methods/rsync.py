@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import psutil
 
-from sst import config, datadir, log, net, tls, tools
+from sst import config, datadir, log, net, swap, tls, tools
 from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import IN_PROGRESS, Area
 from sst.errors import (
@@ -37,6 +37,7 @@ from sst.protocol import State, Stdout
 from sst.request import Request
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
+from sst.tools import tar as tar_tool
 
 STUNNEL_PID = "stunnel.pid"
 RSYNC_PID = "rsync_sst.pid"
@@ -142,6 +143,7 @@ def joiner(run: Run, s: RsyncSettings) -> None:
     req = run.req
     assert req.address is not None
     dd = req.datadir
+    swap.recover(dd)  # an interrupted swap is repaired before anything else (sst/swap.py)
     rsync_bin = tools.find("rsync")
     stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
     checked = preflight_tls(s, "joiner")
@@ -448,44 +450,72 @@ def _wait_listening(run: Run, daemon: Child, port: int) -> None:
 
 
 def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
-    """Replace the live directories with the verified staging, then restore binlogs."""
+    """Check the binlog archive, swap the verified staging in (journaled: sst/swap.py),
+    then restore the binlogs. Raises TransferError for an archive with anything but
+    plain binlog files, before the datadir changes."""
     req = run.req
-    moved = 0
-    # Nested and separate areas first, so the main swap moves whole directories after.
-    for a in layout.areas[1:]:
-        moved += datadir.swap_in(a, skip=(), replace_dirs=False)
-    moved += datadir.swap_in(
-        Area(layout.main.live, layout.main.staged),
-        skip=(
-            rs.MAGIC_FILE,
-            rs.BINLOG_TAR,
-            *[
-                os.path.relpath(a.staged, layout.main.staged).split(os.sep)[0]
-                for a in layout.areas[1:]
-                if a.staged.startswith(layout.main.staged + os.sep)
-            ],
-        ),
-        replace_dirs=True,
+    dd = req.datadir
+    binlogs = s.server.binlogs(dd)
+    members = _binlog_members(run, tar) if binlogs is not None and os.path.exists(tar) else []
+    main = layout.main
+    nested = [
+        os.path.relpath(a.staged, main.staged).split(os.sep)[0]
+        for a in layout.areas[1:]
+        if a.staged.startswith(main.staged + os.sep)
+    ]
+    plan, refused = swap.rsync_plan(
+        Area(main.live, main.staged), _sub_areas(layout), (rs.MAGIC_FILE, rs.BINLOG_TAR, *nested)
     )
-    log.info(f"Swapped {moved} received entries into {req.datadir}")
-    binlogs = s.server.binlogs(req.datadir)
+    if refused:
+        log.warning(
+            f"Not swapped in ({len(refused)}; only regular files and directories with names "
+            f"not of galera-sst's own are): {', '.join(refused[:10])}"
+        )
+    swap.execute(dd, plan)
+    log.info(f"Swapped {len(plan.into) + len(plan.replace)} received entries into {dd}")
     if binlogs is None:
         return
-    binlogs.remove_all(req.datadir)
-    if os.path.exists(tar):
+    binlogs.remove_all(dd)
+    names = [n for n in members if datadir.BINLOG_NAME.fullmatch(n)]  # the index: rebuilt
+    if names:
         datadir.ensure_dir(binlogs.directory)
-        tar_bin = tools.find("tar")
-        listing = os.path.join(run.rundir, "binlogs.txt")
-        with open(listing, "wb") as out:
-            child = run.sup.start(
-                Stage((tar_bin, "-xvf", tar), name="tar", cwd=binlogs.directory, log_stderr=True),
-                stdout=out,
+        child = run.sup.start(
+            Stage(
+                tar_tool.extract_argv(tools.find("tar"), tar, binlogs.directory, names),
+                name="tar",
+                log_stderr=True,
             )
-            run.sup.wait([child], what="extracting the binlog tar")
-        with open(listing, encoding="utf-8", errors="surrogateescape") as f:
-            names = [ln.strip() for ln in f if ln.strip()]
+        )
+        run.sup.wait([child], what="extracting the binlog tar")
         binlogs.write_index(names)
         log.info(f"Restored {len(names)} binlog file(s) into {binlogs.directory}")
+
+
+def _sub_areas(layout: JoinerLayout) -> list[Area]:
+    """The separate areas, each with the file patterns of every module staged into it."""
+    out = []
+    for a in layout.areas[1:]:
+        pats = [p for b in layout.subs.values() if b.staged == a.staged for p in b.patterns]
+        out.append(Area(a.live, a.staged, tuple(dict.fromkeys(pats))))
+    return out
+
+
+def _binlog_members(run: Run, tar: str) -> list[str]:
+    """The archive's members, listed with `tar -tv` and checked (plain binlog or index
+    basenames, regular files, no special mode bits); raises TransferError otherwise."""
+    listing = os.path.join(run.rundir, "binlogs.txt")
+    with open(listing, "wb") as out:
+        child = run.sup.start(
+            Stage(tar_tool.list_argv(tools.find("tar"), tar), name="tar", log_stderr=True),
+            stdout=out,
+        )
+        run.sup.wait([child], what="listing the binlog tar")
+    with open(listing, encoding="utf-8", errors="surrogateescape") as f:
+        members = tar_tool.parse_listing(f.read())
+    return tar_tool.checked_names(
+        members,
+        lambda n: bool(datadir.BINLOG_NAME.fullmatch(n) or datadir.BINLOG_INDEX.fullmatch(n)),
+    )
 
 
 # ---------------------------------------------------------------------------------------
