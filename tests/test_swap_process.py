@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 from sst import datadir, net, swap
+from sst.tools import rsync as rs
 from tests import test_rsync_process
 from tests.conftest import (
     UUID,
@@ -89,15 +90,24 @@ def test_joiner_killed_in_final_cleanup_then_next_sst(
     assert not (jd / datadir.JOURNAL).exists()
 
 
-def hostile_push(port: int, tree: Path) -> None:
-    """What a hostile donor can do: push any tree into the module, then the completion file."""
-    url = f"rsync://127.0.0.1:{port}/rsync_sst/"
+def hostile_push(ready: str, tree: Path) -> None:
+    """What a hostile donor can do, one that saw the joiner's `ready` address (its module
+    and secret): push any tree into the module, then the completion file."""
+    assert ready.startswith("ready ")
+    auth, _, rest = ready[len("ready ") :].partition("@")
+    secret = auth.partition(":")[2]
+    hostport, _, module = rest.partition("/")
+    password = tree.parent / "rsync.password"
+    password.write_text(secret + "\n")
+    password.chmod(0o600)
+    url = f"rsync://{rs.AUTH_USER}@{hostport}/{module}/"
+    auth_args = [f"--password-file={password}"]
     # 23/24: the daemon may refuse some entries (symlinks); what arrives is what counts
-    sent = subprocess.run(["rsync", "-rlt", f"{tree}/", url], check=False, timeout=60)
+    sent = subprocess.run(["rsync", "-rlt", *auth_args, f"{tree}/", url], check=False, timeout=60)
     assert sent.returncode in (0, 23, 24)
     magic = tree.parent / "rsync_sst_complete"
-    magic.write_text(f"{UUID}:7 0\n")
-    subprocess.run(["rsync", "-t", str(magic), url], check=True, timeout=60)
+    magic.write_text(f"{UUID}:7 0\nsecret {secret}\n")
+    subprocess.run(["rsync", "-t", *auth_args, str(magic), url], check=True, timeout=60)
 
 
 def binlog_tar(path: Path, members: dict[str, str]) -> None:
@@ -133,8 +143,7 @@ def test_hostile_binlog_tar_refused_before_the_datadir_changes(
     )
     port = free_port()
     j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
-    assert j.readline().startswith("ready ")
-    hostile_push(port, sent)
+    hostile_push(j.readline(), sent)
     assert j.wait(60) == 32
     errors = error_lines(j.stderr())
     assert (
@@ -164,8 +173,7 @@ def test_hostile_names_are_not_swapped_in(
     binlog_tar(sent / "wsrep_sst_binlog.tar", {"mysql-bin.000005": "", "donor-bin.index": ""})
     port = free_port()
     j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
-    assert j.readline().startswith("ready ")
-    hostile_push(port, sent)
+    hostile_push(j.readline(), sent)
     assert j.readline() == f"{UUID}:7 0"
     assert j.wait(60) == 0
     err = j.stderr()
