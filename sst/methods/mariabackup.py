@@ -247,7 +247,11 @@ def _listen(run: Run, s: MariabackupSettings, socat: str, bind: str, st_: _Strea
     listener = kids[0]
     try:
         run.sup.wait_until(
-            lambda: net.tree_listens(listener.pid, addr.port),
+            # a gate that already refused a quick peer is for _receive to see
+            lambda: (
+                net.tree_listens_or_accepted(listener.pid, addr.port)
+                or any(k.poll() is not None for k in kids[1:])
+            ),
             what=f"starting socat on port {addr.port}",
             timeout=LISTEN_TIMEOUT,
             alive=[listener],

@@ -1,0 +1,265 @@
+"""The mariabackup joiner lets only the donor's stream reach mbstream (process tier, no
+mariadbd): a third party holding a certificate from the cluster's CA (CN=mallory) is
+refused in either stage before any of its bytes reach mbstream, and the real donor, which
+proves the secret, is still served. A donor with a wrong secret is refused too."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sst import gate, lab, net
+from sst.config import TLSFiles
+from sst.methods import mariabackup as mbm
+from sst.process.runner import Supervisor
+from sst.tools import stunnel as st
+from tests.conftest import (
+    UUID,
+    Script,
+    donor_args,
+    error_lines,
+    free_port,
+    joiner_args,
+    no_processes_left,
+    start_script,
+    write_cnf,
+)
+
+MARKER = "mallory_marker"
+
+
+def mbstream_of(directory: Path, files: dict[str, bytes]) -> bytes:
+    """An mbstream (as mariadb-backup --stream writes) of files, made by the real mbstream."""
+    directory.mkdir()
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    res = subprocess.run(
+        ["mbstream", "-c", *files], cwd=directory, capture_output=True, check=True, timeout=30
+    )
+    return res.stdout
+
+
+def mallory(port: int, certs: lab.CertPaths, payload: bytes, timeout: float = 20.0) -> bytes:
+    """Connect with mallory's certificate (same CA) as soon as the port listens, send
+    payload, and return what the joiner answered before it closed the connection."""
+    ctx = ssl.create_default_context(cafile=certs.ca)
+    ctx.check_hostname = False
+    ctx.load_cert_chain(*certs.certs["mallory"])
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                pytest.fail("the joiner never listened for mallory")
+            time.sleep(0.01)
+    with ctx.wrap_socket(raw) as tls:
+        tls.sendall(payload)
+        answer = b""
+        try:
+            while chunk := tls.recv(4096):
+                answer += chunk
+        except (ssl.SSLError, OSError):
+            pass
+    return answer
+
+
+class Watch:
+    """Polls a tree for file names while a test runs (what mbstream extracted, and where)."""
+
+    def __init__(self, *roots: Path) -> None:
+        self.roots = roots
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for root in self.roots:
+                for _, _, files in os.walk(root):
+                    self.seen.update(files)
+            time.sleep(0.002)
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> lab.CertPaths:
+    return lab.make_certs(
+        str(tmp_path / "certs"),
+        {"j": "127.0.0.1", "d": "127.0.0.1", "mallory": "127.0.0.1"},
+        owner="root",
+    )
+
+
+def node(tmp: Path, name: str, pki: lab.CertPaths, mode: str) -> Path:
+    base = tmp / name
+    (base / "data").mkdir(parents=True)
+    (base / "tmp").mkdir()
+    write_cnf(base, {**lab.tls_options(pki, name, mode), "tmpdir": str(base / "tmp")})
+    return base
+
+
+def ready(js: Script) -> tuple[str, str, str]:
+    """(auth, address, secret) from the joiner's `ready` line."""
+    line = js.readline()
+    assert line.startswith("ready ")
+    auth, _, address = line[6:].rpartition("@")
+    return auth, address, auth.partition(":")[2]
+
+
+@pytest.fixture
+def joiner(
+    tmp_path: Path, pki: lab.CertPaths, parent: subprocess.Popen[bytes]
+) -> Iterator[tuple[Script, int, Path]]:
+    j = node(tmp_path, "j", pki, "VERIFY_IDENTITY")
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
+    yield js, port, j
+    if js.proc.poll() is None:
+        js.proc.terminate()
+        js.wait()
+        print(js.stderr())
+
+
+def mallory_stream(tmp: Path) -> bytes:
+    """What mallory sends: a state-files stream asking for IST at its own position."""
+    return mbstream_of(
+        tmp / "mallory",
+        {
+            MARKER: b"mallory was here\n",
+            "xtrabackup_galera_info": f"{UUID}:99 0\n".encode(),
+            "xtrabackup_ist": b"1\n",
+        },
+    )
+
+
+def test_third_party_refused_in_stage_1_then_the_donor_completes(
+    tmp_path: Path, pki: lab.CertPaths, joiner: tuple[Script, int, Path]
+) -> None:
+    js, port, j = joiner
+    watch = Watch(j)
+    auth, address, _ = ready(js)
+    assert address.endswith("/xtrabackup_sst/galera-sst-gate/1")
+    assert mallory(port, pki, mallory_stream(tmp_path)) == b""  # no `ok` for mallory
+    d = node(tmp_path, "d", pki, "VERIFY_IDENTITY")
+    ds = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+    )
+    assert ds.readline() == "continue"
+    assert ds.readline() == f"done {UUID}:5"
+    assert ds.wait() == 0
+    assert js.readline() == f"{UUID}:5 0"  # the donor's position, not mallory's :99
+    assert js.wait() == 0
+    err = js.stderr()
+    refusals = [ln for ln in err.splitlines() if "Refused a connection" in ln]
+    assert len(refusals) == 1 and "(stage 1)" in refusals[0], err
+    assert "did not start with this joiner's secret" in refusals[0]
+    assert MARKER not in watch.stop()
+    assert error_lines(err) == []
+    assert not net.port_in_use(port, "127.0.0.1")
+    assert no_processes_left([p.pid for p in js.descendants()])
+
+
+def send_stage(
+    tmp: Path, pki: lab.CertPaths, port: int, number: int, secret: str, stream: bytes
+) -> bytes:
+    """Send one stage as our donor does (preamble, then the stream) through the donor's
+    tunnel (mariabackup.donor_tunnel); returns the joiner's answer."""
+    rundir = tmp / f"send{number}"
+    rundir.mkdir()
+    files = TLSFiles(pki.ca, "", *pki.certs["d"])
+    tunnel = mbm.donor_tunnel(
+        str(rundir),
+        files,
+        st.name_check("127.0.0.1"),
+        host="127.0.0.1",
+        port=port,
+        connect_for=20,
+    )
+    payload = rundir / "payload"
+    payload.write_bytes(gate.preamble(number, secret) + stream)
+    with Supervisor() as sup, open(payload, "rb") as src:
+        kid = sup.start(tunnel, stdin=src, stdout=subprocess.PIPE)
+        sup.wait([kid], what=f"stage {number}", timeout=60)
+        assert kid.popen.stdout is not None
+        answer = kid.popen.stdout.read()
+    assert st.failure(list(kid.tail)) == "", kid.tail
+    return answer
+
+
+def test_third_party_refused_in_stage_2_then_the_donor_is_served(
+    tmp_path: Path, pki: lab.CertPaths, joiner: tuple[Script, int, Path]
+) -> None:
+    js, port, j = joiner
+    watch = Watch(j)
+    _, _, secret = ready(js)
+    state = mbstream_of(
+        tmp_path / "state",
+        {"xtrabackup_galera_info": f"{UUID}:5 0\nsecret {secret}\n".encode()},
+    )
+    assert send_stage(tmp_path, pki, port, 1, secret, state) == b"ok\n"
+    assert mallory(port, pki, mallory_stream(tmp_path)) == b""
+    backup = mbstream_of(
+        tmp_path / "backup",
+        {
+            "xtrabackup_checkpoints": b"backup_type = full-backuped\nfrom_lsn = 0\n",
+            "donor_payload": os.urandom(100000),
+        },
+    )
+    assert send_stage(tmp_path, pki, port, 2, secret, backup) == b"ok\n"
+    # The stream was accepted; prepare then fails on this made-up backup (no mariadbd here).
+    assert js.wait() != 0
+    seen = watch.stop()
+    assert "donor_payload" in seen  # the watch does see what mbstream extracts
+    assert MARKER not in seen
+    err = js.stderr()
+    refusals = [ln for ln in err.splitlines() if "Refused a connection" in ln]
+    assert len(refusals) == 1 and "(stage 2)" in refusals[0], err
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_donor_with_a_wrong_secret_is_refused(
+    tmp_path: Path, pki: lab.CertPaths, joiner: tuple[Script, int, Path]
+) -> None:
+    js, _, _ = joiner
+    auth, address, secret = ready(js)
+    d = node(tmp_path, "d", pki, "VERIFY_IDENTITY")
+    wrong = auth.replace(secret, "0" * len(secret))
+    bad = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": wrong},
+    )
+    assert bad.readline() == "continue"
+    assert bad.readline() == ""  # no `done`
+    assert bad.wait() == 32
+    errors = error_lines(bad.stderr())
+    assert len(errors) == 1 and "did not acknowledge" in errors[0]
+    good = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+    )
+    assert good.readline() == "continue"
+    assert good.readline() == f"done {UUID}:5"
+    assert good.wait() == 0
+    assert js.readline() == f"{UUID}:5 0"
+    assert js.wait() == 0
+    err = js.stderr()
+    assert sum("Refused a connection" in ln for ln in err.splitlines()) == 1, err
