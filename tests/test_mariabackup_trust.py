@@ -11,15 +11,18 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sst import gate, lab, net
 from sst.config import TLSFiles
 from sst.methods import mariabackup as mbm
 from sst.process.runner import Supervisor
+from sst.tools import socat as sc
 from sst.tools import stunnel as st
 from tests.conftest import (
     UUID,
@@ -263,3 +266,94 @@ def test_donor_with_a_wrong_secret_is_refused(
     assert js.wait() == 0
     err = js.stderr()
     assert sum("Refused a connection" in ln for ln in err.splitlines()) == 1, err
+
+
+def leaf(
+    directory: Path,
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    name: str,
+    *,
+    dns: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> tuple[str, str]:
+    """A certificate CN=name with the given SANs from ca, and its key."""
+    cert, key = lab.make_leaf(ca, name, dns=dns, ips=ips)
+    c, k = directory / f"{name}.pem", directory / f"{name}.key"
+    c.write_bytes(lab.pem_cert(cert))
+    k.write_bytes(lab.pem_key(key))
+    return str(c), str(k)
+
+
+@pytest.mark.parametrize(
+    ("sans", "announced", "checked"),
+    [
+        # CN=joiner with a DNS SAN naming another host: OpenSSL ignores the CN (socat's own
+        # check accepted it).
+        ({"dns": ["other"], "ips": []}, "joiner", "joiner"),
+        # An IP address matches only an IP SAN, never a DNS SAN spelling it.
+        ({"dns": ["127.0.0.1"], "ips": []}, "", "127.0.0.1"),
+    ],
+)
+def test_donor_checks_the_joiner_name_as_openssl(
+    tmp_path: Path,
+    parent: subprocess.Popen[bytes],
+    sans: dict[str, list[str]],
+    announced: str,
+    checked: str,
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca = lab.make_ca("trust CA")
+    (certs / "ca.pem").write_bytes(lab.pem_cert(ca[0]))
+    jcert, jkey = leaf(certs, ca, "joiner", dns=sans["dns"], ips=sans["ips"])
+    dcert, dkey = leaf(certs, ca, "donor", ips=["127.0.0.1"])
+    common = {"ssl-ca": str(certs / "ca.pem")}
+    j, d = tmp_path / "j", tmp_path / "d"
+    for base, mode, cert, key in (
+        (j, "VERIFY_CA", jcert, jkey),
+        (d, "VERIFY_IDENTITY", dcert, dkey),
+    ):
+        (base / "data").mkdir(parents=True)
+        write_cnf(base, {**common, "ssl-mode": mode, "ssl-cert": cert, "ssl-key": key})
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
+    auth, address, secret = ready(js)
+    assert auth == f"joiner:{secret}"  # VERIFY_CA announces the CN too
+    ds = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": f"{announced}:{secret}"},
+    )
+    assert ds.readline() == "continue"
+    assert ds.readline() == ""  # no `done`
+    assert ds.wait() == 32
+    errors = error_lines(ds.stderr())
+    assert len(errors) == 1, errors
+    assert (
+        "the TLS connection to the joiner failed: hostname mismatch: the peer's certificate "
+        f"does not name '{checked}'"
+    ) in errors[0]
+    assert js.wait(30) == 32
+    jerrors = error_lines(js.stderr())
+    assert len(jerrors) == 1
+    assert "the TLS handshake with the donor failed: the peer rejected" in jerrors[0]
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_failure_reasons_from_tunnel_logs() -> None:
+    stunnel_lines = [
+        "2026.11.30 02:00:03 LOG4[0]: CERT: Pre-verification error: certificate has expired",
+        "2026.11.30 02:00:03 LOG4[0]: Rejected by CERT at depth=0: CN=joiner",
+        "2026.11.30 02:00:03 LOG5[0]: Connection closed/reset: 0 byte(s) sent to TLS",
+    ]
+    assert st.failure(stunnel_lines) == "expired certificate: certificate has expired"
+    assert st.failure(stunnel_lines[2:]) == "the connection was reset"
+    assert st.failure(["2026.11.30 LOG5[0]: Connection closed: 9 byte(s) sent to TLS"]) == ""
+    assert st.name_check("10.0.0.2") == st.Verify(chain=True, ips=("10.0.0.2",))
+    assert st.name_check("[::1]") == st.Verify(chain=True, ips=("::1",))
+    assert st.name_check("db-2.example") == st.Verify(chain=True, hosts=("db-2.example",))
+    line = (
+        "2026/11/30 socat[1] E SSL_accept(): error:0A0000C7:SSL routines::"
+        "peer did not return a certificate"
+    )
+    assert sc.tls_failure([line]).startswith("no certificate (the peer sent none)")
