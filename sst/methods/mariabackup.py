@@ -352,49 +352,20 @@ def _joiner(
     dd = req.datadir
     bind = listen_address(addr)
 
-    # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the donor
-    # is ours and must prove it before mbstream sees a byte; under a stock name it may be a
-    # stock script, which only writes it into the stage-1 magic file (checked below).
     secret = secrets.token_hex(16)
     gated = req.method.startswith("py_")
-    cn = _announced_cn(s, checked)
     statdir = os.path.join(run.rundir, "stage1")
-    os.mkdir(statdir)
-    extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
-    one = _Stream(
-        1,
-        (*_filters(s, send=False), extract),
-        secret if gated else "",
-        "receiving the donor's state files (stage 1)",
+    first, tags = _stage1(
+        run,
+        s,
+        socat=socat,
+        mbstream=mbstream,
+        bind=bind,
+        checked=checked,
+        statdir=statdir,
+        secret=secret,
+        gated=gated,
     )
-
-    def listen1() -> list[Child]:
-        shutil.rmtree(statdir)
-        os.mkdir(statdir)
-        return _listen(run, s, socat, bind, one)
-
-    kids = _listen(run, s, socat, bind, one)
-    mark = GATE_MARK if gated else ACK_MARK
-    log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
-    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{addr.module or MODULE}/{mark}/1")
-    run.phase("receiving the state files", tls=s.plan.label)
-    listener = _receive(run, s, kids, one, listen1, timeout=s.initial_timeout)[0]
-    info = os.path.join(statdir, mb.INFO_FILE)
-    if not os.path.exists(info):
-        _ack(listener, False)
-        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
-    first, tags = datadir.read_magic(info)
-    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
-        _ack(listener, False)
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
-    _ack(listener, True)
-    if req.progress == 1 and tags.get("total", "").isdigit():
-        run.out.total(int(tags["total"]))
-    run.sup.check_parent()
-
     if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
         log.info("IST requested by the donor: the datadir is left as it is")
         line = _first_line(os.path.join(statdir, mb.DONOR_INFO_FILE)) or first
@@ -403,51 +374,16 @@ def _joiner(
         run.out.coordinates(line)
         return
 
-    if os.path.lexists(staging):
-        log.info(f"Removing a stale staging directory {staging}")
-        shutil.rmtree(staging)
-    os.mkdir(staging)
-    disk = datadir.DiskWatch()
-    extract2 = Stage(
-        mb.mbstream_extract(mbstream), name="mbstream", cwd=staging, on_line=disk.watch
+    _stage2(
+        run,
+        s,
+        socat=socat,
+        mbstream=mbstream,
+        bind=bind,
+        staging=staging,
+        secret=secret if gated else "",
+        tags=tags,
     )
-    two = _Stream(
-        2,
-        (*_progress_stages(run, s, "joiner"), *_filters(s, send=False), extract2),
-        secret if gated else "",
-        "receiving the backup stream (stage 2)",
-    )
-
-    total = tags.get("total", "")
-    expected = int(total) if total.isdigit() else 0
-
-    def listen2() -> list[Child]:
-        shutil.rmtree(staging)
-        os.mkdir(staging)
-        kids = _listen(run, s, socat, bind, two)
-        run.phase("receiving the backup", expected=expected, watch=(kids[0].pid,))
-        return kids
-
-    kids = _listen(run, s, socat, bind, two)
-    log.info("Receiving the backup (stage 2)")
-    # bytes received: what socat writes on
-    run.phase("receiving the backup", expected=expected, watch=(kids[0].pid,))
-    try:
-        kids = _receive(
-            run,
-            s,
-            kids,
-            two,
-            listen2,
-            timeout=s.initial_timeout,
-            idle=lambda ks: TreeActivity(*(k.pid for k in ks)).idle,
-        )
-    except SSTError:
-        disk.check(staging)  # a full disk first breaks the pipe: name the cause, not the pipe
-        raise
-    listener = kids[0]
-    _check_backup(staging, listener)
-    _ack(listener, True)
     log.info("Backup received; preparing it")
     run.phase("preparing")
 
@@ -481,6 +417,126 @@ def _joiner(
     _swap(run, s, common, staging)
     log.info(f"Galera co-ords from the donor: {line}")
     run.out.coordinates(line)
+
+
+def _stage1(
+    run: Run,
+    s: MariabackupSettings,
+    *,
+    socat: str,
+    mbstream: str,
+    bind: str,
+    checked: tls.CheckedTLS | None,
+    statdir: str,
+    secret: str,
+    gated: bool,
+) -> tuple[str, dict[str, str]]:
+    """Listen, print `ready` with `CN:secret@`, receive the state files into statdir and
+    check the secret in them; returns the magic file's first line and tags. Raises
+    SecretMismatch, TransferError (TLS reason), Timeout, PortBusy."""
+    addr = run.req.address
+    assert addr is not None
+    # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the donor
+    # is ours and must prove it before mbstream sees a byte; under a stock name it may be a
+    # stock script, which only writes it into the stage-1 magic file (checked below).
+    cn = _announced_cn(s, checked)
+    os.mkdir(statdir)
+    extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
+    one = _Stream(
+        1,
+        (*_filters(s, send=False), extract),
+        secret if gated else "",
+        "receiving the donor's state files (stage 1)",
+    )
+
+    def listen1() -> list[Child]:
+        shutil.rmtree(statdir)
+        os.mkdir(statdir)
+        return _listen(run, s, socat, bind, one)
+
+    kids = _listen(run, s, socat, bind, one)
+    mark = GATE_MARK if gated else ACK_MARK
+    log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
+    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{addr.module or MODULE}/{mark}/1")
+    run.phase("receiving the state files", tls=s.plan.label)
+    listener = _receive(run, s, kids, one, listen1, timeout=s.initial_timeout)[0]
+    info = os.path.join(statdir, mb.INFO_FILE)
+    if not os.path.exists(info):
+        _ack(listener, False)
+        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
+    first, tags = datadir.read_magic(info)
+    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
+        _ack(listener, False)
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
+    _ack(listener, True)
+    if run.req.progress == 1 and tags.get("total", "").isdigit():
+        run.out.total(int(tags["total"]))
+    run.sup.check_parent()
+
+    return first, tags
+
+
+def _stage2(
+    run: Run,
+    s: MariabackupSettings,
+    *,
+    socat: str,
+    mbstream: str,
+    bind: str,
+    staging: str,
+    secret: str,
+    tags: dict[str, str],
+) -> None:
+    """Receive the backup into staging (gated by secret unless it is ''), check it and
+    acknowledge it. Raises SSTError subclasses (NoSpace when the disk filled up)."""
+    if os.path.lexists(staging):
+        log.info(f"Removing a stale staging directory {staging}")
+        shutil.rmtree(staging)
+    os.mkdir(staging)
+    disk = datadir.DiskWatch()
+    extract2 = Stage(
+        mb.mbstream_extract(mbstream), name="mbstream", cwd=staging, on_line=disk.watch
+    )
+    two = _Stream(
+        2,
+        (*_progress_stages(run, s, "joiner"), *_filters(s, send=False), extract2),
+        secret,
+        "receiving the backup stream (stage 2)",
+    )
+
+    total = tags.get("total", "")
+    expected = int(total) if total.isdigit() else 0
+
+    def listen2() -> list[Child]:
+        shutil.rmtree(staging)
+        os.mkdir(staging)
+        kids = _listen(run, s, socat, bind, two)
+        run.phase("receiving the backup", expected=expected, watch=(kids[0].pid,))
+        return kids
+
+    kids = _listen(run, s, socat, bind, two)
+    log.info("Receiving the backup (stage 2)")
+    # bytes received: what socat writes on
+    run.phase("receiving the backup", expected=expected, watch=(kids[0].pid,))
+    try:
+        kids = _receive(
+            run,
+            s,
+            kids,
+            two,
+            listen2,
+            timeout=s.initial_timeout,
+            idle=lambda ks: TreeActivity(*(k.pid for k in ks)).idle,
+        )
+    except SSTError:
+        disk.check(staging)  # a full disk first breaks the pipe: name the cause, not the pipe
+        raise
+    listener = kids[0]
+    _check_backup(staging, listener)
+    _ack(listener, True)
 
 
 def _announced_cn(s: MariabackupSettings, checked: tls.CheckedTLS | None) -> str:
