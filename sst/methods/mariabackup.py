@@ -279,20 +279,19 @@ def _receive(
     timeout: float,
     idle: Callable[[list[Child]], Callable[[], float]] | None = None,
 ) -> list[Child]:
-    """Wait for one stage's stream to be extracted. A connection the gate refused is
-    dropped (nothing of it reached mbstream) and the joiner listens again, until timeout
-    seconds (0 = no limit) have passed since the stage began. Returns the children that
-    received it (the listener first). Raises SecretMismatch at the deadline after a
-    refusal, TransferError with the TLS reason if the handshake failed."""
+    """Wait for one stage's stream to be extracted. When the stream is gated, a connection
+    that failed the TLS handshake or that the gate refused is dropped (nothing of it
+    reached mbstream) and the joiner listens again, until timeout seconds (0 = no limit)
+    have passed since the stage began. Returns the children that received the stream (the
+    listener first). Raises SecretMismatch at the deadline, TransferError with the TLS
+    reason (ungated: at once, as stock socat), and any other failure with the last refusal
+    appended to its message."""
     start = time.monotonic()
     refused = ""
     while True:
         left = timeout - (time.monotonic() - start) if timeout else 0.0
         if timeout and left <= 0:
-            raise SecretMismatch(
-                f"{st_.what}: only connections without this joiner's secret arrived within "
-                f"{timeout:g} s (the last: {refused}); nothing of them was kept"
-            )
+            raise _nobody_got_through(st_, timeout, refused)
         try:
             run.sup.wait(
                 kids[1:],
@@ -305,19 +304,35 @@ def _receive(
             )
             return kids
         except SSTError as exc:
-            reason = sc.tls_failure(list(kids[0].tail))
-            if reason:  # the gate saw the pipe end too, but the handshake is the cause
+            tls_reason = sc.tls_failure(list(kids[0].tail))
+            if tls_reason and not st_.secret:  # the gate saw the pipe end too: not the cause
                 raise TransferError(
-                    f"{st_.what}: the TLS handshake with the donor failed: {reason}"
+                    f"{st_.what}: the TLS handshake with the donor failed: {tls_reason}"
                 ) from exc
-            refused = _refusal(kids, st_)
-            if not refused:
+            why = f"the TLS handshake failed: {tls_reason}" if tls_reason else ""
+            why = why or _refusal(kids, st_)
+            if not why:
+                if refused and isinstance(exc, Timeout) and idle is None:
+                    raise _nobody_got_through(st_, timeout, refused) from exc
+                if refused:
+                    raise type(exc)(
+                        f"{exc.message}; the last connection before was refused: {refused}",
+                        exc.code,
+                    ) from exc
                 raise
+            refused = why
         log.warning(
             f"Refused a connection on the SST port ({st_.what}): {refused}; nothing of it "
             "reached mbstream. Waiting for the donor"
         )
         kids = relisten()
+
+
+def _nobody_got_through(st_: _Stream, timeout: float, refused: str) -> SecretMismatch:
+    return SecretMismatch(
+        f"{st_.what}: no connection proved this joiner's secret within {timeout:g} s; "
+        f"the last one was refused: {refused}"
+    )
 
 
 def _ack(child: Child, ok: bool) -> None:

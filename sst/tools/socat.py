@@ -134,7 +134,10 @@ _REASONS = (
     ("alert internal error", "the peer rejected this side's certificate"),
     ("hostname mismatch", "hostname mismatch"),
     ("ip address mismatch", "hostname mismatch (IP address)"),
-    ("certificate verify failed", "certificate verify failed"),
+    (
+        "certificate verify failed",
+        "the peer's certificate did not verify (unknown CA, expired or not yet valid)",
+    ),
     ("wrong version number", "not TLS (the peer speaks cleartext?)"),
 )
 
