@@ -95,7 +95,8 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
         )
     checked = tls.check(plan.files, role=role, need_ca=plan.verify)
     log.info(
-        f"{plan.label} through socat: cert '{plan.files.cert}', key '{plan.files.key}', "
+        f"{plan.label} through {'socat' if role == 'joiner' else 'stunnel'}: "
+        f"cert '{plan.files.cert}', key '{plan.files.key}', "
         f"CA '{plan.files.ca or plan.files.capath or '-'}'"
         + ("" if plan.verify else "; the peer is NOT authenticated (no CA)")
     )
@@ -329,6 +330,7 @@ def _receive(
 
 
 def _nobody_got_through(st_: _Stream, timeout: float, refused: str) -> SecretMismatch:
+    """The error for a stage whose deadline passed with only refused connections."""
     return SecretMismatch(
         f"{st_.what}: no connection proved this joiner's secret within {timeout:g} s; "
         f"the last one was refused: {refused}"
