@@ -42,8 +42,8 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
+from sst.methods import rsync
 from sst.methods.common import Run, TreeActivity, listen_address, listening_on, run_roles
-from sst.methods.rsync import find_stunnel
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State, Stdout
 from sst.request import Request
@@ -740,11 +740,23 @@ def donor_tunnel(
     conf = os.path.join(rundir, "stunnel-donor.conf")
     _write(conf, st.exec_client_conf(files, verify, program))
     return Stage(
-        st.argv(find_stunnel(), conf),
+        st.argv(_stunnel(), conf),
         name="stunnel",
         log_stderr=False,
         on_line=_relay_stunnel,
     )
+
+
+def _stunnel() -> str:
+    """stunnel's path (the donor's TLS tunnel); raises ToolMissing, never cleartext."""
+    try:
+        return rsync.find_stunnel()
+    except ToolMissing:
+        raise ToolMissing(
+            "TLS is configured for the mariabackup SST, whose donor sends through stunnel, "
+            "but stunnel is not installed (Debian: apt-get install stunnel4); refusing to "
+            "send in cleartext"
+        ) from None
 
 
 def _relay_stunnel(line: str) -> None:
@@ -857,7 +869,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     backup = "" if req.bypass else _tool("mariadb-backup")
     _preflight(s, "donor", socat)
     if s.plan.files is not None:
-        find_stunnel()  # missing: exit 2 before `flush tables`, never cleartext
+        _stunnel()  # missing: exit 2 before `flush tables`, never cleartext
     gated = addr.lsn == GATE_MARK
     secret = req.remote_auth.secret
     if gated and not secret:
