@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sst import gate, lab, net
 from sst.config import TLSFiles
+from sst.errors import ConfigError
 from sst.methods import mariabackup as mbm
 from sst.process.runner import Supervisor
 from sst.tools import socat as sc
@@ -366,3 +367,17 @@ def test_failure_reasons_from_tunnel_logs() -> None:
         "peer did not return a certificate"
     )
     assert sc.tls_failure([line]).startswith("no certificate (the peer sent none)")
+
+
+def test_exec_client_conf() -> None:
+    files = TLSFiles("/ca.pem", "", "/c.pem", "/k.pem")
+    conf = st.exec_client_conf(
+        files, st.name_check("10.0.0.2"), ("/usr/bin/socat", "STDIO", "TCP:10.0.0.2:4444")
+    ).splitlines()
+    assert "client = yes" in conf and not any(ln.startswith("connect") for ln in conf)
+    assert "exec = /usr/bin/socat" in conf
+    assert "execArgs = /usr/bin/socat STDIO TCP:10.0.0.2:4444" in conf
+    assert "verifyChain = yes" in conf and "checkIP = 10.0.0.2" in conf
+    assert not any(ln.startswith("checkHost") for ln in conf)
+    with pytest.raises(ConfigError, match="white space"):
+        st.exec_client_conf(files, st.Verify(), ("/usr/bin/socat", "TCP:h:1,bind=a b"))

@@ -82,6 +82,9 @@ def exec_client_conf(files: TLSFiles, verify: Verify, program: Sequence[str]) ->
         "debug = notice",  # 'Connection closed/reset' (notice) tells a failure from success
         "client = yes",
         "sessionResume = no",
+        # After our stream ends, how long to wait for the joiner's acknowledgement (it
+        # comes once mbstream has written everything; stunnel's default is 60 s).
+        "TIMEOUTclose = 300",
         f"exec = {program[0]}",
         f"execArgs = {' '.join(program)}",
         *_tls_lines(files, verify),
