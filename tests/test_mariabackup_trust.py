@@ -181,7 +181,14 @@ def test_third_party_refused_in_stage_1_then_the_donor_completes(
 
 
 def send_stage(
-    tmp: Path, pki: lab.CertPaths, port: int, number: int, secret: str, stream: bytes
+    tmp: Path,
+    pki: lab.CertPaths,
+    port: int,
+    number: int,
+    secret: str,
+    stream: bytes,
+    *,
+    preamble: bool = True,
 ) -> bytes:
     """Send one stage as our donor does (preamble, then the stream) through the donor's
     tunnel (mariabackup.donor_tunnel); returns the joiner's answer."""
@@ -197,7 +204,7 @@ def send_stage(
         connect_for=20,
     )
     payload = rundir / "payload"
-    payload.write_bytes(gate.preamble(number, secret) + stream)
+    payload.write_bytes((gate.preamble(number, secret) if preamble else b"") + stream)
     with Supervisor() as sup, open(payload, "rb") as src:
         kid = sup.start(tunnel, stdin=src, stdout=subprocess.PIPE)
         sup.wait([kid], what=f"stage {number}", timeout=60)
@@ -219,14 +226,7 @@ def test_third_party_refused_in_stage_2_then_the_donor_is_served(
     )
     assert send_stage(tmp_path, pki, port, 1, secret, state) == b"ok\n"
     assert mallory(port, pki, mallory_stream(tmp_path)) == b""
-    backup = mbstream_of(
-        tmp_path / "backup",
-        {
-            "xtrabackup_checkpoints": b"backup_type = full-backuped\nfrom_lsn = 0\n",
-            "donor_payload": os.urandom(100000),
-        },
-    )
-    assert send_stage(tmp_path, pki, port, 2, secret, backup) == b"ok\n"
+    assert send_stage(tmp_path, pki, port, 2, secret, fake_backup(tmp_path)) == b"ok\n"
     # The stream was accepted; prepare then fails on this made-up backup (no mariadbd here).
     assert js.wait() != 0
     seen = watch.stop()
@@ -381,3 +381,50 @@ def test_exec_client_conf() -> None:
     assert not any(ln.startswith("checkHost") for ln in conf)
     with pytest.raises(ConfigError, match="white space"):
         st.exec_client_conf(files, st.Verify(), ("/usr/bin/socat", "TCP:h:1,bind=a b"))
+
+
+def fake_backup(tmp: Path) -> bytes:
+    """A stage-2 stream that passes the joiner's checks (prepare then fails on it)."""
+    return mbstream_of(
+        tmp / "backup",
+        {
+            "xtrabackup_checkpoints": b"backup_type = full-backuped\nfrom_lsn = 0\n",
+            "donor_payload": os.urandom(100000),
+        },
+    )
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_stock_named_joiner_gates_stage_2_when_the_donor_is_ours(
+    tmp_path: Path, pki: lab.CertPaths, parent: subprocess.Popen[bytes], ours: bool
+) -> None:
+    """Under the stock name the donor may be a stock script: stage 1 is received as stock
+    does (the secret checked in the state files); our donor says there that stage 2 starts
+    with the preamble, and then mallory is refused in stage 2. A stock donor says nothing
+    and sends stage 2 without a preamble, which is accepted, as between stock scripts."""
+    j = node(tmp_path, "j", pki, "VERIFY_IDENTITY")
+    port = free_port()
+    js = start_script("mariabackup", joiner_args(j, port, parent.pid))
+    try:
+        watch = Watch(j)
+        _, address, secret = ready(js)
+        assert address.endswith("/xtrabackup_sst/galera-sst-gate2/1")
+        info = f"{UUID}:5 0\nsecret {secret}\n" + ("galera-sst-gate 2\n" if ours else "")
+        state = mbstream_of(tmp_path / "state", {"xtrabackup_galera_info": info.encode()})
+        assert send_stage(tmp_path, pki, port, 1, secret, state, preamble=False) == b"ok\n"
+        if ours:
+            assert mallory(port, pki, mallory_stream(tmp_path)) == b""
+        backup = fake_backup(tmp_path)
+        assert send_stage(tmp_path, pki, port, 2, secret, backup, preamble=ours) == b"ok\n"
+        assert js.wait() != 0  # prepare fails on the made-up backup (no mariadbd here)
+        seen = watch.stop()
+        assert "donor_payload" in seen
+        assert MARKER not in seen
+        err = js.stderr()
+        refusals = [ln for ln in err.splitlines() if "Refused a connection" in ln]
+        assert len(refusals) == (1 if ours else 0), err
+        assert ("does not prove the secret on stage 2" in err) is not ours
+    finally:
+        if js.proc.poll() is None:
+            js.proc.kill()
+            js.wait()

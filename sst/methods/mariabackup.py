@@ -56,6 +56,10 @@ from sst.tools import stunnel as st
 MODULE = "xtrabackup_sst"
 ACK_MARK = "galera-sst-ack"  # in the LSN field: "this joiner acknowledges each stage"
 GATE_MARK = "galera-sst-gate"  # ... "and wants the secret's preamble first on both stages"
+# Under a stock name the donor may be a stock script: "acknowledges each stage, and gates
+# stage 2 if the state files (which carried the secret) say GATE_TAG 2".
+GATE2_MARK = "galera-sst-gate2"
+GATE_TAG = "galera-sst-gate"
 PREAMBLE_TIMEOUT = 10.0  # our donor sends the preamble as soon as it is connected
 LISTEN_TIMEOUT = 30.0
 ACK_TIMEOUT = 60.0
@@ -391,6 +395,11 @@ def _joiner(
         run.out.coordinates(line)
         return
 
+    # Under a stock name, our donor says in the state files (proven by the secret in
+    # them) that it sends the preamble on stage 2 too; a stock donor does not.
+    gate2 = gated or tags.get(GATE_TAG) == "2"
+    if not gate2:
+        log.info("The donor does not prove the secret on stage 2 (a stock script): as stock")
     _stage2(
         run,
         s,
@@ -398,7 +407,7 @@ def _joiner(
         mbstream=mbstream,
         bind=bind,
         staging=staging,
-        secret=secret if gated else "",
+        secret=secret if gate2 else "",
         tags=tags,
     )
     log.info("Backup received; preparing it")
@@ -472,7 +481,7 @@ def _stage1(
         return _listen(run, s, socat, bind, one)
 
     kids = _listen(run, s, socat, bind, one)
-    mark = GATE_MARK if gated else ACK_MARK
+    mark = GATE_MARK if gated else GATE2_MARK
     log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
     run.out.ready(f"{cn}:{secret}@{addr.hostport}/{addr.module or MODULE}/{mark}/1")
     run.phase("receiving the state files", tls=s.plan.label)
@@ -870,13 +879,14 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     _preflight(s, "donor", socat)
     if s.plan.files is not None:
         _stunnel()  # missing: exit 2 before `flush tables`, never cleartext
-    gated = addr.lsn == GATE_MARK
+    gated = addr.lsn == GATE_MARK  # stage 1 too
+    gate2 = addr.lsn in (GATE_MARK, GATE2_MARK)
     secret = req.remote_auth.secret
-    if gated and not secret:
+    if gate2 and not secret:
         raise SecretMismatch(
-            "the joiner wants its secret on every connection, but its address carried none"
+            "the joiner wants its secret on its connections, but its address carried none"
         )
-    ack_expected = addr.lsn in (ACK_MARK, GATE_MARK)
+    ack_expected = addr.lsn in (ACK_MARK, GATE_MARK, GATE2_MARK)
     if not ack_expected:
         log.info(
             "The joiner does not acknowledge stages (a stock script): as with stock, "
@@ -889,6 +899,8 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     lines = [state]
     if req.remote_auth.secret:
         lines.append(f"secret {req.remote_auth.secret}")
+    if addr.lsn == GATE2_MARK:
+        lines.append(f"{GATE_TAG} 2")  # stage 2 starts with the preamble
     size = 0
     if not req.bypass and (req.progress == 1 or s.progress not in ("", "none")):
         size = footprint(req.datadir)
@@ -965,7 +977,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         expected=size,
         connect_for=STAGE2_CONNECT,
         ack_expected=ack_expected,
-        preamble=gate.preamble(2, secret) if gated else b"",
+        preamble=gate.preamble(2, secret) if gate2 else b"",
         # Progress is what socat (the last stage) writes to the joiner: mariadb-backup keeps
         # reading the redo log while its pipe is blocked, which must not hide a dead link.
         idle=lambda kids: TreeActivity(kids[-1].pid).idle,
