@@ -119,7 +119,8 @@ def connect_argv(
 
 
 # OpenSSL's reason strings (the text after the last '::' of an error line, OpenSSL 3), and
-# what they mean for an SST, from either end (docs/tls.md, "When the handshake fails").
+# what they mean for an SST, from either end (docs/tls.md, "mariabackup: who may send the
+# stream").
 _REASONS = (
     ("certificate has expired", "expired certificate"),
     ("alert certificate expired", "expired certificate (the peer says)"),
