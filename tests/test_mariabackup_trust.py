@@ -344,9 +344,12 @@ def test_donor_checks_the_joiner_name_as_openssl(
         f"does not name '{checked}'"
     ) in errors[0]
     assert js.wait(30) == 32
-    jerrors = error_lines(js.stderr())
+    jerr = js.stderr()
+    jerrors = error_lines(jerr)
     assert len(jerrors) == 1
-    assert "the last one was refused: the TLS handshake failed: the peer rejected" in jerrors[0]
+    assert "the last one was refused: the TLS handshake failed: the peer rejected" in jerrors[0], (
+        jerr
+    )
     assert not net.port_in_use(port, "127.0.0.1")
 
 
@@ -428,3 +431,33 @@ def test_stock_named_joiner_gates_stage_2_when_the_donor_is_ours(
         if js.proc.poll() is None:
             js.proc.kill()
             js.wait()
+
+
+def test_stock_named_joiner_discards_a_third_partys_state_files(
+    tmp_path: Path, pki: lab.CertPaths, parent: subprocess.Popen[bytes]
+) -> None:
+    """Under the stock name stage 1 is not gated (a stock donor sends no preamble), so
+    mallory's state files are extracted, into the joiner's private directory; they lack the
+    secret, so they are discarded and the joiner waits on, and our donor's IST completes."""
+    j = node(tmp_path, "j", pki, "VERIFY_CA")
+    port = free_port()
+    js = start_script("mariabackup", joiner_args(j, port, parent.pid))
+    auth, address, _ = ready(js)
+    assert mallory(port, pki, mallory_stream(tmp_path)) == b""
+    d = node(tmp_path, "d", pki, "VERIFY_CA")
+    ds = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+    )
+    assert ds.readline() == "continue"
+    assert ds.readline() == f"done {UUID}:5"
+    assert ds.wait() == 0
+    assert js.readline() == f"{UUID}:5 0"  # the donor's position, not mallory's :99
+    assert js.wait() == 0
+    err = js.stderr()
+    refusals = [ln for ln in err.splitlines() if "Refused a connection" in ln]
+    assert len(refusals) == 1 and "does not know this joiner's secret" in refusals[0], err
+    assert error_lines(err) == []
+    assert not any(MARKER in files for _, _, files in os.walk(j))
+    assert not net.port_in_use(port, "127.0.0.1")

@@ -39,6 +39,7 @@ from sst.errors import (
     SecretMismatch,
     SSTError,
     Timeout,
+    ToolFailed,
     ToolMissing,
     TransferError,
 )
@@ -315,7 +316,9 @@ def _receive(
                     f"{st_.what}: the TLS handshake with the donor failed: {tls_reason}"
                 ) from exc
             why = f"the TLS handshake failed: {tls_reason}" if tls_reason else ""
-            why = why or _refusal(kids, st_)
+            # Only a child that ended by itself: our kill (deadline, parent gone, signal)
+            # also makes the gate see the end of its input.
+            why = why or (_refusal(kids, st_) if isinstance(exc, ToolFailed) else "")
             if not why:
                 if refused and isinstance(exc, Timeout) and idle is None:
                     raise _nobody_got_through(st_, timeout, refused) from exc
@@ -485,23 +488,44 @@ def _stage1(
     log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
     run.out.ready(f"{cn}:{secret}@{addr.hostport}/{addr.module or MODULE}/{mark}/1")
     run.phase("receiving the state files", tls=s.plan.label)
-    listener = _receive(run, s, kids, one, listen1, timeout=s.initial_timeout)[0]
-    info = os.path.join(statdir, mb.INFO_FILE)
-    if not os.path.exists(info):
-        _ack(listener, False)
-        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
-    first, tags = datadir.read_magic(info)
-    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
-        _ack(listener, False)
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
+    deadline = time.monotonic() + s.initial_timeout
+    while True:
+        left = max(deadline - time.monotonic(), 0.1) if s.initial_timeout else 0.0
+        listener = _receive(run, s, kids, one, listen1, timeout=left)[0]
+        try:
+            first, tags = _state_files(statdir, secret)
+            break
+        except TransferError as exc:
+            _ack(listener, False)
+            # Ungated (a stock name), these state files may be a third party's: drop them
+            # and wait on for the donor, whose stage 1 carries the secret.
+            if gated or (s.initial_timeout and time.monotonic() >= deadline):
+                raise
+            log.warning(
+                f"Refused a connection on the SST port ({one.what}): {exc.message}; its "
+                "state files were discarded. Waiting for the donor"
+            )
+            kids = listen1()
     _ack(listener, True)
     if run.req.progress == 1 and tags.get("total", "").isdigit():
         run.out.total(int(tags["total"]))
     run.sup.check_parent()
 
+    return first, tags
+
+
+def _state_files(statdir: str, secret: str) -> tuple[str, dict[str, str]]:
+    """The stage-1 magic file's first line and tags; raises TransferError if it is missing
+    and SecretMismatch if it does not carry this joiner's secret."""
+    info = os.path.join(statdir, mb.INFO_FILE)
+    if not os.path.exists(info):
+        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
+    first, tags = datadir.read_magic(info)
+    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
     return first, tags
 
 
