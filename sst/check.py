@@ -48,7 +48,7 @@ def _tools(method: str, tls_on: bool) -> list[Finding]:
         "py_mariabackup": ["socat", "mariadb-backup", "mbstream"],
         "mysqldump": ["mariadb", "mariadb-dump"],
     }.get(method, [])
-    if method == "py_rsync" and tls_on:
+    if method in ("py_rsync", "py_mariabackup") and tls_on:  # mariabackup: the donor's tunnel
         need.append("stunnel4" if _which("stunnel4") and not _which("stunnel") else "stunnel")
     out = []
     for name in ["my_print_defaults", *need]:

@@ -58,6 +58,24 @@ def tree_listens(pid: int, port: int) -> bool:
     return False
 
 
+def tree_listens_or_accepted(pid: int, port: int) -> bool:
+    """True if pid or a descendant listens on port, or holds a connection accepted on it
+    (a one-shot listener that a quick peer reached between two polls)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for p in procs:
+        try:
+            for c in p.net_connections(kind="tcp"):
+                if c.laddr and c.laddr.port == port and c.status != psutil.CONN_SYN_SENT:
+                    return True
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return False
+
+
 def port_in_use(port: int, host: str = "") -> bool:
     """True if something already listens on host:port (any address when host is '')."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -7,20 +7,30 @@ back if move-back fails. Our joiner acknowledges each stage on the same connecti
 announces this in the otherwise unused LSN field of its address), so our donor prints
 `done` only for data the joiner really accepted; against stock peers both sides behave as
 the stock scripts do.
+
+Trust (docs/tls.md, "mariabackup"): the joiner announces a per-SST secret in every ssl-mode.
+Started as py_mariabackup (the donor is ours by construction) it lets a connection reach
+mbstream only after the gate (sst/gate.py) read that secret from its first bytes; a
+connection that fails is dropped and the joiner listens again for the real donor. Our donor
+carries its stream through stunnel, which checks the joiner's name as OpenSSL does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import hmac
 import os
 import re
 import secrets
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 
-from sst import config, datadir, log, net, swap, tls, tools
+from sst import config, datadir, gate, log, net, swap, tls, tools
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import IN_PROGRESS, STAGING_MB
 from sst.errors import (
@@ -29,9 +39,11 @@ from sst.errors import (
     SecretMismatch,
     SSTError,
     Timeout,
+    ToolFailed,
     ToolMissing,
     TransferError,
 )
+from sst.methods import rsync
 from sst.methods.common import Run, TreeActivity, listen_address, listening_on, run_roles
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State, Stdout
@@ -40,9 +52,16 @@ from sst.tools import mariabackup as mb
 from sst.tools import mysql as my
 from sst.tools import pv
 from sst.tools import socat as sc
+from sst.tools import stunnel as st
 
 MODULE = "xtrabackup_sst"
 ACK_MARK = "galera-sst-ack"  # in the LSN field: "this joiner acknowledges each stage"
+GATE_MARK = "galera-sst-gate"  # ... "and wants the secret's preamble first on both stages"
+# Under a stock name the donor may be a stock script: "acknowledges each stage, and gates
+# stage 2 if the state files (which carried the secret) say GATE_TAG 2".
+GATE2_MARK = "galera-sst-gate2"
+GATE_TAG = "galera-sst-gate"
+PREAMBLE_TIMEOUT = 10.0  # our donor sends the preamble as soon as it is connected
 LISTEN_TIMEOUT = 30.0
 ACK_TIMEOUT = 60.0
 # How long the donor keeps retrying its connections. Every joiner listens before it prints
@@ -81,7 +100,8 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
         )
     checked = tls.check(plan.files, role=role, need_ca=plan.verify)
     log.info(
-        f"{plan.label} through socat: cert '{plan.files.cert}', key '{plan.files.key}', "
+        f"{plan.label} through {'socat' if role == 'joiner' else 'stunnel'}: "
+        f"cert '{plan.files.cert}', key '{plan.files.key}', "
         f"CA '{plan.files.ca or plan.files.capath or '-'}'"
         + ("" if plan.verify else "; the peer is NOT authenticated (no CA)")
     )
@@ -186,21 +206,146 @@ def joiner(run: Run, s: MariabackupSettings) -> None:
         datadir.remove(marker)
 
 
-def _listen(
-    run: Run, s: MariabackupSettings, socat: str, bind: str, tail: Sequence[Stage]
-) -> list[Child]:
+@dataclasses.dataclass(frozen=True)
+class _Stream:
+    """One stage's receiving end: the listener, what follows it, and the gate's secret."""
+
+    number: int  # 1: state files, 2: the backup
+    tail: tuple[Stage, ...]  # after socat: [pv], [decompressor], mbstream
+    secret: str  # "" = no gate (a stock donor may be sending)
+    what: str
+
+
+def _gated(stage: Stage, fd: int) -> Stage:
+    """stage, started through the gate, which reads the expected preamble from fd."""
+    return dataclasses.replace(
+        stage,
+        argv=gate.argv(fd, PREAMBLE_TIMEOUT, stage.argv),
+        pass_fds=(*stage.pass_fds, fd),
+    )
+
+
+def _listen(run: Run, s: MariabackupSettings, socat: str, bind: str, st_: _Stream) -> list[Child]:
+    """Start socat listening, piped into the stage's tail (the first one gated); wait until
+    it listens. Raises PortBusy if it does not."""
     req = run.req
-    assert req.address is not None
+    addr = req.address
+    assert addr is not None
     argv = sc.listen_argv(
         socat,
-        port=req.address.port,
+        port=addr.port,
         bind=bind,
-        ipv6=req.address.is_ipv6,
+        ipv6=addr.is_ipv6,
         tls=_socat_tls(s.plan, "", run.rundir),
         sockopt=s.sockopt,
     )
-    return run.sup.pipeline(
-        [Stage(argv, name="socat", cwd=run.rundir), *tail], stdin=subprocess.PIPE
+    tail = list(st_.tail)
+    r = w = -1
+    try:
+        if st_.secret:
+            r, w = os.pipe()
+            os.write(w, gate.preamble(st_.number, st_.secret))  # far below a pipe's buffer
+            os.close(w)
+            w = -1
+            tail[0] = _gated(tail[0], r)
+        kids = run.sup.pipeline(
+            [Stage(argv, name="socat", cwd=run.rundir), *tail], stdin=subprocess.PIPE
+        )
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+    listener = kids[0]
+    try:
+        run.sup.wait_until(
+            # a gate that already refused a quick peer is for _receive to see
+            lambda: (
+                net.tree_listens_or_accepted(listener.pid, addr.port)
+                or any(k.poll() is not None for k in kids[1:])
+            ),
+            what=f"starting socat on port {addr.port}",
+            timeout=LISTEN_TIMEOUT,
+            alive=[listener],
+        )
+    except (Timeout, TransferError) as exc:
+        raise PortBusy(f"socat could not listen on port {addr.port}: {exc.message}") from exc
+    return kids
+
+
+def _refusal(kids: Sequence[Child], st_: _Stream) -> str:
+    """Why the gate refused this connection ('' if it did not: another failure)."""
+    if not st_.secret or len(kids) < 2 or kids[1].poll() != gate.REFUSED:
+        return ""
+    last = next((ln for ln in reversed(kids[1].tail) if ln.startswith("refused: ")), "")
+    return last[len("refused: ") :] or "no secret"
+
+
+def _receive(
+    run: Run,
+    s: MariabackupSettings,
+    kids: list[Child],
+    st_: _Stream,
+    relisten: Callable[[], list[Child]],
+    *,
+    timeout: float,
+    idle: Callable[[list[Child]], Callable[[], float]] | None = None,
+) -> list[Child]:
+    """Wait for one stage's stream to be extracted. When the stream is gated, a connection
+    that failed the TLS handshake or that the gate refused is dropped (nothing of it
+    reached mbstream) and the joiner listens again, until timeout seconds (0 = no limit)
+    have passed since the stage began. Returns the children that received the stream (the
+    listener first). Raises SecretMismatch at the deadline, TransferError with the TLS
+    reason (ungated: at once, as stock socat), and any other failure with the last refusal
+    appended to its message."""
+    start = time.monotonic()
+    refused = ""
+    while True:
+        left = timeout - (time.monotonic() - start) if timeout else 0.0
+        if timeout and left <= 0:
+            raise _nobody_got_through(st_, timeout, refused)
+        try:
+            run.sup.wait(
+                kids[1:],
+                watch=[kids[0]],
+                what=st_.what,
+                # stage 2 is bounded by idleness; only waiting for a connection by timeout
+                timeout=max(left, 0.1) if timeout and idle is None else None,
+                idle=idle(kids) if idle is not None else None,
+                idle_timeout=s.idle_timeout if idle is not None else 0.0,
+            )
+            return kids
+        except SSTError as exc:
+            tls_reason = sc.tls_failure(list(kids[0].tail))
+            if tls_reason and not st_.secret:  # the gate saw the pipe end too: not the cause
+                raise TransferError(
+                    f"{st_.what}: the TLS handshake with the donor failed: {tls_reason}"
+                ) from exc
+            why = f"the TLS handshake failed: {tls_reason}" if tls_reason else ""
+            # Only a child that ended by itself: our kill (deadline, parent gone, signal)
+            # also makes the gate see the end of its input.
+            why = why or (_refusal(kids, st_) if isinstance(exc, ToolFailed) else "")
+            if not why:
+                if refused and isinstance(exc, Timeout) and idle is None:
+                    raise _nobody_got_through(st_, timeout, refused) from exc
+                if refused:
+                    raise type(exc)(
+                        f"{exc.message}; the last connection before was refused: {refused}",
+                        exc.code,
+                    ) from exc
+                raise
+            refused = why
+        log.warning(
+            f"Refused a connection on the SST port ({st_.what}): {refused}; nothing of it "
+            "reached mbstream. Waiting for the donor"
+        )
+        kids = relisten()
+
+
+def _nobody_got_through(st_: _Stream, timeout: float, refused: str) -> SecretMismatch:
+    """The error for a stage whose deadline passed with only refused connections."""
+    return SecretMismatch(
+        f"{st_.what}: no connection proved this joiner's secret within {timeout:g} s; "
+        f"the last one was refused: {refused}"
     )
 
 
@@ -236,60 +381,20 @@ def _joiner(
     dd = req.datadir
     bind = listen_address(addr)
 
+    secret = secrets.token_hex(16)
+    gated = req.method.startswith("py_")
     statdir = os.path.join(run.rundir, "stage1")
-    os.mkdir(statdir)
-    extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
-    kids = _listen(run, s, socat, bind, [*_filters(s, send=False), extract])
-    listener = kids[0]
-    try:
-        run.sup.wait_until(
-            lambda: net.tree_listens(listener.pid, addr.port),
-            what=f"starting socat on port {addr.port}",
-            timeout=LISTEN_TIMEOUT,
-            alive=[listener],
-        )
-    except (Timeout, TransferError) as exc:
-        raise PortBusy(f"socat could not listen on port {addr.port}: {exc.message}") from exc
-
-    ready = f"{addr.hostport}/{addr.module or MODULE}/{ACK_MARK}/1"
-    secret = ""
-    if s.plan.mode.startswith("VERIFY"):
-        assert checked is not None
-        if not checked.cn:
-            raise ConfigError(
-                f"certificate '{checked.files.cert}' has no CN, which ssl-mode="
-                f"{s.plan.mode} announces to the donor"
-            )
-        if s.plan.mode == "VERIFY_IDENTITY":
-            checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
-        secret = secrets.token_hex(16)
-        ready = f"{checked.cn}:{secret}@{ready}"
-    log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
-    run.out.ready(ready)
-    run.phase("receiving the state files", tls=s.plan.label)
-
-    run.sup.wait(
-        kids[1:],
-        watch=[listener],
-        what="receiving the donor's state files (stage 1)",
-        timeout=s.initial_timeout or None,
+    first, tags = _stage1(
+        run,
+        s,
+        socat=socat,
+        mbstream=mbstream,
+        bind=bind,
+        checked=checked,
+        statdir=statdir,
+        secret=secret,
+        gated=gated,
     )
-    info = os.path.join(statdir, mb.INFO_FILE)
-    if not os.path.exists(info):
-        _ack(listener, False)
-        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
-    first, tags = datadir.read_magic(info)
-    if secret and tags.get("secret", "") != secret:
-        _ack(listener, False)
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
-    _ack(listener, True)
-    if req.progress == 1 and tags.get("total", "").isdigit():
-        run.out.total(int(tags["total"]))
-    run.sup.check_parent()
-
     if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
         log.info("IST requested by the donor: the datadir is left as it is")
         line = _first_line(os.path.join(statdir, mb.DONOR_INFO_FILE)) or first
@@ -298,43 +403,21 @@ def _joiner(
         run.out.coordinates(line)
         return
 
-    if os.path.lexists(staging):
-        log.info(f"Removing a stale staging directory {staging}")
-        shutil.rmtree(staging)
-    os.mkdir(staging)
-    disk = datadir.DiskWatch()
-    extract2 = Stage(
-        mb.mbstream_extract(mbstream), name="mbstream", cwd=staging, on_line=disk.watch
-    )
-    kids = _listen(
+    # Under a stock name, our donor says in the state files (proven by the secret in
+    # them) that it sends the preamble on stage 2 too; a stock donor does not.
+    gate2 = gated or tags.get(GATE_TAG) == "2"
+    if not gate2:
+        log.info("The donor does not prove the secret on stage 2 (a stock script): as stock")
+    _stage2(
         run,
         s,
-        socat,
-        bind,
-        [*_progress_stages(run, s, "joiner"), *_filters(s, send=False), extract2],
+        socat=socat,
+        mbstream=mbstream,
+        bind=bind,
+        staging=staging,
+        secret=secret if gate2 else "",
+        tags=tags,
     )
-    listener = kids[0]
-    log.info("Receiving the backup (stage 2)")
-    total = tags.get("total", "")
-    run.phase(
-        "receiving the backup",
-        expected=int(total) if total.isdigit() else 0,
-        watch=(listener.pid,),  # bytes received: what socat writes on
-    )
-    activity = TreeActivity(*(k.pid for k in kids))
-    try:
-        run.sup.wait(
-            kids[1:],
-            watch=[listener],
-            what="receiving the backup stream (stage 2)",
-            idle=activity.idle,
-            idle_timeout=s.idle_timeout,
-        )
-    except SSTError:
-        disk.check(staging)  # a full disk first breaks the pipe: name the cause, not the pipe
-        raise
-    _check_backup(staging, listener)
-    _ack(listener, True)
     log.info("Backup received; preparing it")
     run.phase("preparing")
 
@@ -368,6 +451,163 @@ def _joiner(
     _swap(run, s, common, staging)
     log.info(f"Galera co-ords from the donor: {line}")
     run.out.coordinates(line)
+
+
+def _stage1(
+    run: Run,
+    s: MariabackupSettings,
+    *,
+    socat: str,
+    mbstream: str,
+    bind: str,
+    checked: tls.CheckedTLS | None,
+    statdir: str,
+    secret: str,
+    gated: bool,
+) -> tuple[str, dict[str, str]]:
+    """Listen, print `ready` with `CN:secret@`, receive the state files into statdir and
+    check the secret in them; returns the magic file's first line and tags. Raises
+    SecretMismatch, TransferError (TLS reason), Timeout, PortBusy."""
+    addr = run.req.address
+    assert addr is not None
+    # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the donor
+    # is ours and must prove it before mbstream sees a byte; under a stock name it may be a
+    # stock script, which only writes it into the stage-1 magic file (checked below).
+    cn = _announced_cn(s, checked)
+    os.mkdir(statdir)
+    extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
+    one = _Stream(
+        1,
+        (*_filters(s, send=False), extract),
+        secret if gated else "",
+        "receiving the donor's state files (stage 1)",
+    )
+
+    def listen1() -> list[Child]:
+        shutil.rmtree(statdir)
+        os.mkdir(statdir)
+        return _listen(run, s, socat, bind, one)
+
+    kids = _listen(run, s, socat, bind, one)
+    mark = GATE_MARK if gated else GATE2_MARK
+    log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
+    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{addr.module or MODULE}/{mark}/1")
+    run.phase("receiving the state files", tls=s.plan.label)
+    deadline = time.monotonic() + s.initial_timeout
+    while True:
+        left = max(deadline - time.monotonic(), 0.1) if s.initial_timeout else 0.0
+        listener = _receive(run, s, kids, one, listen1, timeout=left)[0]
+        try:
+            first, tags = _state_files(statdir, secret)
+            break
+        except TransferError as exc:
+            _ack(listener, False)
+            # Ungated (a stock name), these state files may be a third party's: drop them
+            # and wait on for the donor, whose stage 1 carries the secret.
+            if gated or (s.initial_timeout and time.monotonic() >= deadline):
+                raise
+            log.warning(
+                f"Refused a connection on the SST port ({one.what}): {exc.message}; its "
+                "state files were discarded. Waiting for the donor"
+            )
+            kids = listen1()
+    _ack(listener, True)
+    if run.req.progress == 1 and tags.get("total", "").isdigit():
+        run.out.total(int(tags["total"]))
+    run.sup.check_parent()
+
+    return first, tags
+
+
+def _state_files(statdir: str, secret: str) -> tuple[str, dict[str, str]]:
+    """The stage-1 magic file's first line and tags; raises TransferError if it is missing
+    and SecretMismatch if it does not carry this joiner's secret."""
+    info = os.path.join(statdir, mb.INFO_FILE)
+    if not os.path.exists(info):
+        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
+    first, tags = datadir.read_magic(info)
+    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
+    return first, tags
+
+
+def _stage2(
+    run: Run,
+    s: MariabackupSettings,
+    *,
+    socat: str,
+    mbstream: str,
+    bind: str,
+    staging: str,
+    secret: str,
+    tags: dict[str, str],
+) -> None:
+    """Receive the backup into staging (gated by secret unless it is ''), check it and
+    acknowledge it. Raises SSTError subclasses (NoSpace when the disk filled up)."""
+    if os.path.lexists(staging):
+        log.info(f"Removing a stale staging directory {staging}")
+        shutil.rmtree(staging)
+    os.mkdir(staging)
+    disk = datadir.DiskWatch()
+    extract2 = Stage(
+        mb.mbstream_extract(mbstream), name="mbstream", cwd=staging, on_line=disk.watch
+    )
+    two = _Stream(
+        2,
+        (*_progress_stages(run, s, "joiner"), *_filters(s, send=False), extract2),
+        secret,
+        "receiving the backup stream (stage 2)",
+    )
+
+    total = tags.get("total", "")
+    expected = int(total) if total.isdigit() else 0
+
+    def listen2() -> list[Child]:
+        shutil.rmtree(staging)
+        os.mkdir(staging)
+        kids = _listen(run, s, socat, bind, two)
+        run.phase("receiving the backup", expected=expected, watch=(kids[0].pid,))
+        return kids
+
+    kids = _listen(run, s, socat, bind, two)
+    log.info("Receiving the backup (stage 2)")
+    # bytes received: what socat writes on
+    run.phase("receiving the backup", expected=expected, watch=(kids[0].pid,))
+    try:
+        kids = _receive(
+            run,
+            s,
+            kids,
+            two,
+            listen2,
+            timeout=s.initial_timeout,
+            idle=lambda ks: TreeActivity(*(k.pid for k in ks)).idle,
+        )
+    except SSTError:
+        disk.check(staging)  # a full disk first breaks the pipe: name the cause, not the pipe
+        raise
+    listener = kids[0]
+    _check_backup(staging, listener)
+    _ack(listener, True)
+
+
+def _announced_cn(s: MariabackupSettings, checked: tls.CheckedTLS | None) -> str:
+    """The CN for `CN:secret@` (VERIFY_* only, as stock: a donor in VERIFY_IDENTITY checks
+    it; in other modes an odd CN must not make mariadbd refuse the request)."""
+    if not s.plan.mode.startswith("VERIFY"):
+        return ""
+    assert checked is not None
+    if not checked.cn:
+        raise ConfigError(
+            f"certificate '{checked.files.cert}' has no CN, which ssl-mode="
+            f"{s.plan.mode} announces to the donor"
+        )
+    if s.plan.mode == "VERIFY_IDENTITY":
+        checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
+    return checked.cn
 
 
 def _first_line(path: str) -> str:
@@ -502,6 +742,98 @@ def _donor_commonname(plan: SocatPlan, req: Request) -> str:
     return req.address.host
 
 
+def donor_tunnel(
+    rundir: str,
+    files: config.TLSFiles,
+    verify: st.Verify,
+    *,
+    host: str,
+    port: int,
+    ipv6: bool = False,
+    sockopt: str = "",
+    connect_for: float = STAGE1_CONNECT,
+) -> Stage:
+    """The donor's end of one stage: stdin to the joiner over TLS, the joiner's answer to
+    stdout. stunnel checks the joiner's certificate as OpenSSL does (verify: the chain, and
+    checkHost for a name or checkIP for an address, see stunnel.name_check); its TLS side is
+    a plain socat, which retries the connection every 0.1 s for connect_for seconds.
+
+    Given the run directory (the config goes there), the TLS files, what to verify and the
+    joiner's address; returns the stage to start with the stream on its stdin. stunnel exits
+    0 even when the handshake failed: check `stunnel.failure(child.tail)` after it ended.
+    Raises ToolMissing without stunnel, ConfigError for values stunnel cannot take.
+    """
+    socat = tools.find("socat")
+    program = sc.connect_argv(
+        socat,
+        host=host,
+        port=port,
+        ipv6=ipv6,
+        tls=None,
+        sockopt=sockopt,
+        retries=max(1, int(connect_for / 0.1)),
+    )
+    conf = os.path.join(rundir, "stunnel-donor.conf")
+    _write(conf, st.exec_client_conf(files, verify, program))
+    return Stage(
+        st.argv(_stunnel(), conf),
+        name="stunnel",
+        log_stderr=False,
+        on_line=_relay_stunnel,
+    )
+
+
+def _stunnel() -> str:
+    """stunnel's path (the donor's TLS tunnel); raises ToolMissing, never cleartext."""
+    try:
+        return rsync.find_stunnel()
+    except ToolMissing:
+        raise ToolMissing(
+            "TLS is configured for the mariabackup SST, whose donor sends through stunnel, "
+            "but stunnel is not installed (Debian: apt-get install stunnel4); refusing to "
+            "send in cleartext"
+        ) from None
+
+
+def _relay_stunnel(line: str) -> None:
+    """stunnel's notices, without its start-up banner and a harmless INTERNAL ERROR about
+    the session cache (exec mode has no address to cache sessions for)."""
+    if not st.NOISE.search(line):
+        sys.stderr.write(f"stunnel: {line}\n")
+        sys.stderr.flush()
+
+
+def _tunnel(run: Run, s: MariabackupSettings, connect_for: float) -> tuple[Stage, str]:
+    """The last stage of a donor pipeline, and the name it checks ('' = none)."""
+    req = run.req
+    addr = req.address
+    assert addr is not None
+    name = _donor_commonname(s.plan, req)
+    if s.plan.files is None:
+        argv = sc.connect_argv(
+            tools.find("socat"),
+            host=addr.host,
+            port=addr.port,
+            ipv6=addr.is_ipv6,
+            tls=None,
+            sockopt=s.sockopt,
+            retries=max(1, int(connect_for / 0.1)),
+        )
+        return Stage(argv, name="socat"), name
+    verify = st.name_check(name) if s.plan.verify else st.Verify()
+    stage = donor_tunnel(
+        run.rundir,
+        s.plan.files,
+        verify,
+        host=addr.host,
+        port=addr.port,
+        ipv6=addr.is_ipv6,
+        sockopt=s.sockopt,
+        connect_for=connect_for,
+    )
+    return stage, name
+
+
 def _send(
     run: Run,
     s: MariabackupSettings,
@@ -510,29 +842,32 @@ def _send(
     what: str,
     connect_for: float,
     ack_expected: bool,
-    socat: str,
+    preamble: bytes = b"",
     idle: Callable[[list[Child]], Callable[[], float]] | None = None,
     expected: int = 0,
 ) -> None:
-    req = run.req
-    addr = req.address
-    assert addr is not None
-    retries = max(1, int(connect_for / 0.1))
-    argv = sc.connect_argv(
-        socat,
-        host=addr.host,
-        port=addr.port,
-        ipv6=addr.is_ipv6,
-        tls=_socat_tls(s.plan, _donor_commonname(s.plan, req), run.rundir),
-        sockopt=s.sockopt,
-        retries=retries,
-    )
-    kids = run.sup.pipeline(
-        [*stages, Stage(argv, name="socat", cwd=run.rundir)], stdout=subprocess.PIPE
-    )
+    """Run stages into the tunnel to the joiner (after the preamble, if any); raises
+    TransferError with the TLS reason, or when the joiner did not acknowledge."""
+    tunnel, name = _tunnel(run, s, connect_for)
+    r, w = os.pipe()
+    try:
+        os.write(w, preamble)  # before any byte of the stream (a pipe keeps the order)
+        kids = run.sup.pipeline(stages, stdout=w)
+        os.close(w)
+        w = -1
+        kids.append(run.sup.start(tunnel, stdin=r, stdout=subprocess.PIPE))
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
     run.phase(what, tls=s.plan.label, expected=expected, watch=(kids[-1].pid,))
     idle_fn = idle(kids) if idle is not None else None
-    run.sup.wait(kids, what=what, idle=idle_fn, idle_timeout=s.idle_timeout if idle else 0.0)
+    try:
+        run.sup.wait(kids, what=what, idle=idle_fn, idle_timeout=s.idle_timeout if idle else 0.0)
+    except SSTError as exc:
+        _tls_failed(kids[-1], what, name, exc)
+        raise
+    _tls_failed(kids[-1], what, name, None)
     out = kids[-1].popen.stdout
     answer = out.read() if out is not None else b""
     if ack_expected and answer != sc.ACK:
@@ -540,6 +875,17 @@ def _send(
             f"{what}: the joiner did not acknowledge the data (it rejected "
             "this donor's connection or failed to store it; see its log)"
         )
+
+
+def _tls_failed(tunnel: Child, what: str, name: str, cause: SSTError | None) -> None:
+    """Raise TransferError with the reason if the tunnel (stunnel) failed its connection."""
+    if tunnel.stage.name != "stunnel":
+        return
+    if tunnel.reader is not None:
+        tunnel.reader.join(timeout=2)
+    reason = st.failure(list(tunnel.tail), name)
+    if reason:
+        raise TransferError(f"{what}: the TLS connection to the joiner failed: {reason}") from cause
 
 
 def donor(run: Run, s: MariabackupSettings) -> None:
@@ -558,7 +904,16 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     mbstream = _tool("mbstream")
     backup = "" if req.bypass else _tool("mariadb-backup")
     _preflight(s, "donor", socat)
-    ack_expected = addr.lsn == ACK_MARK
+    if s.plan.files is not None:
+        _stunnel()  # missing: exit 2 before `flush tables`, never cleartext
+    gated = addr.lsn == GATE_MARK  # stage 1 too
+    gate2 = addr.lsn in (GATE_MARK, GATE2_MARK)
+    secret = req.remote_auth.secret
+    if gate2 and not secret:
+        raise SecretMismatch(
+            "the joiner wants its secret on its connections, but its address carried none"
+        )
+    ack_expected = addr.lsn in (ACK_MARK, GATE_MARK, GATE2_MARK)
     if not ack_expected:
         log.info(
             "The joiner does not acknowledge stages (a stock script): as with stock, "
@@ -571,6 +926,8 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     lines = [state]
     if req.remote_auth.secret:
         lines.append(f"secret {req.remote_auth.secret}")
+    if addr.lsn == GATE2_MARK:
+        lines.append(f"{GATE_TAG} 2")  # stage 2 starts with the preamble
     size = 0
     if not req.bypass and (req.progress == 1 or s.progress not in ("", "none")):
         size = footprint(req.datadir)
@@ -598,7 +955,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         what="sending the state files (stage 1)",
         connect_for=STAGE1_CONNECT,
         ack_expected=ack_expected,
-        socat=socat,
+        preamble=gate.preamble(1, secret) if gated else b"",
     )
     if req.bypass:
         run.out.done(req.gtid)
@@ -647,7 +1004,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         expected=size,
         connect_for=STAGE2_CONNECT,
         ack_expected=ack_expected,
-        socat=socat,
+        preamble=gate.preamble(2, secret) if gate2 else b"",
         # Progress is what socat (the last stage) writes to the joiner: mariadb-backup keeps
         # reading the redo log while its pipe is blocked, which must not hide a dead link.
         idle=lambda kids: TreeActivity(kids[-1].pid).idle,

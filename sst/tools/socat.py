@@ -7,6 +7,8 @@ accepted the data (sst-contract.md 5.6). The donor reads that acknowledgement.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sst.errors import ConfigError
@@ -114,3 +116,50 @@ def connect_argv(
     kind = "OPENSSL" if tls is not None else "TCP"
     addr = f"{kind}:{h}:{port}" + ("," + ",".join(opts) if opts else "")
     return (binary, "-b", str(BUFFER), "-t", str(ack_wait), "STDIO", addr)
+
+
+# OpenSSL's reason strings (the text after the last '::' of an error line, OpenSSL 3), and
+# what they mean for an SST, from either end (docs/tls.md, "mariabackup: who may send the
+# stream").
+_REASONS = (
+    ("certificate has expired", "expired certificate"),
+    ("alert certificate expired", "expired certificate (the peer says)"),
+    ("certificate is not yet valid", "certificate not yet valid"),
+    ("unable to get local issuer certificate", "unknown CA"),
+    ("self-signed certificate", "unknown CA (self-signed certificate)"),
+    ("certificate signature failure", "unknown CA (signature does not verify)"),
+    ("alert unknown ca", "unknown CA (the peer does not trust this side's CA)"),
+    ("alert decrypt error", "unknown CA (the peer could not verify this side's certificate)"),
+    ("peer did not return a certificate", "no certificate (the peer sent none)"),
+    ("alert certificate required", "no certificate (the peer wants one from this side)"),
+    ("alert internal error", "the peer rejected this side's certificate"),
+    ("hostname mismatch", "hostname mismatch"),
+    ("ip address mismatch", "hostname mismatch (IP address)"),
+    (
+        "certificate verify failed",
+        "the peer's certificate did not verify (unknown CA, expired or not yet valid)",
+    ),
+    ("wrong version number", "not TLS (the peer speaks cleartext?)"),
+)
+
+
+def explain_tls(reason: str) -> str:
+    """Given an OpenSSL reason string, returns it with its meaning for the SST."""
+    low = reason.lower()
+    for needle, meaning in _REASONS:
+        if needle in low:
+            return meaning if meaning == reason else f"{meaning}: {reason}"
+    return reason
+
+
+def tls_failure(lines: Sequence[str]) -> str:
+    """Given socat's stderr lines, returns why its TLS handshake failed ('' if it did not):
+    the OpenSSL reason of the last `SSL_accept()`/`SSL_connect()` error, explained."""
+    for line in reversed(lines):
+        m = _SSL_ERROR.search(line)
+        if m:
+            return explain_tls(m.group(1).strip())
+    return ""
+
+
+_SSL_ERROR = re.compile(r"E SSL_(?:accept|connect)\(\): .*?error:[0-9A-Fa-f]+:[^:]*:[^:]*:(.+)$")

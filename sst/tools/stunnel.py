@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sst.config import TLSFiles
 from sst.errors import ConfigError
+from sst.tools.socat import explain_tls
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,71 @@ def client_conf(files: TLSFiles, verify: Verify, connect: str) -> str:
     ]
     _check(lines)
     return "\n".join(lines) + "\n"
+
+
+def name_check(name: str) -> Verify:
+    """Given the peer name to require, returns OpenSSL's rule for it: an IP literal only
+    matches IP SANs (checkIP), a name matches DNS SANs, or the CN when the certificate has
+    no DNS SAN (checkHost). An empty name checks the chain only."""
+    if not name:
+        return Verify(chain=True)
+    try:
+        return Verify(chain=True, ips=(str(ipaddress.ip_address(name.strip("[]"))),))
+    except ValueError:
+        return Verify(chain=True, hosts=(name,))
+
+
+def exec_client_conf(files: TLSFiles, verify: Verify, program: Sequence[str]) -> str:
+    """Donor side of mariabackup: TLS client in inetd mode whose plaintext side is stdin and
+    stdout, and whose TLS side is `program` (socat, which connects with retries), since
+    stunnel itself does not retry a refused connection."""
+    if any(not a or any(c.isspace() for c in a) for a in program):
+        raise ConfigError(
+            f"a tunnel argument is empty or contains white space (stunnel's execArgs "
+            f"cannot quote it): {' '.join(program)!r}"
+        )
+    lines = [
+        "foreground = yes",
+        "pid =",
+        "debug = notice",  # 'Connection closed/reset' (notice) tells a failure from success
+        "client = yes",
+        "sessionResume = no",
+        # After our stream ends, how long to wait for the joiner's acknowledgement (it
+        # comes once mbstream has written everything; stunnel's default is 60 s).
+        "TIMEOUTclose = 300",
+        f"exec = {program[0]}",
+        f"execArgs = {' '.join(program)}",
+        *_tls_lines(files, verify),
+    ]
+    _check(lines)
+    return "\n".join(lines) + "\n"
+
+
+# Lines of stunnel's log (debug = notice) that say why a connection failed, best first.
+_PREVERIFY = re.compile(r"CERT: Pre-verification error: (.+)$")
+_SUBJECT = re.compile(r"CERT: Subject checks failed")
+_SSL_ERROR = re.compile(
+    r"SSL_(?:connect|read|write|accept): .*?error:[0-9A-Fa-f]+:[^:]*:[^:]*:(.+)$"
+)
+_SOCAT_ERROR = re.compile(r"socat\[\d+\] E (.+)$")
+_RESET = re.compile(r"Connection (?:closed/reset|reset)")
+NOISE = re.compile(r"LOG5\[ui\]|LOG6|Uninitialized client session cache")
+
+
+def failure(lines: Sequence[str], name: str = "") -> str:
+    """Given stunnel's log lines (debug = notice) and the name it checked, returns why the
+    connection failed, or '' when it closed normally (stunnel exits 0 either way)."""
+    for pattern in (_PREVERIFY, _SUBJECT, _SSL_ERROR, _SOCAT_ERROR):
+        for line in lines:
+            m = pattern.search(line)
+            if m is None:
+                continue
+            if pattern is _SUBJECT:
+                return f"hostname mismatch: the peer's certificate does not name {name!r}"
+            return explain_tls(m.group(1).strip())
+    if any(_RESET.search(line) for line in lines):
+        return "the connection was reset"
+    return ""
 
 
 def server_conf(
