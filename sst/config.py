@@ -1,4 +1,4 @@
-"""Option files, read through my_print_defaults, frozen into typed settings (sst-contract.md 4)."""
+"""Option files, read through my_print_defaults, frozen into typed settings (docs/contract.md 4)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ TLS_MODES = ("DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
 
 @dataclass(frozen=True)
 class TLSFiles:
-    """The certificate files one role uses (sst-contract.md 5.1)."""
+    """The certificate files one role uses (docs/contract.md 5.1)."""
 
     ca: str = ""
     capath: str = ""
@@ -347,7 +347,7 @@ def emacs_regex_to_python(pattern: str) -> str:
 
 
 def socat_plan(opts: Options, role: str, errors: list[str]) -> SocatPlan:
-    """encrypt + ssl-mode -> what the socat tunnel does (sst-contract.md 5.3), stricter:
+    """encrypt + ssl-mode -> what the socat tunnel does (docs/contract.md 5.3), stricter:
     VERIFY_* with no CA is refused instead of silently dropping authentication."""
     enc_text = opts.get(ENC_GROUPS, "encrypt", "0")
     mode = opts.get(ENC_GROUPS, "ssl-mode", "DISABLED").upper()
@@ -477,7 +477,7 @@ def server_dirs(req: Request, opts: Options) -> ServerDirs:
 
 
 def credentials(req: Request, opts: Options) -> Credentials:
-    """WSREP_SST_OPT_AUTH, else `[sst] wsrep-sst-auth` (sst-contract.md 1.9)."""
+    """WSREP_SST_OPT_AUTH, else `[sst] wsrep-sst-auth` (docs/contract.md 1.9)."""
     if req.credentials.user:
         return req.credentials
     return Credentials.parse(opts.get(("sst",), "wsrep-sst-auth"))

@@ -1,4 +1,4 @@
-"""The lines mariadbd reads on the script's stdout (sst-contract.md section 2).
+"""The lines mariadbd reads on the script's stdout (docs/contract.md section 2).
 
 stdout carries nothing else: every tool's output goes to stderr or a log file.
 """

@@ -1,4 +1,4 @@
-"""mariadbd's argv and environment, parsed into a typed, frozen request (sst-contract.md 1)."""
+"""mariadbd's argv and environment, parsed into a typed, frozen request (docs/contract.md 1)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ _ADDRESS_BAD = re.compile(r"[^A-Za-z0-9._\-:\[\]/]")
 
 @dataclass(frozen=True)
 class Address:
-    """`host[:port][/module[/lsn[/sst_ver]]]` as in sst-contract.md 1.7."""
+    """`host[:port][/module[/lsn[/sst_ver]]]` as in docs/contract.md 1.7."""
 
     host: str  # unescaped: no brackets around IPv6
     port: int

@@ -1,4 +1,4 @@
-"""The backup method: FLUSH TABLES WITH READ LOCK held while nothing moves (sst-contract.md 3.5
+"""The backup method: FLUSH TABLES WITH READ LOCK held while nothing moves (docs/contract.md 3.5
 and 3.9), so that a site-specific hook can run while the donor is consistent."""
 
 from __future__ import annotations

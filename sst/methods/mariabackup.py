@@ -1,4 +1,4 @@
-"""The mariabackup method: sst-contract.md 3.3, 3.5, 5.3 and 6.1.
+"""The mariabackup method: docs/contract.md 3.3, 3.5, 5.3 and 6.1.
 
 Two connections to one joiner port: stage 1 carries the magic files, stage 2 the
 mariadb-backup stream. The joiner receives and prepares into `<datadir>/.sst`; the old

@@ -1,4 +1,4 @@
-"""The mysqldump method (donor only; sst-contract.md 1.4, 2.3, 5.5 and 6.3).
+"""The mysqldump method (donor only; docs/contract.md 1.4, 2.3, 5.5 and 6.3).
 
 The dump runs in one client session on the joiner's server, which carries the header, the
 dump itself (straight from mariadb-dump through an OS pipe) and then, only if mariadb-dump

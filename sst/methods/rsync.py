@@ -1,4 +1,4 @@
-"""The rsync method (and rsync_wan, delta mode): sst-contract.md 3.4, 3.5, 5.4 and 6.2."""
+"""The rsync method (and rsync_wan, delta mode): docs/contract.md 3.4, 3.5, 5.4 and 6.2."""
 
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ def _joiner_receive(
 def _announced_cn(s: RsyncSettings, checked: tls.CheckedTLS | None) -> str:
     """The CN in `CN:secret@`: the certificate's in VERIFY modes (the donor may check it);
     otherwise empty, which mariadbd accepts and every donor treats as no name at all
-    (sst-contract.md 1.7, 5.4). Raises ConfigError for a VERIFY certificate without a CN."""
+    (docs/contract.md 1.7, 5.4). Raises ConfigError for a VERIFY certificate without a CN."""
     if not s.ssl_mode.startswith("VERIFY"):
         return ""
     assert checked is not None

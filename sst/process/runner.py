@@ -464,7 +464,7 @@ class _Signals:
 def _raise_for(signum: int) -> None:
     _Signals.stopping = True
     name = signal.Signals(signum).name
-    if signum in (signal.SIGHUP, signal.SIGPIPE):
+    if signum == signal.SIGHUP:
         raise TransferError(f"received {name}")
     raise Interrupted(f"terminated by signal {name}")
 
@@ -499,7 +499,8 @@ def ending() -> None:
 
 
 def install_signal_handlers() -> None:
-    """TERM/INT/QUIT exit 3 and HUP/PIPE exit 32, like the stock traps, via exceptions; the
-    first one ends the run, later ones are ignored so that its cleanup completes."""
+    """TERM/INT/QUIT exit 3 and HUP exits 32, like the stock traps, via exceptions; the
+    first one ends the run, later ones are ignored so that its cleanup completes. SIGPIPE
+    keeps Python's default (ignored): a write to a closed pipe raises BrokenPipeError."""
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
         signal.signal(s, _on_signal)

@@ -15,7 +15,6 @@ DEFAULT_MODULE = "rsync_sst"
 AUTH_USER = "sst"  # the rsync user of an authenticated module (ours to ours)
 # Received directories private (the staging root too), set-user/group-id bits cleared.
 INCOMING_CHMOD = "Dgo-rwx,ug-s"
-SUBMODULES = ("data_dir", "log_dir", "undo_dir", "aria_log")
 
 # Top-level names never sent (stock filter) and never deleted on the joiner.
 EXCLUDED_TOP = ("lost+found", ".zfs", ".fseventsd", ".Trashes", ".pid", ".conf", ".snapshot")
@@ -27,6 +26,7 @@ SUBMODULE_FILES = {
     "undo_dir": ("undo*",),
     "aria_log": ("aria_log_control", "aria_log.*"),
 }
+SUBMODULES = tuple(SUBMODULE_FILES)  # the modules beside the main one
 
 
 def errno_for(rc: int) -> int:
@@ -217,7 +217,7 @@ def daemon_argv(binary: str, conf: str, port: int, address: str) -> tuple[str, .
 
 def server_execargs(conf_name: str) -> str:
     """What stunnel runs per connection. stunnel splits execargs at white space and knows no
-    quoting (sst-contract.md 5.4: the stock script falls back to `$SHELL -c`), so the rsync
+    quoting (docs/contract.md 5.4: the stock script falls back to `$SHELL -c`), so the rsync
     configuration is named relative to stunnel's working directory, the private run
     directory, whatever that directory's own path holds.
 

@@ -1,8 +1,8 @@
-"""socat: the mariabackup transport, plain TCP or OpenSSL, both ends (sst-contract.md 5.3).
+"""socat: the mariabackup transport, plain TCP or OpenSSL, both ends (docs/contract.md 5.3).
 
 Our joiner's listener is bidirectional: after a stage has been extracted and checked it
 writes `ok` back, because a sending socat's exit status does not prove that the receiver
-accepted the data (sst-contract.md 5.6). The donor reads that acknowledgement.
+accepted the data (docs/contract.md 5.6). The donor reads that acknowledgement.
 """
 
 from __future__ import annotations
