@@ -10,11 +10,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sst import config, net, optionfiles, tls, tools
+from sst import config, net, optionfiles, options, tls, tools
 from sst.config import MYSQLD, Options, TLSFiles
 from sst.errors import SSTError
+from sst.methods import base as registry
+from sst.methods.base import Method
 from sst.process.runner import run_capture
-from sst.request import Address, Credentials, Request, parse_request
+from sst.request import Address, Credentials, MethodName, Request, parse_request
 from sst.tools import mysql as my
 
 EXPIRY_WARN_DAYS = 30
@@ -42,13 +44,9 @@ def _which(name: str) -> str:
         return ""
 
 
-def _tools(method: str, tls_on: bool) -> list[Finding]:
-    need = {
-        "py_rsync": ["rsync", "tar"],
-        "py_mariabackup": ["socat", "mariadb-backup", "mbstream"],
-        "mysqldump": ["mariadb", "mariadb-dump"],
-    }.get(method, [])
-    if method in ("py_rsync", "py_mariabackup") and tls_on:  # mariabackup: the donor's tunnel
+def _tools(method: Method, tls_on: bool) -> list[Finding]:
+    need = list(method.tools)
+    if method.tunnel and tls_on:
         need.append("stunnel4" if _which("stunnel4") and not _which("stunnel") else "stunnel")
     out = []
     for name in ["my_print_defaults", *need]:
@@ -125,11 +123,11 @@ class RoleTLS:
     peer_certs: str = ""  # [sst] ssl-peer-certs (rsync)
 
 
-def _settings(req: Request, opts: Options, method: str) -> tuple[list[Finding], RoleTLS | None]:
+def _settings(req: Request, opts: Options) -> tuple[list[Finding], RoleTLS | None]:
     """Given a role's request and the options; returns its findings and TLS (None: off)."""
-    label = f"{method} options ({req.role})"
+    label = f"{req.method} options ({req.role})"
     try:
-        if method == "py_rsync":
+        if req.name.family == "rsync":
             s = config.rsync_settings(req, opts)
             on = s.ssl_mode != "DISABLED"
             rsync_tls = RoleTLS(
@@ -139,7 +137,7 @@ def _settings(req: Request, opts: Options, method: str) -> tuple[list[Finding], 
                 s.peer_certs,
             )
             return [Finding(label, "pass", f"ssl-mode {s.ssl_mode}")], rsync_tls if on else None
-        if method == "py_mariabackup":
+        if req.name.family == "mariabackup":
             m = config.mariabackup_settings(req, opts)
             f = m.plan.files
             rt = RoleTLS(f, m.plan.verify, m.plan.check_name) if f is not None else None
@@ -329,10 +327,26 @@ def _sources(defaults: tuple[str, str, str]) -> Finding:
     )
 
 
+def _set_options(method: Method, opts: Options) -> Finding:
+    """The options of the method's table rows that the files set (sst/options.py)."""
+    seen = [
+        f"{name}={'***' if row.secret else opts.get(row.groups, name)}"
+        for row in options.for_method(method.family)
+        for name in row.names
+        if "*" not in name and opts.get(row.groups, name)
+    ]
+    return Finding(
+        f"{method.family} options set",
+        "pass",
+        ", ".join(seen) or "none: every option has its default (README, Configuration)",
+    )
+
+
 def run(
     defaults: tuple[str, str, str], *, method: str, roles: tuple[str, ...], env: dict[str, str]
 ) -> list[Finding]:
     """Every check for the given method and roles."""
+    spec = registry.lookup(MethodName.parse(method))
     args = ["--datadir", "/"]
     for opt, value in zip(
         ("--defaults-file", "--defaults-extra-file", "--defaults-group-suffix"), defaults
@@ -350,11 +364,11 @@ def run(
             ["--role", role, "--address", "127.0.0.1", *args, "--datadir", datadir],
             env,
         )
-        f, rt = _settings(req, opts, method)
+        f, rt = _settings(req, opts)
         findings += f
         if rt is not None:
             tls_files.append((role, rt))
-    findings = _tools(method, bool(tls_files)) + findings
+    findings = [*_tools(spec, bool(tls_files)), _set_options(spec, opts), *findings]
     for role, rt in tls_files:
         findings += _cert(f"SST certificate ({role})", rt.files, role, rt.need_ca)
         if role == "joiner" and rt.names_checked:

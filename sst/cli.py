@@ -14,52 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sst import __version__, log
-from sst.errors import ConfigError, SSTError, from_oserror
+from sst.errors import SSTError, from_oserror
+from sst.methods import base as registry
 from sst.process.runner import ending, install_signal_handlers
 from sst.protocol import Stdout, donor_stdout
-from sst.request import Request, method_from_argv0, parse_request
-
-MethodFn = Callable[[Request, Stdout], None]
-
-
-def _rsync(req: Request, out: Stdout) -> None:
-    from sst.methods import rsync
-
-    rsync.run_method(req, out)
-
-
-def _mariabackup(req: Request, out: Stdout) -> None:
-    from sst.methods import mariabackup
-
-    mariabackup.run_method(req, out)
-
-
-def _mysqldump(req: Request, out: Stdout) -> None:
-    from sst.methods import mysqldump
-
-    mysqldump.run_method(req, out)
-
-
-def _backup(req: Request, out: Stdout) -> None:
-    from sst.methods import backup
-
-    backup.run_method(req, out)
-
-
-# Method names we answer to: the side-by-side py_ names and the stock names (drop-in).
-METHODS: dict[str, MethodFn] = {
-    "py_rsync": _rsync,
-    "py_rsync_wan": _rsync,
-    "rsync": _rsync,
-    "rsync_wan": _rsync,
-    "py_mariabackup": _mariabackup,
-    "mariabackup": _mariabackup,
-    "xtrabackup-v2": _mariabackup,
-    "xtrabackup": _mariabackup,
-    "mysqldump": _mysqldump,
-    "backup": _backup,
-    "py_backup": _backup,
-}
+from sst.request import method_from_argv0, parse_request
 
 
 def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[str]) -> int:
@@ -72,14 +31,9 @@ def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[s
         req = parse_request(argv0, args, env, method)
         role = req.role
         peer = req.address.hostport if req.address else ""
-        fn = METHODS.get(method)
-        if fn is None:
-            raise ConfigError(
-                f"unknown SST method {method!r} (this program was started as "
-                f"{os.path.basename(argv0)!r}); known: {', '.join(sorted(METHODS))}"
-            )
+        spec = registry.lookup(req.name, os.path.basename(argv0))
         out = Stdout() if req.role == "joiner" else donor_stdout()
-        fn(req, out)
+        spec.run(req, out)
         ending()
         return 0
     except BaseException as exc:
@@ -135,9 +89,7 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"galera-sst {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run a real two-node SST on this machine and report it")
-    demo.add_argument(
-        "--method", default="py_rsync", choices=sorted(m for m in METHODS if m.startswith("py_"))
-    )
+    demo.add_argument("--method", default="py_rsync", choices=registry.manual_names())
     demo.add_argument(
         "--ssl-mode",
         default="VERIFY_IDENTITY",
@@ -147,25 +99,19 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--keep", action="store_true", help="keep the node directories")
     demo.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
     ck = sub.add_parser("check", help="pre-flight checks of this node's SST, touching no data")
-    ck.add_argument(
-        "--method", default="py_mariabackup", choices=["py_mariabackup", "py_rsync", "mysqldump"]
-    )
+    ck.add_argument("--method", default="py_mariabackup", choices=registry.checked_names())
     ck.add_argument("--role", choices=["joiner", "donor"], help="default: both")
     ck.add_argument("--defaults-file", default="")
     ck.add_argument("--defaults-extra-file", default="")
     ck.add_argument("--defaults-group-suffix", default="")
     ck.add_argument("--json", action="store_true", help="machine-readable")
     mj = sub.add_parser("joiner", help="receive a state into an empty directory (a manual run)")
-    mj.add_argument(
-        "--method", default="py_mariabackup", choices=["py_mariabackup", "py_rsync", "py_rsync_wan"]
-    )
+    mj.add_argument("--method", default="py_mariabackup", choices=registry.manual_names())
     mj.add_argument("--address", required=True, help="host[:port] to listen on")
     mj.add_argument("--datadir", required=True, help="an empty directory")
     mj.add_argument("--defaults-file", default="")
     md = sub.add_parser("donor", help="send this server's state to a joiner (a manual run)")
-    md.add_argument(
-        "--method", default="py_mariabackup", choices=["py_mariabackup", "py_rsync", "py_rsync_wan"]
-    )
+    md.add_argument("--method", default="py_mariabackup", choices=registry.manual_names())
     md.add_argument("--address", required=True, help="what the joiner printed after 'ready'")
     md.add_argument("--datadir", required=True)
     md.add_argument("--socket", required=True, help="the running server's socket")

@@ -8,14 +8,14 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sst import tools
+from sst import options, tools
 from sst.datadir import Binlogs, resolve
 from sst.errors import ConfigError
 from sst.process.runner import run_capture
 from sst.request import Credentials, Request, normalize_option
 from sst.tools import my_print_defaults
 
-MYSQLD = "--mysqld"  # every group mariadbd itself reads
+MYSQLD = options.MYSQLD  # every group mariadbd itself reads
 
 
 @dataclass(frozen=True)
@@ -213,17 +213,34 @@ def _number(name: str, value: str, errors: list[str], *, minimum: float | None =
     return n
 
 
-def sst_seconds(opts: Options, name: str, default: str, errors: list[str]) -> float:
-    """An [sst] timeout in seconds (>= 0); a bad value is added to errors."""
-    return _number(name, opts.get(("sst",), name, default), errors, minimum=0)
+def option(opts: Options, name: str, method: str) -> str:
+    """An option's value as `method` reads it: its groups and default from sst/options.py."""
+    row = options.row(name, method)
+    return opts.get(row.groups, name, row.default)
+
+
+def option_seconds(opts: Options, name: str, method: str, errors: list[str]) -> float:
+    """A timeout in seconds (>= 0) from the option table; a bad value is added to errors."""
+    return _number(name, option(opts, name, method), errors, minimum=0)
+
+
+def option_threads(opts: Options, name: str, method: str, errors: list[str]) -> int:
+    """A thread count (>= 1), or 0 when unset; a bad value is added to errors."""
+    text = option(opts, name, method)
+    return int(_number(name, text, errors, minimum=1)) if text else 0
+
+
+def option_argv(opts: Options, name: str, method: str, errors: list[str]) -> tuple[str, ...]:
+    """A command option (compressor, inno-*-opts) as an argument list; errors as above."""
+    return _argv_option(name, option(opts, name, method), errors)
 
 
 def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     """Freeze the rsync method's settings; every invalid value is reported at once."""
-    groups = (MYSQLD, "sst")
+    groups = options.SERVER_SST
     errors: list[str] = []
     tls = resolve_tls(opts, groups, req.role)
-    mode = opts.get(groups, "ssl-mode").upper()
+    mode = option(opts, "ssl-mode", "rsync").upper()
     if not mode:
         if tls.any_ca:
             mode = "VERIFY_CA"
@@ -237,17 +254,16 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         errors.append(f"ssl-mode={mode} needs a CA (ssl-ca or ssl-capath), and none is configured")
     if mode != "DISABLED" and not (tls.cert and tls.key):
         errors.append(f"ssl-mode={mode} needs ssl-cert and ssl-key for the {req.role}")
-    max_binlogs = int(_number("sst-max-binlogs", opts.get(groups, "sst-max-binlogs", "1"), errors))
-    threads_text = opts.get(groups, "backup-threads")
-    threads = int(_number("backup-threads", threads_text, errors, minimum=1)) if threads_text else 0
+    max_binlogs = int(_number("sst-max-binlogs", option(opts, "sst-max-binlogs", "rsync"), errors))
+    threads = option_threads(opts, "backup-threads", "rsync", errors)
     if threads <= 0:
         threads = max(2, os.cpu_count() or 2)
 
-    flush_t = sst_seconds(opts, "sst-flush-timeout", "600", errors)
-    idle_t = sst_seconds(opts, "sst-idle-timeout", "300", errors)
-    conn_t = sst_seconds(opts, "sst-initial-timeout", "300", errors)
-    rlimit = rate_bytes("rlimit", opts.get(("sst",), "rlimit"), errors)
-    peer_certs = opts.get(("sst",), "ssl-peer-certs")
+    flush_t = option_seconds(opts, "sst-flush-timeout", "rsync", errors)
+    idle_t = option_seconds(opts, "sst-idle-timeout", "rsync", errors)
+    conn_t = option_seconds(opts, "sst-initial-timeout", "rsync", errors)
+    rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync"), errors)
+    peer_certs = option(opts, "ssl-peer-certs", "rsync")
     if peer_certs and not mode.startswith("VERIFY"):
         errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
     if errors:
@@ -258,7 +274,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         tls=tls,
         max_binlogs=max_binlogs,
         backup_threads=threads,
-        tmpdir=opts.get(groups, "tmpdir"),
+        tmpdir=option(opts, "tmpdir", "rsync"),
         server=server_dirs(req, opts),
         flush_timeout=flush_t,
         idle_timeout=idle_t,
@@ -268,8 +284,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     )
 
 
-ENC_GROUPS = (MYSQLD, "sst", "xtrabackup mariabackup")
-BK_GROUPS = ("sst", "xtrabackup mariabackup")
+ENC_GROUPS = options.ENC
 
 DEFAULT_CPAT = (
     r".*/(\.sst|\.sst-old|\.sst-staging|galera\.cache|sst_in_progress|grastate\.dat"
@@ -349,8 +364,8 @@ def emacs_regex_to_python(pattern: str) -> str:
 def socat_plan(opts: Options, role: str, errors: list[str]) -> SocatPlan:
     """encrypt + ssl-mode -> what the socat tunnel does (docs/contract.md 5.3), stricter:
     VERIFY_* with no CA is refused instead of silently dropping authentication."""
-    enc_text = opts.get(ENC_GROUPS, "encrypt", "0")
-    mode = opts.get(ENC_GROUPS, "ssl-mode", "DISABLED").upper()
+    enc_text = option(opts, "encrypt", "mariabackup")
+    mode = option(opts, "ssl-mode", "mariabackup").upper()
     if mode not in TLS_MODES:
         errors.append(f"ssl-mode={mode!r} is not one of {', '.join(TLS_MODES)}")
         mode = "DISABLED"
@@ -403,51 +418,43 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
     """Freeze the mariabackup method's settings; every invalid value is reported at once."""
     errors: list[str] = []
     plan = socat_plan(opts, req.role, errors)
-    tfmt = opts.get(("sst",), "transferfmt", "socat")
+    tfmt = option(opts, "transferfmt", "mariabackup")
     if tfmt != "socat":
         errors.append(f"transferfmt={tfmt!r}: only socat is supported")
-    sfmt = opts.get(("sst",), "streamfmt", "mbstream")
+    sfmt = option(opts, "streamfmt", "mariabackup")
     if sfmt not in ("mbstream", "xbstream"):
         errors.append(
             f"streamfmt={sfmt!r}: only mbstream is supported (mariadb-backup cannot produce tar)"
         )
-    threads_text = opts.get(ENC_GROUPS, "backup-threads")
-    threads = int(_number("backup-threads", threads_text, errors, minimum=1)) if threads_text else 0
-
-    cpat_text = opts.get(("sst",), "cpat")
+    threads = option_threads(opts, "backup-threads", "mariabackup", errors)
+    cpat_text = option(opts, "cpat", "mariabackup")
     cpat = emacs_regex_to_python(cpat_text) if cpat_text else DEFAULT_CPAT
     try:
         re.compile(cpat)
     except re.error as exc:
         errors.append(f"cpat={cpat_text!r} is not a valid pattern: {exc}")
-    progress = opts.get(("sst",), "progress")
-    initial = sst_seconds(opts, "sst-initial-timeout", "300", errors)
-    idle = sst_seconds(opts, "sst-idle-timeout", "300", errors)
-    rlimit = opts.get(("sst",), "rlimit").strip()
+    progress = option(opts, "progress", "mariabackup")
+    initial = option_seconds(opts, "sst-initial-timeout", "mariabackup", errors)
+    idle = option_seconds(opts, "sst-idle-timeout", "mariabackup", errors)
+    rlimit = option(opts, "rlimit", "mariabackup").strip()
     rate_bytes("rlimit", rlimit, errors)  # pv takes the same form; refuse anything else here
     result = MariabackupSettings(
         plan=plan,
-        sockopt=opts.get(("sst",), "sockopt"),
-        compressor=_argv_option("compressor", opts.get(("sst",), "compressor"), errors),
-        decompressor=_argv_option("decompressor", opts.get(("sst",), "decompressor"), errors),
+        sockopt=option(opts, "sockopt", "mariabackup"),
+        compressor=option_argv(opts, "compressor", "mariabackup", errors),
+        decompressor=option_argv(opts, "decompressor", "mariabackup", errors),
         backup_threads=threads,
-        inno_backup_opts=_argv_option(
-            "inno-backup-opts", opts.get(BK_GROUPS, "inno-backup-opts"), errors
-        ),
-        inno_apply_opts=_argv_option(
-            "inno-apply-opts", opts.get(BK_GROUPS, "inno-apply-opts"), errors
-        ),
-        inno_move_opts=_argv_option(
-            "inno-move-opts", opts.get(BK_GROUPS, "inno-move-opts"), errors
-        ),
-        use_memory=opts.get(BK_GROUPS, "use-memory")
+        inno_backup_opts=option_argv(opts, "inno-backup-opts", "mariabackup", errors),
+        inno_apply_opts=option_argv(opts, "inno-apply-opts", "mariabackup", errors),
+        inno_move_opts=option_argv(opts, "inno-move-opts", "mariabackup", errors),
+        use_memory=option(opts, "use-memory", "mariabackup")
         or req.paths.innodb_buffer_pool_size
         or opts.get((MYSQLD,), "innodb-buffer-pool-size"),
         initial_timeout=initial,
         idle_timeout=idle,
         progress=progress,
         rlimit=rlimit,
-        tmpdir=opts.get(ENC_GROUPS, "tmpdir"),
+        tmpdir=option(opts, "tmpdir", "mariabackup"),
         cpat=cpat,
         credentials=credentials(req, opts),
         server=server_dirs(req, opts),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -139,6 +140,30 @@ class ServerPaths:
     innodb_force_recovery: str = ""
 
 
+_ALIASES = {"xtrabackup-v2": "mariabackup", "xtrabackup": "mariabackup"}
+
+
+@dataclass(frozen=True)
+class MethodName:
+    """A method name as started (`py_rsync_wan`), parsed once into what the code asks of it."""
+
+    text: str
+    family: str  # the stock method it implements: rsync, mariabackup, mysqldump, backup, ...
+    wan: bool  # rsync_wan: delta transfers
+    ours: bool  # a py_ name: the peer runs galera-sst too (both sides run the same name)
+
+    @staticmethod
+    @functools.cache
+    def parse(text: str) -> MethodName:
+        """`py_rsync_wan` -> MethodName(family='rsync', wan=True, ours=True). Never fails: an
+        unknown name is refused by the registry (sst.methods.base), not here."""
+        ours = text.startswith("py_")
+        base = text[len("py_") :] if ours else text
+        wan = base.endswith("_wan")
+        base = base[: -len("_wan")] if wan else base
+        return MethodName(text, _ALIASES.get(base, base), wan, ours)
+
+
 @dataclass(frozen=True)
 class Request:
     """Everything mariadbd told the script, typed."""
@@ -165,6 +190,11 @@ class Request:
     paths: ServerPaths = field(default_factory=ServerPaths)
     mysqld_args: tuple[str, ...] = ()
     mysqld_passthrough: tuple[str, ...] = ()  # what mariadb-backup gets as --mysqld-args
+
+    @property
+    def name(self) -> MethodName:
+        """The method name, typed."""
+        return MethodName.parse(self.method)
 
     @property
     def defaults_args(self) -> tuple[str, ...]:

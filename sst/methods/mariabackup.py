@@ -44,9 +44,9 @@ from sst.errors import (
     TransferError,
 )
 from sst.methods import rsync
-from sst.methods.common import Run, TreeActivity, listen_address, listening_on, run_roles
+from sst.methods.common import Run, TreeActivity, listen_address, listening_on
 from sst.process.runner import Child, Stage, run_capture
-from sst.protocol import State, Stdout
+from sst.protocol import State
 from sst.request import Request
 from sst.tools import mariabackup as mb
 from sst.tools import mysql as my
@@ -382,7 +382,7 @@ def _joiner(
     bind = listen_address(addr)
 
     secret = secrets.token_hex(16)
-    gated = req.method.startswith("py_")
+    gated = req.name.ours
     statdir = os.path.join(run.rundir, "stage1")
     first, tags = _stage1(
         run,
@@ -1015,9 +1015,3 @@ def donor(run: Run, s: MariabackupSettings) -> None:
 def _write(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def run_method(req: Request, out: Stdout) -> None:
-    """Entry for the mariabackup method, both roles."""
-    s = load_settings(req)
-    run_roles(req, out, s.tmpdir, lambda run: joiner(run, s), lambda run: donor(run, s))

@@ -17,18 +17,18 @@ import os
 import re
 import select
 import time
+from dataclasses import dataclass
 
-from sst import config, log, net, tls, tools
+from sst import config, log, net, options, tls, tools
 from sst.config import MYSQLD, TLS_MODES, TLSFiles
 from sst.errors import ConfigError, SSTError, Timeout
-from sst.methods.common import Run, TreeActivity, completed, sst_run, started
+from sst.methods.common import Run, TreeActivity
 from sst.process.runner import Child, Stage, run_capture
-from sst.protocol import Stdout
 from sst.request import Request
 from sst.tools import mysql as my
 from sst.tools import pv
 
-CLIENT_GROUPS = "client client-server mysql mariadb-client client-mariadb"
+CLIENT_GROUPS = options.CLIENT
 VERSION_RE = re.compile(r"(Distrib 10\.[1-9])|( from 1[1-9]\.)")
 GTID_STATE_RE = re.compile(r"^[0-9,\-]*$")
 GTID_ARG_RE = re.compile(r"^[0-9a-fA-F\-]+:-?\d+(,\d+-\d+-\d+)?$")  # uuid:seqno,d-s-n
@@ -64,7 +64,7 @@ def client_tls(req: Request, opts: config.Options) -> my.ClientTLS | None:
     files = sst_files
     if not (files.ca or files.capath or files.cert or files.key):
         files = config.resolve_tls(opts, (CLIENT_GROUPS,), "donor")
-    mode = opts.get(("sst",), "ssl-mode").upper()
+    mode = config.option(opts, "ssl-mode", "mysqldump").upper()
     if mode and mode not in TLS_MODES:
         raise ConfigError(f"ssl-mode={mode!r} is not one of {', '.join(TLS_MODES)}")
     if mode == "DISABLED":
@@ -100,9 +100,9 @@ def _query(argv: tuple[str, ...], sql: str, what: str) -> list[str]:
     return res.stdout.strip().split("\t")
 
 
-def donor(run: Run, opts: config.Options) -> None:
+def donor(run: Run, s: MysqldumpSettings) -> None:
     """Dump the donor into the joiner's server; no stdout protocol (mariadbd never reads it)."""
-    req = run.req
+    req, opts = run.req, s.opts
     addr = req.address
     for name, value in (
         ("host", addr.host if addr else ""),
@@ -198,14 +198,8 @@ def donor(run: Run, opts: config.Options) -> None:
     else:
         log.info("Bypassing state dump (IST).")
     trailer.append(f"SET GLOBAL wsrep_start_position='{req.gtid}';")
-    rlimit = opts.get(("sst",), "rlimit").strip()
-    errors: list[str] = []
-    config.rate_bytes("rlimit", rlimit, errors)
-    idle = config.sst_seconds(opts, "sst-idle-timeout", "600", errors)
-    if errors:
-        raise ConfigError("; ".join(errors))
-    limiter = pv.rate_limit(tools.find("pv"), rlimit) if rlimit and dump_argv else ()
-    _apply(run, remote, header, dump_argv, trailer, limiter=limiter, idle_timeout=idle)
+    limiter = pv.rate_limit(tools.find("pv"), s.rlimit) if s.rlimit and dump_argv else ()
+    _apply(run, remote, header, dump_argv, trailer, limiter=limiter, idle_timeout=s.idle_timeout)
 
 
 def _apply(
@@ -270,17 +264,26 @@ def _feed(run: Run, fd: int, text: str, reader: Child, timeout: float = 120.0) -
             raise Timeout(f"the joiner's client did not read for {timeout:g} s")
 
 
-def run_method(req: Request, out: Stdout) -> None:
-    """Entry for the mysqldump method (mariadbd runs it on the donor only)."""
-    if req.role == "joiner":
-        raise ConfigError(
-            "the mysqldump method has no joiner script (mariadbd receives the dump itself)"
-        )
+@dataclass(frozen=True)
+class MysqldumpSettings:
+    """What the mysqldump donor reads from the option files, every value checked."""
+
+    opts: config.Options  # for the client TLS and the credentials
+    rlimit: str  # [sst] rlimit, pv's form ('' unlimited)
+    idle_timeout: float
+    tmpdir: str = ""  # the run directory goes to the system's
+
+
+def load_settings(req: Request) -> MysqldumpSettings:
+    """Read the option files; every invalid value is reported at once (ConfigError), before
+    anything connects."""
     if req.gtid and not GTID_ARG_RE.match(req.gtid):
         raise ConfigError(f"malformed --gtid {req.gtid!r}")
     opts = config.read_options(req, (MYSQLD, "sst", CLIENT_GROUPS))
-    kind = "IST" if req.bypass else "SST"
-    started(req, kind)
-    with sst_run(req, out) as run:
-        donor(run, opts)
-    completed(req, kind)
+    rlimit = config.option(opts, "rlimit", "mysqldump").strip()
+    errors: list[str] = []
+    config.rate_bytes("rlimit", rlimit, errors)
+    idle = config.option_seconds(opts, "sst-idle-timeout", "mysqldump", errors)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return MysqldumpSettings(opts, rlimit, idle)

@@ -29,11 +29,10 @@ from sst.methods.common import (
     flush_tables,
     listen_address,
     listening_on,
-    run_roles,
 )
 from sst.process import pidfile
 from sst.process.runner import Child, Stage
-from sst.protocol import State, Stdout
+from sst.protocol import State
 from sst.request import Request
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
@@ -52,7 +51,7 @@ def load_settings(req: Request) -> RsyncSettings:
 
 def is_wan(req: Request) -> bool:
     """Delta mode when started as wsrep_sst_*rsync_wan."""
-    return req.method.endswith("_wan")
+    return req.name.wan
 
 
 def preflight_tls(s: RsyncSettings, role: str) -> tls.CheckedTLS | None:
@@ -184,7 +183,7 @@ def _joiner_receive(
     wan = is_wan(req)
     # Delta mode stages hard links of the old files; only our own donor (which never uses
     # --inplace) may write there, so a stock donor is refused rather than corrupting them.
-    hardlink = wan and req.method.startswith("py_")
+    hardlink = wan and req.name.ours
     datadir.prepare_staging(layout.areas, hardlink_from_live=hardlink)
     st_dd = os.stat(req.datadir)
     owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
@@ -204,7 +203,7 @@ def _joiner_receive(
             + [(f"{module}-{k}", a.staged) for k, a in layout.subs.items()],
             timeout=int(s.idle_timeout) or 300,
             owner=owner,
-            secrets_file=_secrets_file(run, secret) if req.method.startswith("py_") else "",
+            secrets_file=_secrets_file(run, secret) if req.name.ours else "",
             refuse_inplace=hardlink,
         ),
         bind=bind,
@@ -530,7 +529,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     # Our joiner (same py_ method) demands rsync authentication with its secret; under the
     # stock names the joiner may be stock, with no module users (docs/tls.md 2, rsync daemon).
     user, password_file = "", ""
-    if req.method.startswith("py_") and req.remote_auth.secret:
+    if req.name.ours and req.remote_auth.secret:
         user = rs.AUTH_USER
         password_file = write_private(
             os.path.join(run.rundir, "rsync.password"), rs.password_text(req.remote_auth.secret)
@@ -681,9 +680,3 @@ def donor(run: Run, s: RsyncSettings) -> None:
     child = run.sup.start(_rsync(rs.magic_pass(rsync_bin, push, magic), push))
     run.sup.wait([child], what="sending the completion file", timeout=max(s.idle_timeout, 60))
     run.out.done(state)
-
-
-def run_method(req: Request, out: Stdout) -> None:
-    """Entry for the rsync and rsync_wan methods, both roles."""
-    s = load_settings(req)
-    run_roles(req, out, s.tmpdir, lambda run: joiner(run, s), lambda run: donor(run, s))
