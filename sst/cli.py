@@ -131,6 +131,9 @@ def galera_sst(argv: Sequence[str] | None = None) -> None:
         help="divert the stock wsrep_sst_* scripts (dpkg-divert) and install ours",
     )
     sub.add_parser("uninstall", help="restore the stock scripts")
+    opt = sub.add_parser("options", help="the options each method reads (sst/options.py)")
+    opt.add_argument("--method", choices=[m.family for m in registry.METHODS], help="default: all")
+    opt.add_argument("--readme", metavar="PATH", help="rewrite the option tables in this file")
     run = sub.add_parser("sst", help="run an SST script by method name (as mariadbd would)")
     run.add_argument("method")
     run.add_argument("args", nargs=argparse.REMAINDER)
@@ -230,6 +233,25 @@ def _install(ns: Any) -> int:
     return 0
 
 
+def _options(ns: Any) -> int:
+    """`galera-sst options`: print the option tables, or rewrite them in a README."""
+    from sst import options
+
+    if ns.readme:
+        with open(ns.readme, encoding="utf-8") as f:
+            text = f.read()
+        new = options.render_readme(text)
+        if new != text:
+            with open(ns.readme, "w", encoding="utf-8") as f:
+                f.write(new)
+        print(f"{ns.readme}: " + ("option tables rewritten" if new != text else "up to date"))
+        return 0
+    for m in registry.METHODS:
+        if ns.method in (None, m.family):
+            print(f"{m.family}:\n{options.render(m.family)}\n")
+    return 0
+
+
 def _sst(ns: Any) -> int:
     """`galera-sst sst <method> ...`: one SST as mariadbd would run it."""
     return run_sst(f"wsrep_sst_{ns.method}", ns.args, os.environ)
@@ -247,6 +269,7 @@ def _command(ns: Any) -> int:
         "recover": _recover,
         "install": _install,
         "uninstall": _install,
+        "options": _options,
         "sst": _sst,
     }
     return commands[ns.command](ns)

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from sst.errors import ConfigError
 from sst.process.runner import cleanup_shield, kill_tree
+from sst.request import MethodName
 
 ZERO_GTID = "00000000-0000-0000-0000-000000000000:-1"
 
@@ -230,7 +231,7 @@ def donor(
     ]
     if defaults_file:
         argv[3:3] = ["--defaults-file", defaults_file]
-    if method.startswith("py_rsync"):
+    if MethodName.parse(method).family == "rsync":
         out.write(
             "rsync's donor needs mariadbd's FLUSH TABLES WITH READ LOCK: this manual run "
             "sends only the completion file, which proves the TLS path\n"
