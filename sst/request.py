@@ -325,26 +325,23 @@ def _parse_mysqld_args(args: Sequence[str]) -> tuple[dict[str, str | None], str,
     return kept, datadir, passthrough
 
 
-def parse_request(
-    argv0: str, args: Sequence[str], env: Mapping[str, str], method: str | None = None
-) -> Request:
-    """Turn mariadbd's argv and environment into a Request; raises ConfigError."""
+def _scan(args: Sequence[str]) -> tuple[dict[str, str], bool, list[str]]:
+    """mariadbd's argv -> (the valued options we read, --bypass, the --mysqld-args words).
+    Raises ConfigError for an option without its value."""
     values: dict[str, str] = {}
-    flags: set[str] = set()
-    mysqld_args: list[str] = []
+    bypass = False
     i = 0
     while i < len(args):
         arg = args[i]
         i += 1
         if arg == "--mysqld-args":
-            mysqld_args = list(args[i:])
-            break
+            return values, bypass, list(args[i:])
         if not arg.startswith("--"):
             continue  # stray words are ignored, as stock does
         name, sep, inline = arg[2:].partition("=")
         name = name.replace("_", "-")
         if name == "bypass":
-            flags.add("bypass")
+            bypass = True
             continue
         if name not in _VALUE_OPTS:
             continue  # unknown arguments are ignored silently (stock)
@@ -355,31 +352,28 @@ def parse_request(
             i += 1
         else:
             raise ConfigError(f"--{name} needs a value")
+    return values, bypass, []
 
-    def get(*names: str) -> str:
-        for n in names:
-            if n in values:
-                return values[n]
-        return ""
 
-    role = get("role").strip() or "donor"
-    if role not in ("joiner", "donor"):
-        raise ConfigError(f"--role must be 'joiner' or 'donor', not {role!r}")
+def _get(values: Mapping[str, str], *names: str) -> str:
+    """The first of the named options given, else ''."""
+    for n in names:
+        if n in values:
+            return values[n]
+    return ""
 
-    kept, mysqld_datadir, passthrough = _parse_mysqld_args(mysqld_args)
-    datadir = get("datadir") or mysqld_datadir
-    if not datadir:
-        raise ConfigError("The '--datadir' parameter must be passed", code=2)
-    datadir = datadir.rstrip("/") or "/"
 
-    addr_text = get("address") or get("host")
+def _address(values: Mapping[str, str]) -> tuple[Address | None, str, int]:
+    """--address (or --host) and --port -> (address, the `CN:secret` before an '@', port).
+    Raises ConfigError."""
+    addr_text = _get(values, "address", "host")
     address: Address | None = None
     auth_prefix = ""
     if addr_text:
         if "@" in addr_text:
             auth_prefix, _, addr_text = addr_text.rpartition("@")
         address = Address.parse(addr_text)
-    port = _int("port", get("port"))
+    port = _int("port", _get(values, "port"))
     if address is not None and port:
         explicit = Address.parse(addr_text, default_port=0).port
         if explicit and explicit != port:
@@ -389,37 +383,40 @@ def parse_request(
         address = Address(
             address.host, port, address.module, address.lsn, address.sst_ver, address.path
         )
+    return address, auth_prefix, port
 
-    auth = env.get("WSREP_SST_OPT_AUTH", "")
-    creds = Credentials.parse(auth)
-    user = get("user") or env.get("WSREP_SST_OPT_USER", "")
+
+def _credentials(values: Mapping[str, str], env: Mapping[str, str]) -> Credentials:
+    """WSREP_SST_OPT_AUTH, overridden by --user/--password (or their environment forms)."""
+    creds = Credentials.parse(env.get("WSREP_SST_OPT_AUTH", ""))
+    user = _get(values, "user") or env.get("WSREP_SST_OPT_USER", "")
     pswd = values.get("password", env.get("WSREP_SST_OPT_PSWD"))
     if user and user != creds.user:
-        creds = Credentials(user, pswd if pswd is not None else creds.password)
-    elif pswd is not None and creds.user:
-        creds = Credentials(creds.user, pswd)
+        return Credentials(user, pswd if pswd is not None else creds.password)
+    if pswd is not None and creds.user:
+        return Credentials(creds.user, pswd)
+    return creds
 
-    remote = env.get("WSREP_SST_OPT_REMOTE_AUTH", "") or auth_prefix
-    ra = RemoteAuth()
-    if remote:
-        cn, _, secret = remote.partition(":")
-        ra = RemoteAuth(cn, secret)
+
+def _server_paths(
+    values: Mapping[str, str], kept: Mapping[str, str | None], env: Mapping[str, str]
+) -> ServerPaths:
+    """Explicit arguments win over --mysqld-args, which win over the environment."""
 
     def path_opt(key: str) -> str:
-        return get(key) or kept.get(key) or ""
+        return _get(values, key) or kept.get(key) or ""
 
     log_bin: str | None
-    if get("binlog"):
-        log_bin = get("binlog")
+    if _get(values, "binlog"):
+        log_bin = _get(values, "binlog")
     elif "log-bin" in kept:
         log_bin = kept["log-bin"] or ""
     else:
         log_bin = None
-
-    paths = ServerPaths(
+    return ServerPaths(
         log_bin=log_bin,
-        log_bin_index=get("binlog-index") or (kept.get("log-bin-index") or ""),
-        log_basename=get("log-basename") or (kept.get("log-basename") or ""),
+        log_bin_index=_get(values, "binlog-index") or (kept.get("log-bin-index") or ""),
+        log_basename=_get(values, "log-basename") or (kept.get("log-basename") or ""),
         aria_log_dir_path=path_opt("aria-log-dir-path"),
         innodb_data_home_dir=path_opt("innodb-data-home-dir")
         or env.get("INNODB_DATA_HOME_DIR", ""),
@@ -431,6 +428,32 @@ def parse_request(
         innodb_force_recovery=kept.get("innodb-force-recovery") or "",
     )
 
+
+def parse_request(
+    argv0: str, args: Sequence[str], env: Mapping[str, str], method: str | None = None
+) -> Request:
+    """Turn mariadbd's argv and environment into a Request; raises ConfigError."""
+    values, bypass, mysqld_args = _scan(args)
+
+    def get(*names: str) -> str:
+        return _get(values, *names)
+
+    role = get("role").strip() or "donor"
+    if role not in ("joiner", "donor"):
+        raise ConfigError(f"--role must be 'joiner' or 'donor', not {role!r}")
+    kept, mysqld_datadir, passthrough = _parse_mysqld_args(mysqld_args)
+    datadir = get("datadir") or mysqld_datadir
+    if not datadir:
+        raise ConfigError("The '--datadir' parameter must be passed", code=2)
+    datadir = datadir.rstrip("/") or "/"
+    address, auth_prefix, port = _address(values)
+    creds = _credentials(values, env)
+    remote = env.get("WSREP_SST_OPT_REMOTE_AUTH", "") or auth_prefix
+    ra = RemoteAuth()
+    if remote:
+        cn, _, secret = remote.partition(":")
+        ra = RemoteAuth(cn, secret)
+    paths = _server_paths(values, kept, env)
     return Request(
         method=method or method_from_argv0(argv0),
         role=role,
@@ -441,11 +464,11 @@ def parse_request(
         defaults_group_suffix=get("defaults-group-suffix"),
         parent=_int("parent", get("parent")),
         progress=_int("progress", get("progress")),
-        binlog=log_bin or "",
+        binlog=paths.log_bin or "",
         binlog_index=paths.log_bin_index,
         gtid=get("gtid"),
         gtid_domain_id=get("gtid-domain-id"),
-        bypass="bypass" in flags,
+        bypass=bypass,
         socket=get("socket"),
         local_port=_int("local-port", get("local-port")),
         port=port,

@@ -378,7 +378,6 @@ def _joiner(
     req = run.req
     addr = req.address
     assert addr is not None
-    dd = req.datadir
     bind = listen_address(addr)
 
     secret = secrets.token_hex(16)
@@ -418,25 +417,7 @@ def _joiner(
         secret=secret if gate2 else "",
         tags=tags,
     )
-    log.info("Backup received; preparing it")
-    run.phase("preparing")
-
-    common = _common(req, s, backup)
-    prep = run.sup.start(
-        Stage(
-            mb.prepare_argv(
-                common,
-                target_dir=staging,
-                force_recovery=req.paths.innodb_force_recovery,
-                extra=s.inno_apply_opts,
-            ),
-            name="mariadb-backup --prepare",
-            log_file=os.path.join(dd, "mariabackup.prepare.log"),
-            errno_for=lambda rc: errno.EINVAL,
-        )
-    )
-    run.sup.wait([prep], what="mariadb-backup --prepare (the old datadir is untouched)")
-
+    common = _prepare(run, s, backup, staging)
     line = (
         _first_line(os.path.join(staging, mb.DONOR_INFO_FILE))
         or _first_line(os.path.join(staging, mb.INFO_FILE))
@@ -451,6 +432,30 @@ def _joiner(
     _swap(run, s, common, staging)
     log.info(f"Galera co-ords from the donor: {line}")
     run.out.coordinates(line)
+
+
+def _prepare(run: Run, s: MariabackupSettings, backup: str, staging: str) -> mb.Common:
+    """mariadb-backup --prepare on the received copy; returns the common mariadb-backup
+    options for move-back. Raises SSTError (the old datadir is untouched)."""
+    req = run.req
+    log.info("Backup received; preparing it")
+    run.phase("preparing")
+    common = _common(req, s, backup)
+    prep = run.sup.start(
+        Stage(
+            mb.prepare_argv(
+                common,
+                target_dir=staging,
+                force_recovery=req.paths.innodb_force_recovery,
+                extra=s.inno_apply_opts,
+            ),
+            name="mariadb-backup --prepare",
+            log_file=os.path.join(req.datadir, "mariabackup.prepare.log"),
+            errno_for=lambda rc: errno.EINVAL,
+        )
+    )
+    run.sup.wait([prep], what="mariadb-backup --prepare (the old datadir is untouched)")
+    return common
 
 
 def _stage1(
@@ -888,9 +893,18 @@ def _tls_failed(tunnel: Child, what: str, name: str, cause: SSTError | None) -> 
         raise TransferError(f"{what}: the TLS connection to the joiner failed: {reason}") from cause
 
 
-def donor(run: Run, s: MariabackupSettings) -> None:
-    """Stream the magic files, then the backup; `done` only after the joiner has them."""
-    req = run.req
+@dataclasses.dataclass(frozen=True)
+class _JoinerSays:
+    """What the joiner's address tells our donor: its gates and acknowledgements."""
+
+    gated: bool  # stage 1 starts with the secret's preamble
+    gate2: bool  # stage 2 does
+    ack_expected: bool  # the joiner acknowledges each stage on its connection
+
+
+def _joiner_says(req: Request) -> _JoinerSays:
+    """Read the joiner's capabilities from its address; raises SSTError for a joiner too old
+    for this donor, or a gated joiner whose secret did not come."""
     addr = req.address
     if addr is None:
         raise ConfigError("the donor needs --address")
@@ -900,33 +914,25 @@ def donor(run: Run, s: MariabackupSettings) -> None:
             "(its mariabackup SST script is too old for this donor)",
             errno.EPROTONOSUPPORT,
         )
-    socat = tools.find("socat")
-    mbstream = _tool("mbstream")
-    backup = "" if req.bypass else _tool("mariadb-backup")
-    _preflight(s, "donor", socat)
-    if s.plan.files is not None:
-        _stunnel()  # missing: exit 2 before `flush tables`, never cleartext
-    gated = addr.lsn == GATE_MARK  # stage 1 too
-    gate2 = addr.lsn in (GATE_MARK, GATE2_MARK)
-    secret = req.remote_auth.secret
-    if gate2 and not secret:
-        raise SecretMismatch(
-            "the joiner wants its secret on its connections, but its address carried none"
-        )
-    ack_expected = addr.lsn in (ACK_MARK, GATE_MARK, GATE2_MARK)
-    if not ack_expected:
-        log.info(
-            "The joiner does not acknowledge stages (a stock script): as with stock, "
-            "delivery is judged by the sender's exit status"
-        )
+    return _JoinerSays(
+        gated=addr.lsn == GATE_MARK,
+        gate2=addr.lsn in (GATE_MARK, GATE2_MARK),
+        ack_expected=addr.lsn in (ACK_MARK, GATE_MARK, GATE2_MARK),
+    )
 
+
+def _magic_files(run: Run, s: MariabackupSettings) -> tuple[str, list[str], int]:
+    """Write stage 1's files (state, secret, gate tag, total) into the run directory ->
+    (their directory, their names, the estimated transfer size or 0)."""
+    req = run.req
+    assert req.address is not None
     magic = os.path.join(run.rundir, "magic")
     os.mkdir(magic)
     state = f"{req.gtid} {req.gtid_domain_id}".strip()
     lines = [state]
     if req.remote_auth.secret:
         lines.append(f"secret {req.remote_auth.secret}")
-    if addr.lsn == GATE2_MARK:
+    if req.address.lsn == GATE2_MARK:
         lines.append(f"{GATE_TAG} 2")  # stage 2 starts with the preamble
     size = 0
     if not req.bypass and (req.progress == 1 or s.progress not in ("", "none")):
@@ -943,24 +949,13 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         run.out.resume()
         _write(os.path.join(magic, mb.IST_FILE), "1\n")
         files.append(mb.IST_FILE)
+    return magic, files, size
 
-    stage1 = [
-        Stage(mb.mbstream_create(mbstream, files), name="mbstream", cwd=magic),
-        *_filters(s, send=True),
-    ]
-    _send(
-        run,
-        s,
-        stage1,
-        what="sending the state files (stage 1)",
-        connect_for=STAGE1_CONNECT,
-        ack_expected=ack_expected,
-        preamble=gate.preamble(1, secret) if gated else b"",
-    )
-    if req.bypass:
-        run.out.done(req.gtid)
-        return
 
+def _backup_stages(run: Run, s: MariabackupSettings, backup: str, size: int) -> list[Stage]:
+    """Stage 2's pipeline: mariadb-backup --backup (credentials in a 0600 option file),
+    the compressor, pv."""
+    req = run.req
     creds = os.path.join(run.rundir, "credentials.cnf")
     my.option_file(
         creds,
@@ -985,7 +980,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     )
     backup_log = os.path.join(req.datadir, "mariabackup.backup.log")
     datadir.remove(backup_log)
-    stage2 = [
+    return [
         Stage(
             argv,
             name="mariadb-backup --backup",
@@ -995,7 +990,48 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         *_filters(s, send=True),
         *_progress_stages(run, s, "donor", size),
     ]
-    log.info(f"Streaming the backup to the joiner at {addr.hostport}")
+
+
+def donor(run: Run, s: MariabackupSettings) -> None:
+    """Stream the magic files, then the backup; `done` only after the joiner has them."""
+    req = run.req
+    says = _joiner_says(req)
+    socat = tools.find("socat")
+    mbstream = _tool("mbstream")
+    backup = "" if req.bypass else _tool("mariadb-backup")
+    _preflight(s, "donor", socat)
+    if s.plan.files is not None:
+        _stunnel()  # missing: exit 2 before `flush tables`, never cleartext
+    secret = req.remote_auth.secret
+    if says.gate2 and not secret:
+        raise SecretMismatch(
+            "the joiner wants its secret on its connections, but its address carried none"
+        )
+    if not says.ack_expected:
+        log.info(
+            "The joiner does not acknowledge stages (a stock script): as with stock, "
+            "delivery is judged by the sender's exit status"
+        )
+    magic, files, size = _magic_files(run, s)
+    stage1 = [
+        Stage(mb.mbstream_create(mbstream, files), name="mbstream", cwd=magic),
+        *_filters(s, send=True),
+    ]
+    _send(
+        run,
+        s,
+        stage1,
+        what="sending the state files (stage 1)",
+        connect_for=STAGE1_CONNECT,
+        ack_expected=says.ack_expected,
+        preamble=gate.preamble(1, secret) if says.gated else b"",
+    )
+    if req.bypass:
+        run.out.done(req.gtid)
+        return
+    stage2 = _backup_stages(run, s, backup, size)
+    assert req.address is not None
+    log.info(f"Streaming the backup to the joiner at {req.address.hostport}")
     _send(
         run,
         s,
@@ -1003,8 +1039,8 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         what="streaming the backup (stage 2)",
         expected=size,
         connect_for=STAGE2_CONNECT,
-        ack_expected=ack_expected,
-        preamble=gate.preamble(2, secret) if gate2 else b"",
+        ack_expected=says.ack_expected,
+        preamble=gate.preamble(2, secret) if says.gate2 else b"",
         # Progress is what socat (the last stage) writes to the joiner: mariadb-backup keeps
         # reading the redo log while its pipe is blocked, which must not hide a dead link.
         idle=lambda kids: TreeActivity(kids[-1].pid).idle,

@@ -24,9 +24,11 @@ from sst.config import MYSQLD, TLS_MODES, TLSFiles
 from sst.errors import ConfigError, SSTError, Timeout
 from sst.methods.common import Run, TreeActivity
 from sst.process.runner import Child, Stage, run_capture
-from sst.request import Request
+from sst.request import Address, Request
 from sst.tools import mysql as my
 from sst.tools import pv
+
+Argv = tuple[str, ...]
 
 CLIENT_GROUPS = options.CLIENT
 VERSION_RE = re.compile(r"(Distrib 10\.[1-9])|( from 1[1-9]\.)")
@@ -100,9 +102,9 @@ def _query(argv: tuple[str, ...], sql: str, what: str) -> list[str]:
     return res.stdout.strip().split("\t")
 
 
-def donor(run: Run, s: MysqldumpSettings) -> None:
-    """Dump the donor into the joiner's server; no stdout protocol (mariadbd never reads it)."""
-    req, opts = run.req, s.opts
+def _destination(req: Request) -> tuple[Address, int]:
+    """The joiner's server address and port; raises ConfigError when mariadbd left one of
+    the donor's arguments out, or the destination is this server."""
     addr = req.address
     for name, value in (
         ("host", addr.host if addr else ""),
@@ -123,15 +125,15 @@ def donor(run: Run, s: MysqldumpSettings) -> None:
             f"destination address '{addr.host}:{port}' matches this server "
             "(a node cannot transfer its state to itself)"
         )
-    client = tools.find("mariadb")
-    dump = tools.find("mariadb-dump")
-    version = run_capture((client, "--version"), timeout=10).stdout
-    if not VERSION_RE.search(version):
-        raise ConfigError(f"this operation requires MariaDB client 10.1 or newer: {version}")
-    ctls = client_tls(req, opts)
-    if ctls is not None:
-        _preflight(ctls)
+    return addr, port
 
+
+def _clients(
+    run: Run, opts: config.Options, client: str, ctls: my.ClientTLS | None
+) -> tuple[Argv, Argv, Argv]:
+    """Option files for both sessions in the run directory (0600, credentials never in
+    argv) -> (the joiner's client, the donor's client, the defaults options of the donor's)."""
+    req = run.req
     creds = config.credentials(req, opts)
     local_cnf = os.path.join(run.rundir, "local.cnf")
     remote_cnf = os.path.join(run.rundir, "remote.cnf")
@@ -159,8 +161,27 @@ def donor(run: Run, s: MysqldumpSettings) -> None:
             group_suffix=req.defaults_group_suffix,
         )
 
-    remote = my.client_argv(client, dflt(remote_cnf), host=addr.host, port=port)
+    assert req.address is not None
+    remote = my.client_argv(
+        client, dflt(remote_cnf), host=req.address.host, port=req.port or req.address.port
+    )
     local = (client, *dflt(local_cnf), f"--socket={req.socket}", "--batch")
+    return remote, local, dflt(local_cnf)
+
+
+def donor(run: Run, s: MysqldumpSettings) -> None:
+    """Dump the donor into the joiner's server; no stdout protocol (mariadbd never reads it)."""
+    req = run.req
+    addr, port = _destination(req)
+    client = tools.find("mariadb")
+    dump = tools.find("mariadb-dump")
+    version = run_capture((client, "--version"), timeout=10).stdout
+    if not VERSION_RE.search(version):
+        raise ConfigError(f"this operation requires MariaDB client 10.1 or newer: {version}")
+    ctls = client_tls(req, s.opts)
+    if ctls is not None:
+        _preflight(ctls)
+    remote, local, local_defaults = _clients(run, s.opts, client, ctls)
     log_bin, ver, general, slow = _query(
         remote,
         "SET SESSION wsrep_sync_wait=0; SELECT @@GLOBAL.log_bin, @@GLOBAL.version, "
@@ -188,7 +209,7 @@ def donor(run: Run, s: MysqldumpSettings) -> None:
                 "SET @@SESSION.sql_log_bin=OFF;",
             ]
         header.append("SET wsrep_on=OFF;")
-        dump_argv = my.dump_argv(dump, dflt(local_cnf), socket=req.socket)
+        dump_argv = my.dump_argv(dump, local_defaults, socket=req.socket)
         trailer += [
             CSV_TABLES_FIX,
             f"SET GLOBAL general_log={'ON' if general == '1' else 'OFF'};",
