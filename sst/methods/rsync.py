@@ -548,7 +548,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
         # literal is checked against IP SANs, any other name as a DNS name: the rule the
         # pre-flight and `galera-sst check` apply (sst.tls.is_ip_literal).
         name = req.remote_auth.cn or addr.host
-        verify = verify.identity(name, ip=tls.is_ip_literal(name))
+        verify = verify.identity(name)
     conf = os.path.join(run.rundir, "stunnel-client.conf")
     with open(conf, "w", encoding="utf-8") as f:
         f.write(st.client_conf(files, verify, f"{addr.host}:{addr.port}"))
