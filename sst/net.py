@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 
@@ -41,8 +43,9 @@ def bind_address(host: str) -> str:
     return ""
 
 
-def tree_listens(pid: int, port: int) -> bool:
-    """True if pid or one of its descendants listens on port."""
+def _tree_has(pid: int, port: int, wanted: Callable[[Any], bool]) -> bool:
+    """True if pid or one of its descendants holds a TCP socket on local port `port` that
+    `wanted` (given psutil's connection) accepts."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -51,29 +54,22 @@ def tree_listens(pid: int, port: int) -> bool:
     for p in procs:
         try:
             for c in p.net_connections(kind="tcp"):
-                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+                if c.laddr and c.laddr.port == port and wanted(c):
                     return True
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return False
+
+
+def tree_listens(pid: int, port: int) -> bool:
+    """True if pid or one of its descendants listens on port."""
+    return _tree_has(pid, port, lambda c: c.status == psutil.CONN_LISTEN)
 
 
 def tree_listens_or_accepted(pid: int, port: int) -> bool:
     """True if pid or a descendant listens on port, or holds a connection accepted on it
     (a one-shot listener that a quick peer reached between two polls)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return False
-    for p in procs:
-        try:
-            for c in p.net_connections(kind="tcp"):
-                if c.laddr and c.laddr.port == port and c.status != psutil.CONN_SYN_SENT:
-                    return True
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return False
+    return _tree_has(pid, port, lambda c: c.status != psutil.CONN_SYN_SENT)
 
 
 def port_in_use(port: int, host: str = "") -> bool:

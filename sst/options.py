@@ -31,7 +31,7 @@ class Option:
     """One row of the table: an option as one or more methods read it."""
 
     names: tuple[str, ...]  # several names share a row when they go together (ssl-ca, ...)
-    groups: tuple[str, ...]  # group sets in the order the value is looked up
+    groups: tuple[str, ...]  # group sets in the order the value is looked up (): as ssl-*
     default: str  # what an unset option means ('' none); the code reads it from here
     methods: tuple[str, ...]  # method families
     meaning: str
@@ -59,11 +59,37 @@ TABLE: tuple[Option, ...] = (
         ("rsync",),
         "TLS files; `[mysqld]` values win over `[sst]`, as with stock",
     ),
+    # mariabackup
+    Option(
+        ("encrypt",),
+        ENC,
+        "0",
+        ("mariabackup",),
+        "0 none (TLS still on if `ssl-mode` asks), 2/3/4 TLS as stock (the joiner listens "
+        "with socat, our donor connects through stunnel); 1 (a key on the command line) is "
+        "refused",
+    ),
+    Option(
+        ("ssl-mode",),
+        ENC,
+        "DISABLED",
+        ("mariabackup",),
+        "as for rsync; VERIFY_* or encrypt=2/4 without a CA is refused (stock silently drops "
+        "authentication)",
+    ),
+    Option(
+        ("ssl-ca", "ssl-capath", "ssl-cert", "ssl-key"),
+        ENC,
+        "",
+        ("mariabackup",),
+        "TLS files, first group with a value wins",
+    ),
+    # TLS overrides and legacy names, as rsync and mariabackup read them
     Option(
         ("ssl-server-*", "ssl-client-*"),
-        SERVER_SST,
+        (),
         "",
-        ("rsync",),
+        ("rsync", "mariabackup"),
         "joiner-only / donor-only overrides of the `ssl-*` files",
         shown="the generic value",
     ),
@@ -71,9 +97,10 @@ TABLE: tuple[Option, ...] = (
         ("tca", "tcapath", "tcert", "tkey"),
         SST,
         "",
-        ("rsync",),
+        ("rsync", "mariabackup"),
         "legacy names; if any is set the `ssl-*` options are ignored",
     ),
+    # rsync and rsync_wan, continued
     Option(
         ("sst-max-binlogs",),
         SERVER_SST,
@@ -139,46 +166,7 @@ TABLE: tuple[Option, ...] = (
         "a PEM file of the only peer certificates accepted, both roles (stunnel `verifyPeer`; "
         "VERIFY modes only; `docs/tls.md` 5)",
     ),
-    # mariabackup
-    Option(
-        ("encrypt",),
-        ENC,
-        "0",
-        ("mariabackup",),
-        "0 none (TLS still on if `ssl-mode` asks), 2/3/4 TLS as stock (the joiner listens "
-        "with socat, our donor connects through stunnel); 1 (a key on the command line) is "
-        "refused",
-    ),
-    Option(
-        ("ssl-mode",),
-        ENC,
-        "DISABLED",
-        ("mariabackup",),
-        "as for rsync; VERIFY_* or encrypt=2/4 without a CA is refused (stock silently drops "
-        "authentication)",
-    ),
-    Option(
-        ("ssl-ca", "ssl-capath", "ssl-cert", "ssl-key"),
-        ENC,
-        "",
-        ("mariabackup",),
-        "TLS files, first group with a value wins",
-    ),
-    Option(
-        ("ssl-server-*", "ssl-client-*"),
-        ENC,
-        "",
-        ("mariabackup",),
-        "joiner-only / donor-only overrides of the `ssl-*` files",
-        shown="the generic value",
-    ),
-    Option(
-        ("tca", "tcapath", "tcert", "tkey"),
-        SST,
-        "",
-        ("mariabackup",),
-        "legacy names; if any is set the `ssl-*` options are ignored",
-    ),
+    # mariabackup, continued
     Option(("transferfmt",), SST, "socat", ("mariabackup",), "only `socat` is supported"),
     Option(
         ("streamfmt",),
@@ -347,6 +335,8 @@ def for_method(method: str) -> list[Option]:
 
 
 def _groups(groups: Iterable[str]) -> str:
+    if not groups:
+        return "as the `ssl-*` files"
     shown = {
         MYSQLD: "`[mysqld]` family",
         "xtrabackup mariabackup": "`[xtrabackup]`/`[mariabackup]`",

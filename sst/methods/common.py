@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from sst import log, net
+from sst import log, net, swap
 from sst.datadir import SST_PID, STAGING, STAGING_MB, ensure_dir, remove
 from sst.errors import (
     ConfigError,
@@ -209,6 +209,14 @@ def flush_tables(run: Run, timeout: float) -> str:
     remove(flushed)
     State.parse(state)
     return state
+
+
+def joiner_start(run: Run) -> str:
+    """The first step of every joiner: repair an interrupted swap (sst/swap.py) before
+    anything else; returns the datadir."""
+    assert run.req.address is not None  # run_roles checked it
+    swap.recover(run.req.datadir)
+    return run.req.datadir
 
 
 def run_roles(

@@ -44,7 +44,7 @@ from sst.errors import (
     TransferError,
 )
 from sst.methods import rsync
-from sst.methods.common import Run, TreeActivity, listen_address, listening_on
+from sst.methods.common import Run, TreeActivity, joiner_start, listen_address, listening_on
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State
 from sst.request import Request
@@ -186,10 +186,7 @@ def _filters(s: MariabackupSettings, *, send: bool) -> list[Stage]:
 
 def joiner(run: Run, s: MariabackupSettings) -> None:
     """Receive both stages, prepare, swap in; print the coordinates."""
-    req = run.req
-    assert req.address is not None
-    dd = req.datadir
-    swap.recover(dd)  # an interrupted swap is repaired before anything else (sst/swap.py)
+    dd = joiner_start(run)
     socat = tools.find("socat")
     mbstream = _tool("mbstream")
     backup = _tool("mariadb-backup")

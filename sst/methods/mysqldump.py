@@ -137,21 +137,15 @@ def _clients(
     creds = config.credentials(req, opts)
     local_cnf = os.path.join(run.rundir, "local.cnf")
     remote_cnf = os.path.join(run.rundir, "remote.cnf")
-    my.option_file(
-        local_cnf,
-        include=req.defaults_file,
-        group="client",
-        user=creds.user,
-        password=creds.password,
-    )
-    my.option_file(
-        remote_cnf,
-        include=req.defaults_file,
-        group="client",
-        user=creds.user,
-        password=creds.password,
-        tls=ctls,
-    )
+    for path, tls_to in ((local_cnf, None), (remote_cnf, ctls)):  # TLS to the joiner only
+        my.option_file(
+            path,
+            include=req.defaults_file,
+            group="client",
+            user=creds.user,
+            password=creds.password,
+            tls=tls_to,
+        )
 
     def dflt(path: str) -> tuple[str, ...]:
         return my.defaults_args(

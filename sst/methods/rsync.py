@@ -27,6 +27,7 @@ from sst.methods.common import (
     Run,
     TreeActivity,
     flush_tables,
+    joiner_start,
     listen_address,
     listening_on,
 )
@@ -140,9 +141,7 @@ def _module(req: Request) -> str:
 def joiner(run: Run, s: RsyncSettings) -> None:
     """Receive the state into staging, verify it, swap it in, print the coordinates."""
     req = run.req
-    assert req.address is not None
-    dd = req.datadir
-    swap.recover(dd)  # an interrupted swap is repaired before anything else (sst/swap.py)
+    dd = joiner_start(run)
     rsync_bin = tools.find("rsync")
     stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
     checked = preflight_tls(s, "joiner")

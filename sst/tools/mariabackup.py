@@ -40,6 +40,11 @@ class Common:
         return ("--mysqld-args", *self.mysqld_args) if self.mysqld_args else ()
 
 
+def _head(c: Common, defaults: Sequence[str], action: str, parallel: int) -> tuple[str, ...]:
+    """The binary, its defaults options, the action and `--parallel` when given."""
+    return (c.binary, *defaults, action, *((f"--parallel={parallel}",) if parallel else ()))
+
+
 def backup_argv(
     c: Common,
     defaults: Sequence[str],
@@ -52,12 +57,8 @@ def backup_argv(
     extra: Sequence[str],
 ) -> tuple[str, ...]:
     """`mariadb-backup --backup --stream=mbstream` to stdout (credentials in defaults)."""
-    par = (f"--parallel={parallel}",) if parallel else ()
     return (
-        c.binary,
-        *defaults,
-        "--backup",
-        *par,
+        *_head(c, defaults, "--backup", parallel),
         "--databases-exclude=lost+found",
         *extra,
         f"--tmpdir={tmpdir}",
@@ -98,12 +99,8 @@ def move_back_argv(
     extra: Sequence[str],
 ) -> tuple[str, ...]:
     """`mariadb-backup --move-back` from staging into the (set aside) live datadir."""
-    par = (f"--parallel={parallel}",) if parallel else ()
     return (
-        c.binary,
-        *defaults,
-        "--move-back",
-        *par,
+        *_head(c, defaults, "--move-back", parallel),
         *extra,
         *c.tail(),
         "--galera-info",
