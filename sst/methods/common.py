@@ -1,8 +1,10 @@
-"""What every method does around its steps: the pid guard, the run directory, activity."""
+"""What every method does around its steps: the pid guard, the run directory, activity,
+and the joiner's steps every transport shares (start, announce, verify the secret)."""
 
 from __future__ import annotations
 
 import errno
+import hmac
 import os
 import shutil
 import tempfile
@@ -10,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from sst import log, net, swap
 from sst.datadir import SST_PID, STAGING, STAGING_MB, ensure_dir, remove
@@ -18,6 +21,7 @@ from sst.errors import (
     FlushFailed,
     LocalFileError,
     PortBusy,
+    SecretMismatch,
     SSTError,
     from_oserror,
 )
@@ -26,6 +30,9 @@ from sst.process.runner import ParentWatch, Supervisor, cleanup_shield, tree_io
 from sst.protocol import State, Stdout
 from sst.request import Address, Request
 from sst.status import Status
+
+if TYPE_CHECKING:  # sst.tls pulls in cryptography, which the backup method never needs
+    from sst.tls import CheckedTLS
 
 
 @dataclass
@@ -217,6 +224,41 @@ def joiner_start(run: Run) -> str:
     assert run.req.address is not None  # run_roles checked it
     swap.recover(run.req.datadir)
     return run.req.datadir
+
+
+def announced_cn(mode: str, checked: CheckedTLS | None) -> str:
+    """The CN in the joiner's `CN:secret@`: the certificate's in VERIFY modes (a donor in
+    VERIFY_IDENTITY checks it); otherwise empty, which mariadbd accepts and every donor
+    treats as no name at all (docs/contract.md 1.7, 5.4). Raises ConfigError for a VERIFY
+    certificate without a CN, TLSError for one that does not match its own CN."""
+    if not mode.startswith("VERIFY"):
+        return ""
+    assert checked is not None
+    if not checked.cn:
+        raise ConfigError(
+            f"certificate '{checked.files.cert}' has no CN, which ssl-mode="
+            f"{mode} announces to the donor"
+        )
+    if mode == "VERIFY_IDENTITY":
+        # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
+        checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
+    return checked.cn
+
+
+def announce(run: Run, cn: str, secret: str, where: str) -> None:
+    """The joiner's one announcement, `ready CN:secret@<where>` (docs/contract.md 2.1): the
+    secret goes to mariadbd, which hands it to the donor, and never to the log."""
+    run.out.ready(f"{cn}:{secret}@{where}")
+
+
+def check_secret(tags: dict[str, str], secret: str) -> None:
+    """Raises SecretMismatch unless the donor's magic file carried this joiner's secret
+    (compared in constant time)."""
+    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
+        raise SecretMismatch(
+            "the donor does not know this joiner's secret; refusing the data "
+            "(nothing in the datadir was changed)"
+        )
 
 
 def run_roles(

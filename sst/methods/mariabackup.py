@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hmac
 import os
 import re
 import secrets
@@ -44,7 +43,16 @@ from sst.errors import (
     TransferError,
 )
 from sst.methods import rsync
-from sst.methods.common import Run, TreeActivity, joiner_start, listen_address, listening_on
+from sst.methods.common import (
+    Run,
+    TreeActivity,
+    announce,
+    announced_cn,
+    check_secret,
+    joiner_start,
+    listen_address,
+    listening_on,
+)
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State
 from sst.request import Request
@@ -475,7 +483,7 @@ def _stage1(
     # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the donor
     # is ours and must prove it before mbstream sees a byte; under a stock name it may be a
     # stock script, which only writes it into the stage-1 magic file (checked below).
-    cn = _announced_cn(s, checked)
+    cn = announced_cn(s.plan.mode, checked)
     os.mkdir(statdir)
     extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
     one = _Stream(
@@ -493,7 +501,7 @@ def _stage1(
     kids = _listen(run, s, socat, bind, one)
     mark = GATE_MARK if gated else GATE2_MARK
     log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
-    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{addr.module or MODULE}/{mark}/1")
+    announce(run, cn, secret, f"{addr.hostport}/{addr.module or MODULE}/{mark}/1")
     run.phase("receiving the state files", tls=s.plan.label)
     deadline = time.monotonic() + s.initial_timeout
     while True:
@@ -528,11 +536,7 @@ def _state_files(statdir: str, secret: str) -> tuple[str, dict[str, str]]:
     if not os.path.exists(info):
         raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
     first, tags = datadir.read_magic(info)
-    if not hmac.compare_digest(tags.get("secret", "").encode(), secret.encode()):
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
+    check_secret(tags, secret)
     return first, tags
 
 
@@ -594,22 +598,6 @@ def _stage2(
     listener = kids[0]
     _check_backup(staging, listener)
     _ack(listener, True)
-
-
-def _announced_cn(s: MariabackupSettings, checked: tls.CheckedTLS | None) -> str:
-    """The CN for `CN:secret@` (VERIFY_* only, as stock: a donor in VERIFY_IDENTITY checks
-    it; in other modes an odd CN must not make mariadbd refuse the request)."""
-    if not s.plan.mode.startswith("VERIFY"):
-        return ""
-    assert checked is not None
-    if not checked.cn:
-        raise ConfigError(
-            f"certificate '{checked.files.cert}' has no CN, which ssl-mode="
-            f"{s.plan.mode} announces to the donor"
-        )
-    if s.plan.mode == "VERIFY_IDENTITY":
-        checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
-    return checked.cn
 
 
 def _first_line(path: str) -> str:

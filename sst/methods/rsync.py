@@ -17,7 +17,6 @@ from sst.datadir import IN_PROGRESS, Area
 from sst.errors import (
     ConfigError,
     PortBusy,
-    SecretMismatch,
     SSTError,
     Timeout,
     ToolMissing,
@@ -26,6 +25,9 @@ from sst.errors import (
 from sst.methods.common import (
     Run,
     TreeActivity,
+    announce,
+    announced_cn,
+    check_secret,
     flush_tables,
     joiner_start,
     listen_address,
@@ -191,7 +193,7 @@ def _joiner_receive(
     # Per-SST names and secret, announced only through Galera (docs/tls.md 2, rsync daemon).
     module = rs.module_name(_module(req), secrets.token_hex(16))
     secret = secrets.token_hex(16)
-    cn = _announced_cn(s, checked)
+    cn = announced_cn(s.ssl_mode, checked)
     bind = listen_address(addr)
     daemon, disk, refusals = _start_daemon(
         run,
@@ -215,18 +217,14 @@ def _joiner_receive(
         f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
         f"{', delta mode' if wan else ''})"
     )
-    run.out.ready(f"{cn}:{secret}@{addr.hostport}/{module}")
+    announce(run, cn, secret, f"{addr.hostport}/{module}")
     run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
     _await_magic(run, s, daemon, (disk, refusals), os.path.join(layout.main.staged, rs.MAGIC_FILE))
     _drain(run, daemon)
     run.sup.stop(daemon)  # nothing may write into staging from here on
 
     state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
-    if tags.get("secret", "") != secret:
-        raise SecretMismatch(
-            "the donor does not know this joiner's secret; refusing the data "
-            "(nothing in the datadir was changed)"
-        )
+    check_secret(tags, secret)
     _refuse_foreign_files(layout)
     state = State.parse(state_line)
     tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
@@ -240,24 +238,6 @@ def _joiner_receive(
         _swap(run, s, layout, tar)
     log.info(f"Galera co-ords from the donor: {state}")
     run.out.coordinates(state_line)
-
-
-def _announced_cn(s: RsyncSettings, checked: tls.CheckedTLS | None) -> str:
-    """The CN in `CN:secret@`: the certificate's in VERIFY modes (the donor may check it);
-    otherwise empty, which mariadbd accepts and every donor treats as no name at all
-    (docs/contract.md 1.7, 5.4). Raises ConfigError for a VERIFY certificate without a CN."""
-    if not s.ssl_mode.startswith("VERIFY"):
-        return ""
-    assert checked is not None
-    if not checked.cn:
-        raise ConfigError(
-            f"certificate '{s.tls.cert}' has no CN, which ssl-mode="
-            f"{s.ssl_mode} announces to the donor"
-        )
-    if s.ssl_mode == "VERIFY_IDENTITY":
-        # The donor (ours or stock) runs stunnel's checkHost on the CN announced here.
-        checked.require_identity(checked.cn, "the donor checks the CN this joiner announces")
-    return checked.cn
 
 
 def write_private(path: str, text: str) -> str:
