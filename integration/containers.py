@@ -1,5 +1,5 @@
 """Container tier support: a Docker engine of the tests' own, images built on this machine,
-and Galera nodes in containers with host names (testing.md, Containers).
+and Galera nodes in containers with host names (docs/testing.md, Containers).
 
 - `Engine` starts `dockerd` with its own data root, exec root, pid file and unix socket, and
   on close removes every container and network it labelled, then stops the daemon by PID.

@@ -1,6 +1,6 @@
 """The fault matrix on real nodes: per method, something breaks mid-transfer, and then
 
-- the joiner gives up within the phase's deadline, with the errno of sst-contract.md 2.6;
+- the joiner gives up within the phase's deadline, with the errno of docs/contract.md 2.6;
 - our script wrote exactly one ERROR line, naming the cause and the phase;
 - no SST process and no listener is left on either node;
 - the joiner's previous datadir (a database of its own, `mine`) is unchanged, and a server

@@ -6,11 +6,11 @@ The certificate, key and CA paths, which only option files carry, hold every cha
 of the finding (white space, both quotes, `$`, backquote, `;`, `&`, `#`, `,`, `:`) and `%`.
 The others hold all but what mariadbd 10.11.19 itself cannot pass on:
 - the datadir no `'`: mariadbd puts `--datadir '<dir>'` into its `sh -c` line inside single
-  quotes without escaping (sst-contract.md 1.2, 1.3; measured: a datadir `data 'q'`
+  quotes without escaping (docs/contract.md 1.2, 1.3; measured: a datadir `data 'q'`
   reaches the script as `data q`);
 - the option file no `'` (the same for `--defaults-file '<file>'`) and no backquote:
   mariadbd double-quotes its own argv (`--defaults-file=<file>`) into `--mysqld-args`
-  without escaping backquotes (sst-contract.md 1.6);
+  without escaping backquotes (docs/contract.md 1.6);
 - the tmpdir no `:`, since mariadbd's own `tmpdir` is a `:`-separated list.
 
 One donor serves every case; each case joins a fresh node and checks: the join succeeds,

@@ -118,7 +118,7 @@ def test_failed_prepare_or_move_keeps_old_datadir(lab: Lab, donor: Node, phase: 
 
 def test_credentials_from_sst_group_when_env_is_empty(lab: Lab, donor: Node) -> None:
     """mariadbd passes an empty WSREP_SST_OPT_AUTH when wsrep_sst_auth is unset: the donor
-    then takes `[sst] wsrep-sst-auth` (sst-contract.md 1.9)."""
+    then takes `[sst] wsrep-sst-auth` (docs/contract.md 1.9)."""
     joiner = lab.add_node(sst_method="py_mariabackup")
     use(donor, joiner, {}, {"wsrep-sst-auth": f"sst:{labmod.SST_PASSWORD}"})
     donor.sql("SET GLOBAL wsrep_sst_auth=''")

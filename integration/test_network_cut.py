@@ -4,7 +4,7 @@ namespace of its own, joined to the donor by a veth pair, and the test sets the 
 Both sides must give up within sst-idle-timeout (a dead TCP peer would otherwise keep a send
 blocked for many minutes), leave nothing running, and the joiner keeps its previous data;
 with the link up again, the retry joins. The donor has pc.weight=2 so that it keeps quorum
-while the joiner is cut off. Traffic stays on the namespace this test made (testing.md).
+while the joiner is cut off. Traffic stays on the namespace this test made (docs/testing.md).
 """
 
 from __future__ import annotations

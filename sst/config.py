@@ -213,26 +213,35 @@ def _number(name: str, value: str, errors: list[str], *, minimum: float | None =
     return n
 
 
-def option(opts: Options, name: str, method: str) -> str:
-    """An option's value as `method` reads it: its groups and default from sst/options.py."""
+def option(opts: Options, name: str, method: str, kind: str = "") -> str:
+    """An option's value as `method` reads it: its groups and default from sst/options.py
+    (and, given a kind, the row must declare it: the table says how each value is checked)."""
     row = options.row(name, method)
+    assert not kind or row.kind == kind, f"{name} is {row.kind} in sst/options.py, not {kind}"
     return opts.get(row.groups, name, row.default)
 
 
 def option_seconds(opts: Options, name: str, method: str, errors: list[str]) -> float:
     """A timeout in seconds (>= 0) from the option table; a bad value is added to errors."""
-    return _number(name, option(opts, name, method), errors, minimum=0)
+    return _number(name, option(opts, name, method, options.SECONDS), errors, minimum=0)
 
 
 def option_threads(opts: Options, name: str, method: str, errors: list[str]) -> int:
     """A thread count (>= 1), or 0 when unset; a bad value is added to errors."""
-    text = option(opts, name, method)
+    text = option(opts, name, method, options.THREADS)
     return int(_number(name, text, errors, minimum=1)) if text else 0
 
 
 def option_argv(opts: Options, name: str, method: str, errors: list[str]) -> tuple[str, ...]:
     """A command option (compressor, inno-*-opts) as an argument list; errors as above."""
-    return _argv_option(name, option(opts, name, method), errors)
+    return _argv_option(name, option(opts, name, method, options.ARGV), errors)
+
+
+def option_rate(opts: Options, name: str, method: str, errors: list[str]) -> str:
+    """A pv-style rate (checked as rate_bytes does), stripped; errors as above."""
+    text = option(opts, name, method, options.RATE).strip()
+    rate_bytes(name, text, errors)
+    return text
 
 
 def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
@@ -254,7 +263,8 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         errors.append(f"ssl-mode={mode} needs a CA (ssl-ca or ssl-capath), and none is configured")
     if mode != "DISABLED" and not (tls.cert and tls.key):
         errors.append(f"ssl-mode={mode} needs ssl-cert and ssl-key for the {req.role}")
-    max_binlogs = int(_number("sst-max-binlogs", option(opts, "sst-max-binlogs", "rsync"), errors))
+    binlogs = option(opts, "sst-max-binlogs", "rsync", options.COUNT)
+    max_binlogs = int(_number("sst-max-binlogs", binlogs, errors))
     threads = option_threads(opts, "backup-threads", "rsync", errors)
     if threads <= 0:
         threads = max(2, os.cpu_count() or 2)
@@ -262,7 +272,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     flush_t = option_seconds(opts, "sst-flush-timeout", "rsync", errors)
     idle_t = option_seconds(opts, "sst-idle-timeout", "rsync", errors)
     conn_t = option_seconds(opts, "sst-initial-timeout", "rsync", errors)
-    rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync"), errors)
+    rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync", options.RATE), errors)
     peer_certs = option(opts, "ssl-peer-certs", "rsync")
     if peer_certs and not mode.startswith("VERIFY"):
         errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
@@ -436,8 +446,7 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
     progress = option(opts, "progress", "mariabackup")
     initial = option_seconds(opts, "sst-initial-timeout", "mariabackup", errors)
     idle = option_seconds(opts, "sst-idle-timeout", "mariabackup", errors)
-    rlimit = option(opts, "rlimit", "mariabackup").strip()
-    rate_bytes("rlimit", rlimit, errors)  # pv takes the same form; refuse anything else here
+    rlimit = option_rate(opts, "rlimit", "mariabackup", errors)  # pv's form, nothing else
     result = MariabackupSettings(
         plan=plan,
         sockopt=option(opts, "sockopt", "mariabackup"),

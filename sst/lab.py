@@ -556,7 +556,7 @@ class Lab:
 
         mariadbd always puts "<basedir>/bin" first on the scripts' PATH (it normalises
         basedir to "/usr/", and its "already on PATH" check then misses "/usr/bin"), so the
-        node gets a basedir of its own whose bin/ holds ours, as testing.md describes.
+        node gets a basedir of its own whose bin/ holds ours, as docs/testing.md describes.
         """
         d = os.path.join(node.directory, "bin")
         os.makedirs(d, exist_ok=True)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT, UUID, error_lines, free_port
 
-# sst-contract.md 2.6, plus EACCES (13) and ENOSPC (28) for our own files (sst/errors.py).
+# docs/contract.md 2.6, plus EACCES (13) and ENOSPC (28) for our own files (sst/errors.py).
 CONTRACT = {0, 1, 2, 3, 12, 13, 16, 21, 22, 28, 32, 42, 71, 93, 114, 255}
 # Seconds a script may run before it gets a SIGTERM: every wait is configured shorter in
 # the option file, but junk may drop that file, and a donor then waits for mariadbd's FLUSH

@@ -1,4 +1,4 @@
-"""mariadbd's argv and environment, as sst-contract.md section 1 gives them."""
+"""mariadbd's argv and environment, as docs/contract.md section 1 gives them."""
 
 from __future__ import annotations
 

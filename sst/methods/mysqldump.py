@@ -295,9 +295,8 @@ def load_settings(req: Request) -> MysqldumpSettings:
     if req.gtid and not GTID_ARG_RE.match(req.gtid):
         raise ConfigError(f"malformed --gtid {req.gtid!r}")
     opts = config.read_options(req, (MYSQLD, "sst", CLIENT_GROUPS))
-    rlimit = config.option(opts, "rlimit", "mysqldump").strip()
     errors: list[str] = []
-    config.rate_bytes("rlimit", rlimit, errors)
+    rlimit = config.option_rate(opts, "rlimit", "mysqldump", errors)
     idle = config.option_seconds(opts, "sst-idle-timeout", "mysqldump", errors)
     if errors:
         raise ConfigError("; ".join(errors))

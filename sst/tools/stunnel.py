@@ -1,4 +1,5 @@
-"""stunnel: TLS around rsync, as server on the joiner and inetd-style client on the donor."""
+"""stunnel: TLS around rsync (server on the joiner, inetd-style client on the donor) and
+around the mariabackup donor's socat; the one reader of its logs, the one identity rule."""
 
 from __future__ import annotations
 
