@@ -42,17 +42,9 @@ from sst.errors import (
     ToolMissing,
     TransferError,
 )
+from sst.methods import common as shared
 from sst.methods import rsync
-from sst.methods.common import (
-    Run,
-    TreeActivity,
-    announce,
-    announced_cn,
-    check_secret,
-    joiner_start,
-    listen_address,
-    listening_on,
-)
+from sst.methods.common import Run, TreeActivity, joiner_start, listen_address, listening_on
 from sst.process.runner import Child, Stage, run_capture
 from sst.protocol import State
 from sst.request import Request
@@ -483,7 +475,7 @@ def _stage1(
     # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the donor
     # is ours and must prove it before mbstream sees a byte; under a stock name it may be a
     # stock script, which only writes it into the stage-1 magic file (checked below).
-    cn = announced_cn(s.plan.mode, checked)
+    cn = shared.announced_cn(s.plan.mode, checked)
     os.mkdir(statdir)
     extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
     one = _Stream(
@@ -501,7 +493,7 @@ def _stage1(
     kids = _listen(run, s, socat, bind, one)
     mark = GATE_MARK if gated else GATE2_MARK
     log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
-    announce(run, cn, secret, f"{addr.hostport}/{addr.module or MODULE}/{mark}/1")
+    shared.announce(run, cn, secret, f"{addr.hostport}/{addr.module or MODULE}/{mark}/1")
     run.phase("receiving the state files", tls=s.plan.label)
     deadline = time.monotonic() + s.initial_timeout
     while True:
@@ -536,7 +528,7 @@ def _state_files(statdir: str, secret: str) -> tuple[str, dict[str, str]]:
     if not os.path.exists(info):
         raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
     first, tags = datadir.read_magic(info)
-    check_secret(tags, secret)
+    shared.check_secret(tags, secret)
     return first, tags
 
 
