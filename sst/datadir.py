@@ -60,6 +60,10 @@ class DiskWatch:
             )
 
 
+# The rsync joiner's listeners write their pids here; any joiner clears them when stale.
+STUNNEL_PID = "stunnel.pid"
+RSYNC_PID = "rsync_sst.pid"
+
 TRANSIENT = (
     IN_PROGRESS,
     SST_PID,
@@ -69,8 +73,8 @@ TRANSIENT = (
     ".sst",
     "rsync_sst_complete",
     "wsrep_sst_binlog.tar",
-    "stunnel.pid",
-    "rsync_sst.pid",
+    STUNNEL_PID,
+    RSYNC_PID,
     "tables_flushed",
     "sst_error",
 )

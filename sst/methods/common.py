@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from sst import log, net, swap
-from sst.datadir import SST_PID, STAGING, STAGING_MB, ensure_dir, remove
+from sst.datadir import RSYNC_PID, SST_PID, STAGING, STAGING_MB, STUNNEL_PID, ensure_dir, remove
 from sst.errors import (
     ConfigError,
     FlushFailed,
@@ -220,10 +220,16 @@ def flush_tables(run: Run, timeout: float) -> str:
 
 def joiner_start(run: Run) -> str:
     """The first step of every joiner: repair an interrupted swap (sst/swap.py) before
-    anything else; returns the datadir."""
+    anything else, then clear stale listener pid files; returns the datadir. Raises
+    AlreadyRunning while a previous listener still lives."""
     assert run.req.address is not None  # run_roles checked it
-    swap.recover(run.req.datadir)
-    return run.req.datadir
+    dd = run.req.datadir
+    swap.recover(dd)
+    # A crashed rsync joiner's listeners (whichever method runs now): wait while they live,
+    # remove their pid files when they are dead (docs/contract.md 3.8).
+    pidfile.wait_stale(os.path.join(dd, STUNNEL_PID), "a lingering stunnel")
+    pidfile.wait_stale(os.path.join(dd, RSYNC_PID), "a lingering rsync daemon")
+    return dd
 
 
 def announced_cn(mode: str, checked: CheckedTLS | None) -> str:

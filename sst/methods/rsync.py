@@ -33,7 +33,6 @@ from sst.methods.common import (
     listen_address,
     listening_on,
 )
-from sst.process import pidfile
 from sst.process.runner import Child, Stage
 from sst.protocol import State
 from sst.request import Request
@@ -41,8 +40,8 @@ from sst.tools import rsync as rs
 from sst.tools import stunnel as st
 from sst.tools import tar as tar_tool
 
-STUNNEL_PID = "stunnel.pid"
-RSYNC_PID = "rsync_sst.pid"
+STUNNEL_PID = datadir.STUNNEL_PID
+RSYNC_PID = datadir.RSYNC_PID
 LISTEN_TIMEOUT = 30.0
 
 
@@ -148,8 +147,6 @@ def joiner(run: Run, s: RsyncSettings) -> None:
     stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
     checked = preflight_tls(s, "joiner")
 
-    pidfile.wait_stale(os.path.join(dd, STUNNEL_PID), "a lingering stunnel")
-    pidfile.wait_stale(os.path.join(dd, RSYNC_PID), "a lingering rsync daemon")
     for stale in (rs.MAGIC_FILE, rs.BINLOG_TAR):
         datadir.remove(os.path.join(dd, stale))
 
