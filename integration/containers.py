@@ -44,20 +44,43 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE_IMAGE = "galera-sst/base:bookworm"
-NODE_IMAGE = "galera-sst/node:test"
 LABEL = "galera-sst.test"
 DATA_ROOT = os.environ.get("GALERA_SST_DOCKER_ROOT", "/var/lib/galera-sst-test/docker")
-SUITE = "bookworm"
 CNF = "/etc/galera/my.cnf"
 DATADIR = "/var/lib/galera/data"
 SOCKET = "/run/galera/mysqld.sock"
 PIDFILE = "/run/galera/mysqld.pid"
 ERROR_LOG = "/var/lib/galera/error.log"
 SST_PORT = 4444
+SQL_PORT = 3306
 SST_PASSWORD = "c0ntainer s3cret;$(x)"
 SYNC_TIMEOUT = 180.0
-PIP_WHEEL = (sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check")
+
+
+@dataclass(frozen=True)
+class Base:
+    """A Debian release the nodes run on: its suite, the Python it ships (the wheels are made
+    for it) and the MariaDB series its packages carry (test ids name it)."""
+
+    suite: str
+    python: str
+    mariadb: str
+
+    @property
+    def base_image(self) -> str:
+        return f"galera-sst/base:{self.suite}"
+
+    @property
+    def node_image(self) -> str:
+        return f"galera-sst/node:{self.suite}"
+
+
+BOOKWORM = Base("bookworm", "3.11", "10.11")
+TRIXIE = Base("trixie", "3.13", "11.8")
+BASES = {b.mariadb: b for b in (BOOKWORM, TRIXIE)}
+PIP = (sys.executable, "-m", "pip")
+# Binary wheels for the image's Python, whatever the host's (galera-sst's own is pure Python).
+WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
 
 
 class ContainerError(RuntimeError):
@@ -219,31 +242,41 @@ def _run(argv: Sequence[str], what: str) -> None:
         raise ContainerError(f"{what} failed: {(res.stdout + res.stderr)[-2000:]}")
 
 
-def ensure_base_image(client: docker.DockerClient, work: str) -> None:
-    """galera-sst/base:bookworm: debootstrap minbase from the machine's mirror, imported."""
-    if _has_image(client, BASE_IMAGE):
+def ensure_base_image(client: docker.DockerClient, work: str, base: Base) -> None:
+    """galera-sst/base:<suite>: debootstrap minbase from the machine's mirror, imported."""
+    if _has_image(client, base.base_image):
         return
-    rootfs = os.path.join(work, "rootfs")
-    _run(["debootstrap", "--variant=minbase", SUITE, rootfs, apt_mirror()], "debootstrap")
-    tarball = os.path.join(work, "rootfs.tar")
+    rootfs = os.path.join(work, f"rootfs-{base.suite}")
+    _run(["debootstrap", "--variant=minbase", base.suite, rootfs, apt_mirror()], "debootstrap")
+    tarball = os.path.join(work, f"rootfs-{base.suite}.tar")
     subprocess.run(["tar", "-C", rootfs, "-cf", tarball, "."], check=True, timeout=300)
     shutil.rmtree(rootfs)
-    repo, tag = BASE_IMAGE.split(":")
+    repo, tag = base.base_image.split(":")
     client.api.import_image_from_file(tarball, repository=repo, tag=tag)
     os.unlink(tarball)
 
 
-def build_node_image(client: docker.DockerClient, work: str, base: str = BASE_IMAGE) -> None:
-    """container/Dockerfile FROM base, with galera-sst and its dependencies as wheels."""
-    ctx = os.path.join(work, "node-image")
+def build_wheels(wheels: str, python: str) -> None:
+    """galera-sst's wheel, and binary wheels of its dependencies for CPython `python`."""
+    _run([*PIP, "wheel", "-q", "--no-deps", "--wheel-dir", wheels, ROOT], "pip wheel")
+    ours = [os.path.join(wheels, n) for n in os.listdir(wheels) if n.endswith(".whl")]
+    target = ["--python-version", python, "--implementation", "cp", "--only-binary=:all:"]
+    target += [a for p in WHEEL_PLATFORMS for a in ("--platform", p)]
+    _run([*PIP, "download", "-q", "--dest", wheels, *target, *ours], f"wheels for {python}")
+
+
+def build_node_image(client: docker.DockerClient, work: str, base: Base) -> None:
+    """container/Dockerfile FROM base's image, with galera-sst and its dependencies as
+    wheels."""
+    ctx = os.path.join(work, f"node-image-{base.suite}")
     os.makedirs(ctx)
     shutil.copy(os.path.join(ROOT, "container", "Dockerfile"), ctx)
-    _run([*PIP_WHEEL, "--wheel-dir", os.path.join(ctx, "wheels"), ROOT], "pip wheel")
+    build_wheels(os.path.join(ctx, "wheels"), base.python)
     try:
         client.images.build(
             path=ctx,
-            tag=NODE_IMAGE,
-            buildargs={"BASE": base},
+            tag=base.node_image,
+            buildargs={"BASE": base.base_image},
             network_mode="host",  # apt in the build reaches the machine's mirror
             rm=True,
             forcerm=True,
@@ -255,11 +288,13 @@ def build_node_image(client: docker.DockerClient, work: str, base: str = BASE_IM
         shutil.rmtree(ctx, ignore_errors=True)
 
 
-def ensure_images(client: docker.DockerClient) -> None:
+def ensure_images(client: docker.DockerClient, bases: Sequence[Base] = (BOOKWORM,)) -> None:
+    """Base and node image of each base (the base image cached, the node image rebuilt)."""
     work = tempfile.mkdtemp(prefix="galera-sst-images.")
     try:
-        ensure_base_image(client, work)
-        build_node_image(client, work)
+        for base in bases:
+            ensure_base_image(client, work, base)
+            build_node_image(client, work, base)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -295,6 +330,7 @@ class CNode:
     sst_options: dict[str, str] = field(default_factory=dict)
     mysqld_options: dict[str, str] = field(default_factory=dict)
     provider_options: str = ""
+    base: Base = BOOKWORM
 
     @property
     def raw(self) -> Container:
@@ -341,7 +377,9 @@ class CNode:
             + (f";{self.provider_options}" if self.provider_options else "")
             + '"',
             f"wsrep_sst_method={self.sst_method}",
-            f"wsrep_sst_receive_address={self.name}:{SST_PORT}",
+            # mysqldump: mariadbd receives the dump itself, on its SQL port.
+            f"wsrep_sst_receive_address={self.name}:"
+            f"{SQL_PORT if self.sst_method == 'mysqldump' else SST_PORT}",
             f"wsrep_sst_auth=sst:{SST_PASSWORD}",
         ]
         lines += [f"{k}={v}" for k, v in self.mysqld_options.items()]
@@ -489,9 +527,16 @@ class CNode:
 
 
 class Cluster:
-    """Nodes on one internal bridge network of their own; all removed by close()."""
+    """Nodes on one internal bridge network of their own; all removed by close(). bases
+    gives each node's Debian (and so its MariaDB), BOOKWORM for all by default."""
 
-    def __init__(self, engine: Engine, hosts: Sequence[str], method: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        hosts: Sequence[str],
+        method: str,
+        bases: Sequence[Base] | Base = BOOKWORM,
+    ) -> None:
         self.engine = engine
         self.tag = f"gsst-{uuid.uuid4().hex[:8]}"
         self.certs = Certs.for_hosts(hosts)
@@ -499,22 +544,23 @@ class Cluster:
             docker_network_kw={"internal": True, "labels": {LABEL: self.tag}}
         ).create()
         self.nodes: list[CNode] = []
+        per_node = [bases] * len(hosts) if isinstance(bases, Base) else list(bases)
         try:
-            for h in hosts:
-                self.nodes.append(self._container(h, method))
+            for h, b in zip(hosts, per_node):
+                self.nodes.append(self._container(h, method, b))
         except BaseException:
             self.close()
             raise
 
-    def _container(self, host: str, method: str) -> CNode:
+    def _container(self, host: str, method: str, base: Base) -> CNode:
         c = (
-            DockerContainer(NODE_IMAGE, init=True, hostname=host, labels={LABEL: self.tag})
-            .with_name(f"{self.tag}-{host}")
+            DockerContainer(base.node_image, init=True, hostname=host, labels={LABEL: self.tag})
+            .with_name(f"{self.tag}-{host}-{base.suite}")
             .with_network(self.network)
             .with_network_aliases(host)
         )
         c.start()
-        node = CNode(self, host, method, c)
+        node = CNode(self, host, method, c, base=base)
         node.exec(["mkdir", "-p", "/etc/galera", "/var/lib/galera", "/run/galera"])
         node.exec(["chown", "mysql:mysql", "/etc/galera", "/var/lib/galera", "/run/galera"])
         cert, key = self.certs.leaves[host]
@@ -523,6 +569,19 @@ class Cluster:
         node.put("/etc/galera/key.pem", key, 0o600)
         node.init_datadir()
         return node
+
+    def replace(self, node: CNode, base: Base) -> CNode:
+        """node's host, upgraded: its server stopped, its container removed, and a new one on
+        base under the same host name with a fresh datadir (so it rejoins by a full SST).
+        The new node keeps node's method and options; it is not started."""
+        node.stop()
+        node.container.stop()
+        new = self._container(node.name, node.sst_method, base)
+        new.sst_options = dict(node.sst_options)
+        new.mysqld_options = dict(node.mysqld_options)
+        new.provider_options = node.provider_options
+        self.nodes[self.nodes.index(node)] = new
+        return new
 
     def _docker_network(self) -> Any:
         assert self.engine.client is not None

@@ -9,16 +9,21 @@ in any container, and a retry joins.
 
 from __future__ import annotations
 
+import errno
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
 
 from integration.containers import (
+    BASES,
+    BOOKWORM,
     DATADIR,
     SST_PASSWORD,
+    TRIXIE,
+    Base,
     Cluster,
     CNode,
     ContainerError,
@@ -28,12 +33,13 @@ from integration.containers import (
 )
 from integration.leaks import watching
 from sst import datadir
+from sst import lab as labmod
 from sst.lab import checksums
 
 pytestmark = pytest.mark.containers
 
 HOSTS = ("node1", "node2", "node3")
-OURS = {"mariabackup": "py_mariabackup", "rsync": "py_rsync"}
+OURS = {"mariabackup": "py_mariabackup", "rsync": "py_rsync", "rsync_wan": "py_rsync_wan"}
 SEED_ROWS = 41
 IDLE = "12"  # [sst] sst-idle-timeout for the fault runs, seconds
 
@@ -45,7 +51,7 @@ def engine() -> Iterator[Engine]:
     eng = Engine()
     try:
         client = eng.start()
-        ensure_images(client)
+        ensure_images(client, (BOOKWORM, TRIXIE))
         yield eng
     finally:
         eng.close()
@@ -100,13 +106,18 @@ def join(donor: CNode, joiner: CNode, *, expect_ours: bool = True) -> None:
 
 
 @contextmanager
-def verified_cluster(engine: Engine, method: str) -> Iterator[Cluster]:
-    """Three nodes on method under VERIFY_IDENTITY, node1 bootstrapped with data; their
-    error logs printed if anything fails, and the containers removed in any case."""
-    c = Cluster(engine, HOSTS, method)
+def verified_cluster(
+    engine: Engine,
+    method: str,
+    bases: Base | Sequence[Base] = BOOKWORM,
+    mode: str = "VERIFY_IDENTITY",
+) -> Iterator[Cluster]:
+    """Three nodes on method under mode (VERIFY_IDENTITY), node1 bootstrapped with data;
+    their error logs printed if anything fails, and the containers removed in any case."""
+    c = Cluster(engine, HOSTS, method, bases)
     try:
         for n in c.nodes:
-            n.tls("VERIFY_IDENTITY")
+            n.tls(mode)
         bootstrap_with_data(c)
         yield c
     except BaseException:
@@ -117,17 +128,28 @@ def verified_cluster(engine: Engine, method: str) -> Iterator[Cluster]:
         c.close()
 
 
-@pytest.fixture(scope="module", params=["mariabackup", "rsync"])
+# (method, MariaDB series): the fault tests run on 10.11; 11.8 proves the joins (and rsync_wan).
+ON_10_11 = [("mariabackup", "10.11"), ("rsync", "10.11")]
+ON_11_8 = [("mariabackup", "11.8"), ("rsync", "11.8"), ("rsync_wan", "11.8")]
+
+
+def _id(param: tuple[str, str]) -> str:
+    return f"{param[0]}-{param[1]}"
+
+
+@pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Cluster]:
-    """All three on our method: node2 joined from node1, node3 from node2 (a donor that
-    itself came by SST)."""
-    with verified_cluster(engine, OURS[request.param]) as c:
+    """All three on our method and series (request.param): node2 joined from node1, node3
+    from node2 (a donor that itself came by SST)."""
+    method, version = request.param
+    with verified_cluster(engine, OURS[method], BASES[version]) as c:
         node1, node2, node3 = c.nodes
         join(node1, node2)
         join(node2, node3)
         yield c
 
 
+@pytest.mark.parametrize("cluster", ON_10_11 + ON_11_8, ids=_id, indirect=True)
 def test_three_nodes_join_by_host_name_under_verify_identity(cluster: Cluster) -> None:
     node1, node2, node3 = cluster.nodes
     assert {n.status_var("wsrep_cluster_size") for n in cluster.nodes} == {"3"}
@@ -173,13 +195,39 @@ def ran_ours(node: CNode, role: str) -> None:
     assert st is not None and (st["role"], st["state"]) == (role, "succeeded"), st
 
 
-def test_rolling_migration_to_drop_in(engine: Engine) -> None:
-    """A cluster on the stock mariabackup scripts moves to galera-sst one node at a time, the
-    way drop-in mode is meant to be used, every SST under VERIFY_IDENTITY between hosts known
-    by name: stock to stock, stock donor to our joiner, our donor to a stock joiner, and ours
-    to ours, each a full SST with equal data everywhere. The status file tells whose script
-    ran: ours writes one, stock does not."""
-    with verified_cluster(engine, "mariabackup") as c:
+def uninstall(node: CNode) -> None:
+    """`galera-sst uninstall` on node: no diversion left, and every file of the MariaDB
+    packages as dpkg shipped it (dpkg --verify checks them against the packages' md5sums)."""
+    node.exec(["galera-sst", "uninstall"])
+    assert "galera-sst" not in node.exec(["dpkg-divert", "--list", "/usr/bin/wsrep_sst_*"])
+    fmt = "${db:Status-Abbrev} ${Package}\\n"
+    status = node.exec(["dpkg-query", "-W", "-f", fmt, "mariadb-*", "galera-4"])
+    installed = [ln.split()[-1] for ln in status.splitlines() if ln.startswith("ii")]
+    assert "mariadb-server" in installed, installed
+    assert node.exec(["dpkg", "--verify", *installed], check=False).strip() == ""
+    for name in ("mariabackup", "rsync", "rsync_wan", "mysqldump", "backup"):
+        node.exec(["test", "!", "-e", f"/usr/bin/wsrep_sst_{name}.galera-sst-stock"])
+
+
+# (method, MariaDB series, ssl-mode): the stock rsync joiner cannot verify a CA-issued
+# certificate's identity (findings.md), so the rsync pairing runs under VERIFY_CA.
+DROP_IN = [
+    ("mariabackup", "10.11", "VERIFY_IDENTITY"),
+    ("mariabackup", "11.8", "VERIFY_IDENTITY"),
+    ("rsync", "11.8", "VERIFY_CA"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "version", "mode"), DROP_IN, ids=[f"{m}-{v}-{t}" for m, v, t in DROP_IN]
+)
+def test_rolling_migration_to_drop_in(engine: Engine, method: str, version: str, mode: str) -> None:
+    """A cluster on the stock scripts moves to galera-sst one node at a time, the way
+    drop-in mode is meant to be used, every SST under TLS between hosts known by name: stock
+    to stock, stock donor to our joiner, our donor to a stock joiner, and ours to ours, each
+    a full SST with equal data everywhere. The status file tells whose script ran: ours
+    writes one, stock does not. Then `galera-sst uninstall` gives the packages' files back."""
+    with verified_cluster(engine, method, BASES[version], mode) as c:
         node1, node2, node3 = c.nodes
         join(node1, node2, expect_ours=False)
         assert node2.status_file() is None
@@ -194,6 +242,81 @@ def test_rolling_migration_to_drop_in(engine: Engine) -> None:
         rejoin_by_sst(node1, node2)  # ours to ours
         ran_ours(node1, "donor")
         ran_ours(node2, "joiner")
+        for n in c.nodes:
+            uninstall(n)
+
+
+def test_rolling_upgrade_from_10_11_to_11_8(engine: Engine) -> None:
+    """A 3-node 10.11 cluster on py_mariabackup is upgraded to 11.8 one host at a time: each
+    host's container replaced by an 11.8 one under the same name with a fresh datadir, which
+    rejoins by a full SST (10.11 donor to 11.8 joiner, then 11.8 to 11.8), all under
+    VERIFY_IDENTITY with equal data everywhere. On the way, a 10.11 node asked to join from
+    an 11.8 donor refuses after stage 1, with one ERROR line naming both versions, its old
+    data untouched, and joins once it is upgraded."""
+    with verified_cluster(engine, "py_mariabackup", BOOKWORM) as c:
+        node1, node2, node3 = c.nodes
+        join(node1, node2)
+        join(node2, node3)
+        node3 = c.replace(node3, TRIXIE)
+        join(node2, node3)  # 10.11 donor, 11.8 joiner
+        assert "11.8." in node3.sql("SELECT VERSION()")
+        # The direction that cannot work: an 11.8 donor's backup prepared on 10.11.
+        before = seed(node2)
+        node2.mysqld_options["wsrep_sst_donor"] = node3.name
+        node2.clear_log()
+        node3.clear_log()
+        node2.start()
+        assert node2.wait_exit(90), "the 10.11 joiner did not give up"
+        code, why = joiner_failure(node2)
+        assert code == errno.EPROTONOSUPPORT, why
+        assert re.search(r"donor runs MariaDB 11\.8\.\d+ .* mariadb-backup is 10\.11\.", why), why
+        assert files(node2) == before
+        node3.wait_synced(60)
+        for n in (node2, node3):
+            nothing_left(n)
+        node2 = c.replace(node2, TRIXIE)
+        join(node3, node2)  # 11.8 to 11.8
+        node1 = c.replace(node1, TRIXIE)
+        join(node2, node1)
+        assert {n.base for n in c.nodes} == {TRIXIE}
+        assert {n.status_var("wsrep_cluster_size") for n in c.nodes} == {"3"}
+
+
+def test_mysqldump_drop_in_on_11_8(engine: Engine) -> None:
+    """On 11.8, mysqldump by its stock name (drop-in): our donor dumps into the joiner's
+    server over TLS, verifying its certificate and host name; the data arrives whole, no
+    ERROR line, nothing left running."""
+    with verified_cluster(engine, "mysqldump", TRIXIE) as c:
+        node1, node2, _ = c.nodes
+        node1.sql("GRANT ALL PRIVILEGES ON *.* TO 'sst'@'localhost' WITH GRANT OPTION")
+        drop_in(node1)
+        node2.mysqld_options.update(
+            {
+                "ssl_ca": "/etc/galera/ca.pem",
+                "ssl_cert": "/etc/galera/cert.pem",
+                "ssl_key": "/etc/galera/key.pem",
+            }
+        )
+        pw = labmod.sql_string(SST_PASSWORD)
+        with node2.standalone():
+            node2.sql(
+                f"CREATE USER 'sst'@'%' IDENTIFIED BY {pw}; "
+                "GRANT ALL PRIVILEGES ON *.* TO 'sst'@'%' WITH GRANT OPTION"
+            )
+        node1.clear_log()
+        node2.mysqld_options["wsrep_sst_donor"] = node1.name
+        with watching(SST_PASSWORD) as watch:
+            node2.start()
+            node2.wait_synced()
+        assert watch.hits == []
+        assert watch.scripts_seen >= 1
+        donor_log = node1.log_text()
+        assert "verifying the server certificate and name" in donor_log, donor_log[-3000:]
+        assert "mysqldump SST completed on donor" in donor_log, donor_log[-3000:]
+        assert node1.sst_errors() == [] and node2.sst_errors() == []
+        assert checksums(node2, ["app"]) == checksums(node1, ["app"])
+        nothing_left(node1)
+        uninstall(node1)
 
 
 # -- faults --------------------------------------------------------------------------------
@@ -336,6 +459,7 @@ def _start_again(donor: CNode) -> None:
     donor.raw.start()
 
 
+@pytest.mark.parametrize("cluster", ON_10_11, ids=_id, indirect=True)
 def test_donor_killed_mid_transfer(cluster: Cluster) -> None:
     code, why = fault_run(cluster, _kill, _start_again)
     assert code == 32, why
@@ -350,10 +474,12 @@ def assert_stall(code: int, why: str) -> None:
     assert any(s in why for s in said), why
 
 
+@pytest.mark.parametrize("cluster", ON_10_11, ids=_id, indirect=True)
 def test_donor_network_disconnected_mid_transfer(cluster: Cluster) -> None:
     assert_stall(*fault_run(cluster, cluster.disconnect, cluster.reconnect))
 
 
+@pytest.mark.parametrize("cluster", ON_10_11, ids=_id, indirect=True)
 def test_donor_paused_past_idle_timeout(cluster: Cluster) -> None:
     def pause(donor: CNode) -> None:
         donor.raw.pause()  # every process of its host frozen, its sockets open

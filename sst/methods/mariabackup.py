@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from sst import config, datadir, gate, log, net, swap, tls, tools
+from sst import config, datadir, gate, log, net, swap, tls, tools, versions
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import IN_PROGRESS, STAGING_MB
 from sst.errors import (
@@ -390,6 +390,7 @@ def _joiner(
         statdir=statdir,
         secret=secret,
         gated=gated,
+        backup=backup,
     )
     if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
         log.info("IST requested by the donor: the datadir is left as it is")
@@ -466,6 +467,7 @@ def _stage1(
     statdir: str,
     secret: str,
     gated: bool,
+    backup: str,
 ) -> tuple[str, dict[str, str]]:
     """Listen, print `ready` with `CN:secret@`, receive the state files into statdir and
     check the secret in them; returns the magic file's first line and tags. Raises
@@ -513,6 +515,11 @@ def _stage1(
                 "state files were discarded. Waiting for the donor"
             )
             kids = listen1()
+    try:
+        versions.check_donor_version(statdir, backup)  # an older joiner than its donor
+    except SSTError:
+        _ack(listener, False)
+        raise
     _ack(listener, True)
     if run.req.progress == 1 and tags.get("total", "").isdigit():
         run.out.total(int(tags["total"]))
@@ -921,6 +928,8 @@ def _magic_files(run: Run, s: MariabackupSettings) -> tuple[str, list[str], int]
     _write(os.path.join(magic, mb.INFO_FILE), "\n".join(lines) + "\n")
     _write(os.path.join(magic, mb.DONOR_INFO_FILE), state + "\n")
     files = [mb.INFO_FILE, mb.DONOR_INFO_FILE]
+    if backup:
+        files += versions.write_donor_version(magic, backup)
     if req.bypass:
         log.info("Bypassing the SST for IST")
         run.out.resume()
