@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sst import __version__, log
+from sst import __version__, log, stdin_auth
 from sst.errors import SSTError, from_oserror
 from sst.methods import base as registry
 from sst.process.runner import ending, install_signal_handlers
@@ -29,6 +29,8 @@ def run_sst(argv0: str, args: Sequence[str], env: dict[str, str] | os._Environ[s
     try:
         method = method_from_argv0(argv0)
         req = parse_request(argv0, args, env, method)
+        if req.role == "donor" and (given := stdin_auth.read()):  # MariaDB 11.x
+            req = parse_request(argv0, args, {**env, **given}, method)
         role = req.role
         peer = req.address.hostport if req.address else ""
         spec = registry.lookup(req.name, os.path.basename(argv0))

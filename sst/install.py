@@ -68,12 +68,15 @@ class Saved:
     data: bytes | None
     mode: int = 0o755
     mtime: float = 0.0
+    link: str = ""  # a symbolic link's target (Debian ships wsrep_sst_rsync_wan as one)
 
 
 def _save(path: str) -> Saved:
     """Given a path, returns what it holds now."""
     try:
         st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return Saved(b"", link=os.readlink(path))
         with open(path, "rb") as f:
             return Saved(f.read(), stat.S_IMODE(st.st_mode), st.st_mtime)
     except FileNotFoundError:
@@ -86,6 +89,13 @@ def _put(path: str, saved: Saved) -> None:
     if saved.data is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        return
+    if saved.link:
+        tmp = f"{path}.galera-sst-link"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(saved.link, tmp)
+        os.replace(tmp, path)
         return
     replace_file(path, saved.data, saved.mode)
     if saved.mtime:
@@ -228,6 +238,15 @@ def install(env: Env, say: Callable[[str], None] = print) -> None:
         say(line)
 
 
+def _sibling_link_or_file(path: str) -> bool:
+    """A regular file, or a symbolic link to a file beside it (`wsrep_sst_rsync_wan ->
+    wsrep_sst_rsync` in Debian's packages); no other link is replaced."""
+    if not os.path.islink(path):
+        return True
+    target = os.readlink(path)
+    return "/" not in target and os.path.isfile(os.path.join(os.path.dirname(path), target))
+
+
 def _install_checks(env: Env) -> list[tuple[str, bool]]:
     """The stock paths with whether each is already diverted by us; raises InstallError if
     any cannot be replaced safely."""
@@ -246,7 +265,7 @@ def _install_checks(env: Env) -> list[tuple[str, bool]]:
                 "stack diversions (remove that one first)"
             )
         owner = _owner(env, path)
-        if not owner or not os.path.isfile(path) or os.path.islink(path):
+        if not owner or not os.path.isfile(path) or not _sibling_link_or_file(path):
             raise InstallError(
                 f"{path} is not where dpkg says it is (owner "
                 f"'{owner or 'none'}'); is mariadb-server installed?"
@@ -309,7 +328,7 @@ def _uninstall_checks(env: Env) -> list[str]:
             continue
         if os.path.lexists(path) and not is_ours(path):
             raise InstallError(f"{path} was replaced by something else; not touching it")
-        if not os.path.isfile(path + SUFFIX) or os.path.islink(path + SUFFIX):
+        if not os.path.isfile(path + SUFFIX) or not _sibling_link_or_file(path + SUFFIX):
             raise InstallError(f"the stock {path}{SUFFIX} is missing; not touching {path}")
         todo.append(path)
     return todo

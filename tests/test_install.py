@@ -34,6 +34,9 @@ def env(tmp_path: Path) -> install.Env:
     bindir.mkdir()
     for name in install.STOCK:
         p = bindir / f"wsrep_sst_{name}"
+        if name == "rsync_wan":  # as Debian ships it (10.11 and 11.8)
+            p.symlink_to("wsrep_sst_rsync")
+            continue
         p.write_text(f"#!/bin/sh\n# stock {name}\n")
         p.chmod(0o755)
     return install.Env(
@@ -48,8 +51,12 @@ def env(tmp_path: Path) -> install.Env:
 def state(env: install.Env) -> tuple[dict[str, tuple[str, int]], str]:
     """Every file in bindir (content and mode) and dpkg's list of diversions."""
     files = {
-        n: (Path(env.bindir, n).read_text(), stat.S_IMODE(os.lstat(Path(env.bindir, n)).st_mode))
+        n: (
+            f"-> {os.readlink(p)}" if p.is_symlink() else p.read_text(),
+            stat.S_IMODE(os.lstat(p).st_mode),
+        )
         for n in sorted(os.listdir(env.bindir))
+        for p in [Path(env.bindir, n)]
     }
     admin = Path(env.dpkg_divert).parent / "admin"
     listed = subprocess.run(
@@ -79,6 +86,9 @@ def test_install_twice_then_uninstall_restores(env: install.Env) -> None:
     assert install.is_ours(os.path.join(env.bindir, "wsrep_sst_mysqldump"))
     assert install.is_ours(os.path.join(env.bindir, "wsrep_sst_xtrabackup-v2"))
     assert after_once[0]["wsrep_sst_rsync" + install.SUFFIX] == before[0]["wsrep_sst_rsync"]
+    wan = "wsrep_sst_rsync_wan"
+    assert after_once[0][wan + install.SUFFIX] == before[0][wan] == ("-> wsrep_sst_rsync", 0o777)
+    assert install.is_ours(os.path.join(env.bindir, wan))
     install.uninstall(env, say=lambda _: None)
     assert state(env) == before
     install.uninstall(env, say=lambda _: None)  # idempotent

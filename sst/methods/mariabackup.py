@@ -418,7 +418,7 @@ def _joiner(
     common = _prepare(run, s, backup, staging)
     line = (
         _first_line(os.path.join(staging, mb.DONOR_INFO_FILE))
-        or _first_line(os.path.join(staging, mb.INFO_FILE))
+        or _first_line(mb.either(staging, mb.INFO_FILE))
         or first
     )
     State.parse(line)
@@ -531,9 +531,12 @@ def _stage1(
 def _state_files(statdir: str, secret: str) -> tuple[str, dict[str, str]]:
     """The stage-1 magic file's first line and tags; raises TransferError if it is missing
     and SecretMismatch if it does not carry this joiner's secret."""
-    info = os.path.join(statdir, mb.INFO_FILE)
+    info = mb.either(statdir, mb.INFO_FILE)
     if not os.path.exists(info):
-        raise TransferError("the donor's stream ended without xtrabackup_galera_info (stage 1)")
+        raise TransferError(
+            "the donor's stream ended without xtrabackup_galera_info or "
+            "mariadb_backup_galera_info (stage 1)"
+        )
     first, tags = datadir.read_magic(info)
     shared.check_secret(tags, secret)
     return first, tags
@@ -608,7 +611,7 @@ def _first_line(path: str) -> str:
 
 
 def _check_backup(staging: str, listener: Child) -> None:
-    cp = os.path.join(staging, mb.CHECKPOINTS)
+    cp = mb.either(staging, mb.CHECKPOINTS)
     if not os.path.exists(cp) or os.path.getsize(cp) == 0:
         _ack(listener, False)
         raise TransferError(
@@ -634,7 +637,7 @@ def _drop_received_binlogs(staging: str) -> None:
     Only regular files of the staging with a plain binlog name are removed; other names in
     xtrabackup_binlog_info ('..', paths, the staging's own files) are ignored.
     """
-    info = os.path.join(staging, mb.BINLOG_INFO)
+    info = mb.either(staging, mb.BINLOG_INFO)
     names: list[str] = []
     try:
         with open(info, encoding="utf-8", errors="replace") as f:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-INFO_FILE = "xtrabackup_galera_info"
+INFO_FILE = "xtrabackup_galera_info"  # what our donor sends: stock 10.11 and 11.8 read it
 DONOR_INFO_FILE = "donor_galera_info"
 IST_FILE = "xtrabackup_ist"
 CHECKPOINTS = "xtrabackup_checkpoints"
 BINLOG_INFO = "xtrabackup_binlog_info"
+# mariadb-backup 11.x writes mariadb_backup_* where 10.11 writes xtrabackup_*, and the stock
+# 11.8 donor sends mariadb_backup_galera_info in stage 1; a joiner reads either name.
+NEW_PREFIX = "mariadb_backup_"
 LEGACY_FILES = (
     "xtrabackup_binary",
     "xtrabackup_pid",
@@ -18,7 +22,20 @@ LEGACY_FILES = (
     "xtrabackup_slave_info",
     "xtrabackup_binlog_info",
     "xtrabackup_binlog_pos_innodb",
+    "mariadb_backup_checkpoints",
+    "mariadb_backup_info",
+    "mariadb_backup_slave_info",
+    "mariadb_backup_binlog_info",
+    "mariadb_backup_binlog_pos_innodb",
 )
+
+
+def either(directory: str, name: str) -> str:
+    """The path of name (xtrabackup_*) in directory, or of its 11.x mariadb_backup_* twin
+    when only that one is there."""
+    path = os.path.join(directory, name)
+    twin = os.path.join(directory, NEW_PREFIX + name.removeprefix("xtrabackup_"))
+    return twin if not os.path.exists(path) and os.path.exists(twin) else path
 
 
 @dataclass(frozen=True)
