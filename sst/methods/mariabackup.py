@@ -931,8 +931,6 @@ def _magic_files(run: Run, s: MariabackupSettings) -> tuple[str, list[str], int]
     _write(os.path.join(magic, mb.INFO_FILE), "\n".join(lines) + "\n")
     _write(os.path.join(magic, mb.DONOR_INFO_FILE), state + "\n")
     files = [mb.INFO_FILE, mb.DONOR_INFO_FILE]
-    if backup:
-        files += versions.write_donor_version(magic, backup)
     if req.bypass:
         log.info("Bypassing the SST for IST")
         run.out.resume()
@@ -1002,6 +1000,8 @@ def donor(run: Run, s: MariabackupSettings) -> None:
             "delivery is judged by the sender's exit status"
         )
     magic, files, size = _magic_files(run, s)
+    if backup:
+        files += versions.write_donor_version(magic, backup)  # joiner: versions.py
     stage1 = [
         Stage(mb.mbstream_create(mbstream, files), name="mbstream", cwd=magic),
         *_filters(s, send=True),
