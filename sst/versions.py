@@ -18,6 +18,7 @@ from sst.errors import SSTError
 from sst.process.runner import run_capture
 
 DONOR_VERSION_FILE = "galera_sst_donor_version"
+NEW_INFO_FILE = "mariadb_backup_galera_info"  # a MariaDB 11 donor's stage-1 state file
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)-MariaDB")
 
 
@@ -51,6 +52,7 @@ def check_donor_version(statdir: str, binary: str) -> None:
         with open(os.path.join(statdir, DONOR_VERSION_FILE), encoding="utf-8") as f:
             theirs = f.readline().strip()
     except FileNotFoundError:
+        _check_stock_donor(statdir, binary)
         return
     if not _VERSION.fullmatch(theirs + "-MariaDB"):
         return
@@ -64,3 +66,20 @@ def check_donor_version(statdir: str, binary: str) -> None:
         "version (nothing in the datadir was changed)",
         errno.EPROTONOSUPPORT,
     )
+
+
+def _check_stock_donor(statdir: str, binary: str) -> None:
+    """A stock donor names no version, but one of MariaDB 11 sends its state as
+    mariadb_backup_galera_info (10.11 sends xtrabackup_galera_info): refused by a 10.x
+    joiner, as stock 10.11 does at this point (docs/findings.md, MariaDB 11.8)."""
+    if not os.path.exists(os.path.join(statdir, NEW_INFO_FILE)):
+        return
+    ours = backup_version(binary)
+    if ours and series(ours) < (11, 0):
+        raise SSTError(
+            f"the donor runs MariaDB 11 or later (its state files are named {NEW_INFO_FILE}) "
+            f"and this joiner's mariadb-backup is {ours}: an older mariadb-backup cannot "
+            "prepare its backup; upgrade this node first, or join it from a donor of its own "
+            "version (nothing in the datadir was changed)",
+            errno.EPROTONOSUPPORT,
+        )

@@ -59,3 +59,12 @@ def test_a_donor_that_does_not_say_passes(tmp_path: Path) -> None:
     assert not os.path.exists(tmp_path / versions.DONOR_VERSION_FILE)
     (tmp_path / versions.DONOR_VERSION_FILE).write_text("not a version\n")
     versions.check_donor_version(str(tmp_path), fake_backup(tmp_path, V10))
+
+
+def test_a_stock_mariadb_11_donor_is_refused_by_a_10_11_joiner(tmp_path: Path) -> None:
+    (tmp_path / versions.NEW_INFO_FILE).write_text("uuid:5 0\n")
+    with pytest.raises(SSTError) as exc:
+        versions.check_donor_version(str(tmp_path), fake_backup(tmp_path, V10))
+    assert exc.value.code == errno.EPROTONOSUPPORT
+    assert "MariaDB 11" in exc.value.message and "10.11.14" in exc.value.message
+    versions.check_donor_version(str(tmp_path), fake_backup(tmp_path, V11))  # 11.8: fine
