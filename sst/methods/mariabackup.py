@@ -286,6 +286,7 @@ def _receive(
     *,
     timeout: float,
     idle: Callable[[list[Child]], Callable[[], float]] | None = None,
+    configured: float = 0.0,
 ) -> list[Child]:
     """Wait for one stage's stream to be extracted. When the stream is gated, a connection
     that failed the TLS handshake or that the gate refused is dropped (nothing of it
@@ -293,13 +294,15 @@ def _receive(
     have passed since the stage began. Returns the children that received the stream (the
     listener first). Raises SecretMismatch at the deadline, TransferError with the TLS
     reason (ungated: at once, as stock socat), and any other failure with the last refusal
-    appended to its message."""
+    appended to its message. configured: the deadline the operator set, for messages, when
+    timeout is what is left of it."""
+    said = configured or timeout
     start = time.monotonic()
     refused = ""
     while True:
         left = timeout - (time.monotonic() - start) if timeout else 0.0
         if timeout and left <= 0:
-            raise _nobody_got_through(st_, timeout, refused)
+            raise _nobody_got_through(st_, said, refused)
         try:
             run.sup.wait(
                 kids[1:],
@@ -323,7 +326,10 @@ def _receive(
             why = why or (_refusal(kids, st_) if isinstance(exc, ToolFailed) else "")
             if not why:
                 if refused and isinstance(exc, Timeout) and idle is None:
-                    raise _nobody_got_through(st_, timeout, refused) from exc
+                    raise _nobody_got_through(st_, said, refused) from exc
+                if isinstance(exc, Timeout) and idle is None and said:
+                    # say the deadline the operator set, not what was left of it
+                    raise Timeout(f"{st_.what}: no result after {said:g} s") from exc
                 if refused:
                     raise type(exc)(
                         f"{exc.message}; the last connection before was refused: {refused}",
@@ -500,7 +506,9 @@ def _stage1(
     deadline = time.monotonic() + s.initial_timeout
     while True:
         left = max(deadline - time.monotonic(), 0.1) if s.initial_timeout else 0.0
-        listener = _receive(run, s, kids, one, listen1, timeout=left)[0]
+        listener = _receive(run, s, kids, one, listen1, timeout=left, configured=s.initial_timeout)[
+            0
+        ]
         try:
             first, tags = _state_files(statdir, secret)
             break
