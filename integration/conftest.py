@@ -12,9 +12,9 @@ from collections.abc import Callable, Generator, Iterator
 import psutil
 import pytest
 
-from sst import lab as labmod
 from sst import net
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 REQUIRED_TOOLS = (
     "mariadbd",

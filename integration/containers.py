@@ -36,7 +36,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from integration import conftest
-from sst import lab as labmod
+from testsupport import lab as labmod
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image cannot be pulled
 

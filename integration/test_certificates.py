@@ -18,9 +18,9 @@ from integration.conftest import leftovers
 from integration.test_rsync_cluster import join
 from integration.test_rsync_failures import failed_join
 from sst import datadir, status
-from sst import lab as labmod
-from sst.lab import Lab, Node
-from tests import certs as tc
+from testsupport import certs as tc
+from testsupport import lab as labmod
+from testsupport.lab import Lab, Node
 
 pytestmark = pytest.mark.cluster
 

@@ -13,8 +13,8 @@ import pytest
 
 from integration.conftest import leftovers
 from integration.test_mariabackup_cluster import starts_standalone
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

@@ -28,7 +28,7 @@ from integration.containers import (
 )
 from integration.leaks import watching
 from sst import datadir
-from sst.lab import checksums
+from testsupport.lab import checksums
 
 pytestmark = pytest.mark.containers
 

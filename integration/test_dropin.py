@@ -12,8 +12,8 @@ import pytest
 from integration.test_matrix import OURS_ONLY
 from integration.test_rsync_cluster import join
 from sst import install
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

@@ -30,8 +30,8 @@ from integration.conftest import leftovers, sst_port_open, wait_for
 from integration.test_rsync_cluster import join, sst_errors
 from integration.test_rsync_failures import snapshot
 from sst import datadir, status
-from sst import lab as labmod
-from sst.lab import Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import Lab, Node
 
 pytestmark = pytest.mark.cluster
 

@@ -18,8 +18,8 @@ import pytest
 
 from integration.test_fault_matrix import ours_under_stock_names
 from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node, sql_string
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node, sql_string
 
 pytestmark = pytest.mark.cluster
 

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 import pytest
 
 from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node, NodeNames
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node, NodeNames
 
 pytestmark = pytest.mark.cluster
 

@@ -10,8 +10,8 @@ import pytest
 
 from integration.test_rsync_cluster import assert_clean, join, sst_errors
 from integration.test_rsync_failures import snapshot
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

@@ -22,8 +22,8 @@ import pytest
 from integration.conftest import leftovers, reap
 from integration.test_mariabackup_cluster import legacy_pem
 from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

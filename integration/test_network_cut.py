@@ -31,8 +31,8 @@ from integration.test_fault_matrix import (
 )
 from integration.test_rsync_cluster import sst_errors
 from integration.test_rsync_failures import snapshot
-from sst import lab as labmod
-from sst.lab import Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import Lab, Node
 
 pytestmark = pytest.mark.cluster
 

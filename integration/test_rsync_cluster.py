@@ -10,8 +10,8 @@ import pytest
 from integration.conftest import leftovers, sst_port_open
 from integration.leaks import watching
 from sst import datadir
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

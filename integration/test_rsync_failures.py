@@ -7,8 +7,8 @@ import os
 import pytest
 
 from integration.test_rsync_cluster import assert_clean, join, sst_errors
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

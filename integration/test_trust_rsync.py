@@ -14,12 +14,12 @@ import pytest
 
 from integration.conftest import sst_port_open, wait_for
 from integration.test_rsync_cluster import assert_clean, sst_errors
-from sst import lab as labmod
 from sst.config import TLSFiles
-from sst.lab import CertPaths, Lab, Node
 from sst.methods.rsync import find_stunnel
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
+from testsupport import lab as labmod
+from testsupport.lab import CertPaths, Lab, Node
 
 pytestmark = pytest.mark.cluster
 

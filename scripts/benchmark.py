@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from sst import lab as labmod
-from sst.lab import Lab, Node
+from testsupport import lab as labmod
+from testsupport.lab import Lab, Node
 
 CASES = {
     # name: (stock method, our method, ssl-mode); "mysqldump" is ours on the second donor.

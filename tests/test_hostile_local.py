@@ -17,7 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sst import lab, status
+from sst import status
 from sst.errors import ConfigError
 from tests.conftest import (
     ROOT,
@@ -32,6 +32,7 @@ from tests.conftest import (
     write_cnf,
 )
 from tests.test_rsync_process import act_as_donor_server, tls_opts
+from testsupport import lab
 
 NOBODY = 65534
 

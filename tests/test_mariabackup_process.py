@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab, net
+from sst import net
 from sst.config import MYSQLD, Options, mariabackup_settings
 from sst.errors import ConfigError
 from sst.methods import mariabackup as mbm
@@ -25,6 +25,7 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
+from testsupport import lab
 
 
 def setup_pair(

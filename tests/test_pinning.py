@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab, net
+from sst import net
 from tests.conftest import (
     ROOT,
     UUID,
@@ -24,6 +24,7 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
+from testsupport import lab
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sst import lab, net
+from sst import net
 from tests.conftest import (
     UUID,
     Script,
@@ -38,6 +38,7 @@ from tests.test_rsync_process import (
     snapshot,
     tls_opts,
 )
+from testsupport import lab
 
 
 @pytest.fixture

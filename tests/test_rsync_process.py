@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import datadir, lab, net
+from sst import datadir, net
 from sst.status import FILE as STATUS_FILE
 from tests.conftest import (
     ROOT,
@@ -30,6 +30,7 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
+from testsupport import lab
 
 DEBRIS = datadir.TRANSIENT
 

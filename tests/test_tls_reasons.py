@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from sst import lab, net, tls
+from sst import net, tls
 from sst.config import TLSFiles
 from sst.errors import ConfigError
 from sst.methods import rsync as rsm
@@ -32,6 +32,7 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
+from testsupport import lab
 
 
 @dataclass(frozen=True)
