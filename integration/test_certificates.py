@@ -22,8 +22,6 @@ from testsupport import certs as tc
 from testsupport import lab as labmod
 from testsupport.lab import Lab, Node
 
-pytestmark = pytest.mark.cluster
-
 
 @dataclass
 class PKI:

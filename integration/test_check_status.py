@@ -9,14 +9,10 @@ import socket
 import subprocess
 import time
 
-import pytest
-
 from integration.conftest import leftovers
 from integration.test_mariabackup_cluster import starts_standalone
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
 
 
 def galera_sst(*args: str) -> subprocess.CompletedProcess[str]:

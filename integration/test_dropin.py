@@ -15,9 +15,6 @@ from sst import install
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
 
-pytestmark = pytest.mark.cluster
-
-
 MD5SUMS = "/var/lib/dpkg/info/mariadb-server.md5sums"
 
 

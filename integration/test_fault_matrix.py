@@ -33,8 +33,6 @@ from sst import datadir, status
 from testsupport import lab as labmod
 from testsupport.lab import Lab, Node
 
-pytestmark = pytest.mark.cluster
-
 SEED_ROWS = 37
 OURS = {"rsync": "py_rsync", "rsync_wan": "py_rsync_wan", "mariabackup": "py_mariabackup"}
 RECEIVING = ("receiving", "receiving the backup")

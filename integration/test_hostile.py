@@ -21,8 +21,6 @@ from integration.test_rsync_cluster import join
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node, sql_string
 
-pytestmark = pytest.mark.cluster
-
 USER = "sst-u_1"
 PASSWORD = "p'a\"s s;w$(id)`id`\\d é€:ñ"
 

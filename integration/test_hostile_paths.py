@@ -33,8 +33,6 @@ from integration.test_rsync_cluster import join
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node, NodeNames
 
-pytestmark = pytest.mark.cluster
-
 EVERY = " \t\"'$`;&#,:%"  # the characters of the finding, and `%` (rsyncd.conf's)
 BASE = ' b "$;&#,100%'
 NAMES = NodeNames(data="data :`id` #;&,", tmp="env tmp 'q' `id` $HOME", cnf="my cnf #;&,$x:y.cnf")

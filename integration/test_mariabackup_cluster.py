@@ -13,8 +13,6 @@ from integration.test_rsync_failures import snapshot
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
 
-pytestmark = pytest.mark.cluster
-
 
 def use(
     donor: Node, joiner: Node, sst: dict[str, str], donor_sst: dict[str, str] | None = None

@@ -25,8 +25,6 @@ from integration.test_rsync_cluster import join
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
 
-pytestmark = pytest.mark.cluster
-
 MODES = {
     "mariabackup": [
         "plain",

@@ -12,11 +12,9 @@ import pytest
 
 from integration.conftest import restart_alone
 from integration.test_rsync_cluster import assert_clean, join, sst_errors
-from tests.conftest import Script, start_script
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, LabError, Node
-
-pytestmark = pytest.mark.cluster
+from testsupport.process import Script, start_script
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,6 @@ from integration.test_rsync_failures import snapshot
 from testsupport import lab as labmod
 from testsupport.lab import Lab, Node
 
-pytestmark = pytest.mark.cluster
-
 
 @dataclass(frozen=True)
 class Link:

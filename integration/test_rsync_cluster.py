@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
-
 from integration.conftest import leftovers, sst_port_open
 from integration.leaks import watching
 from sst import datadir
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
 
 
 def sst_errors(node: Node, since: int = 0) -> list[str]:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from integration.test_rsync_cluster import assert_clean, join, sst_errors
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
 
 VOLATILE = {"galera.cache", "grastate.dat", "gvwstate.dat", "galera_sst_status.json"}
 

@@ -21,8 +21,6 @@ from sst.tools import stunnel as st
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
 
-pytestmark = pytest.mark.cluster
-
 MALLORY = "mallory"
 FORGED = b"mallory's forged global_priv, accepted as the joiner's privilege table\n"
 # Every module name a party that did not see the joiner's `ready` address can think of.

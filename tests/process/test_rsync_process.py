@@ -15,75 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from sst import datadir, net
-from sst.status import FILE as STATUS_FILE
-from tests.conftest import (
+from sst import net
+from testsupport import lab
+from testsupport.process import (
     ROOT,
     UUID,
-    Script,
+    act_as_donor_server,
+    assert_no_debris,
+    certs_for,
     donor_args,
     error_lines,
     fake_tool,
     free_port,
     joiner_args,
     no_processes_left,
+    snapshot,
     start_script,
+    tls_opts,
     write_cnf,
 )
-from testsupport import lab
-
-DEBRIS = datadir.TRANSIENT
-
-
-def snapshot(d: Path) -> dict[str, bytes]:
-    """Every file's bytes, minus our status file (written on purpose, success or not)."""
-    out = {}
-    for root, _, files in os.walk(d):
-        for f in files:
-            if f == STATUS_FILE:
-                continue
-            p = Path(root) / f
-            out[str(p.relative_to(d))] = p.read_bytes()
-    return out
-
-
-def assert_no_debris(d: Path) -> None:
-    left = [n for n in DEBRIS if (d / n).exists()]
-    assert left == []
-
-
-@pytest.fixture
-def joiner_dir(tmp_path: Path) -> Path:
-    """The joiner's old datadir: different data, its own grastate.dat and a dropped db."""
-    base = tmp_path / "joiner"
-    d = base / "data"
-    (d / "db1").mkdir(parents=True)
-    (d / "db1" / "t.ibd").write_bytes(b"old" * 100)
-    (d / "dropped_db").mkdir()
-    (d / "dropped_db" / "x.ibd").write_bytes(b"x")
-    (d / "ibdata1").write_bytes(b"old-ibdata")
-    (d / "grastate.dat").write_text("joiner's own state\n")
-    write_cnf(base, {})
-    return base
-
-
-def act_as_donor_server(donor: Script, datadir: Path) -> None:
-    """What mariadbd does for `flush tables` ... `done`."""
-    assert donor.readline() == "flush tables"
-    tmp = datadir / "tables_flushed.tmp"
-    tmp.write_text(f"{UUID}:5 0\n")
-    tmp.rename(datadir / "tables_flushed")
-    assert donor.readline() == "continue"
-    assert donor.readline() == f"done {UUID}:5 0"
-
-
-def certs_for(tmp: Path, ip: str = "127.0.0.1") -> lab.CertPaths:
-    return lab.make_certs(str(tmp / "certs"), {"joiner": ip, "donor": ip}, owner="root")
-
-
-def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
-    cert, key = c.certs[who]
-    return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
 
 
 @pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])

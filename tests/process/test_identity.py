@@ -27,8 +27,8 @@ from sst.request import parse_request
 from sst.tools import rsync as rs
 from sst.tools import socat as sc
 from sst.tools import stunnel as st
-from tests.conftest import ROOT, free_port
 from testsupport import lab
+from testsupport.process import ROOT, free_port
 
 
 @dataclass(frozen=True)

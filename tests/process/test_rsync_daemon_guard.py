@@ -20,25 +20,23 @@ import psutil
 import pytest
 
 from sst import net
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     UUID,
     Script,
+    act_as_donor_server,
+    assert_no_debris,
+    certs_for,
     donor_args,
     error_lines,
     free_port,
     joiner_args,
     no_processes_left,
+    snapshot,
     start_script,
+    tls_opts,
     write_cnf,
 )
-from tests.test_rsync_process import (
-    act_as_donor_server,
-    assert_no_debris,
-    certs_for,
-    snapshot,
-    tls_opts,
-)
-from testsupport import lab
 
 
 @pytest.fixture

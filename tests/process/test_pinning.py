@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sst import net
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     ROOT,
     UUID,
     donor_args,
@@ -24,7 +25,6 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
-from testsupport import lab
 
 
 @pytest.fixture

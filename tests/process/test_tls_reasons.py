@@ -23,7 +23,8 @@ from sst.status import FILE as STATUS_FILE
 from sst.tools import openssl as oss
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     donor_args,
     error_lines,
     free_port,
@@ -32,7 +33,6 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
-from testsupport import lab
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from sst.methods.common import Run
 from sst.process.runner import Stage, Supervisor
 from sst.protocol import Stdout
 from sst.request import parse_request
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     UUID,
     donor_args,
     error_lines,
@@ -25,7 +26,6 @@ from tests.conftest import (
     start_script,
     write_cnf,
 )
-from testsupport import lab
 
 
 def setup_pair(
