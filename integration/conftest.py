@@ -5,15 +5,12 @@ from __future__ import annotations
 import grp
 import os
 import shutil
-import subprocess
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 
-import psutil
 import pytest
 
-from sst import net
 from testsupport import lab as labmod
+from testsupport.cluster import reap
 from testsupport.lab import CertPaths, Lab, Node
 
 REQUIRED_TOOLS = (
@@ -90,63 +87,6 @@ def _no_node_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]
         if node not in before:
             lb.remove_node(node)
             reap(node.directory)
-
-
-def reap(directory: str) -> None:
-    """Kill (by PID) what a dead node's SST left running: a stock joiner script outlives a
-    mariadbd that aborted, and must not fail every later test's leftovers() check."""
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if directory in " ".join(p.info["cmdline"] or []):
-                p.kill()
-        except psutil.Error:
-            continue
-
-
-def sst_port_open(node: Node) -> bool:
-    """Something listens on the node's SST port (seen from inside its network namespace)."""
-    if not node.netns:
-        return net.port_in_use(node.ports["sst"], node.ip)
-    res = subprocess.run(
-        ["ip", "netns", "exec", node.netns, "ss", "-Hltn", f"sport = :{node.ports['sst']}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return bool(res.stdout.strip())
-
-
-def restart_alone(lab: Lab, donor: Node) -> None:
-    """Restart the only member (it re-reads PATH at start) as a new cluster."""
-    donor.stop()
-    lab.configure()
-    donor.start(new_cluster=True)
-    donor.wait_synced()
-
-
-def wait_for(
-    predicate: Callable[[], object], timeout: float, what: str, *, period: float = 0.05
-) -> None:
-    """Poll predicate every period seconds until it is true, or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def leftovers(base: str) -> list[str]:
-    """SST processes (ours or the tools') still running for anything under base."""
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            cmd = " ".join(p.info["cmdline"] or [])
-        except psutil.Error:
-            continue
-        if base in cmd and "mariadbd" not in cmd.split(" ")[0]:
-            out.append(f"{p.info['pid']}: {cmd[:200]}")
-    return out
 
 
 @pytest.hookimpl(wrapper=True)

@@ -35,7 +35,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from integration import conftest
+from testsupport import cluster
 from testsupport import lab as labmod
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image cannot be pulled
@@ -64,7 +64,7 @@ class ContainerError(RuntimeError):
     """The container tier could not do what a test asked."""
 
 
-wait_for = functools.partial(conftest.wait_for, period=0.2)  # each poll is a docker exec
+wait_for = functools.partial(cluster.wait_for, period=0.2)  # each poll is a docker exec
 
 
 # -- the engine ------------------------------------------------------------------------------

@@ -9,9 +9,8 @@ import socket
 import subprocess
 import time
 
-from integration.conftest import leftovers
-from integration.test_mariabackup_cluster import starts_standalone
 from testsupport import lab as labmod
+from testsupport.cluster import leftovers, starts_standalone
 from testsupport.lab import CertPaths, Lab, Node
 
 

@@ -26,9 +26,9 @@ from integration.containers import (
     ensure_images,
     wait_for,
 )
-from integration.leaks import watching
 from sst import datadir
 from testsupport.lab import checksums
+from testsupport.leaks import watching
 
 pytestmark = pytest.mark.containers
 

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from integration.test_fault_matrix import ours_under_stock_names
-from integration.test_rsync_cluster import join
 from testsupport import lab as labmod
+from testsupport.cluster import join, ours_under_stock_names
 from testsupport.lab import CertPaths, Lab, Node, sql_string
 
 USER = "sst-u_1"

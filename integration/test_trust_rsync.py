@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import sst_port_open, wait_for
-from integration.test_rsync_cluster import assert_clean, sst_errors
 from sst.config import TLSFiles
 from sst.methods.rsync import find_stunnel
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
 from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, sst_errors, sst_port_open, wait_for
 from testsupport.lab import CertPaths, Lab, Node
 
 MALLORY = "mallory"
