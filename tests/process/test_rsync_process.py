@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import net
+from sst import datadir, net
 from testsupport import lab
 from testsupport.process import (
     ROOT,
@@ -243,19 +243,46 @@ def test_unknown_method_name() -> None:
     assert "unknown SST method 'py_nonsense'" in error_lines(s.stderr())[0]
 
 
-def test_runs_under_stock_name_rsync_wan(
-    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+@pytest.mark.parametrize(
+    ("name", "linked"),
+    [("rsync_wan", False), ("py_rsync_wan", True)],
+    ids=["stock-name-full-copy", "own-name-hard-links"],
+)
+def test_rsync_wan_staging_by_name(
+    node_dir: Path,
+    joiner_dir: Path,
+    parent: subprocess.Popen[bytes],
+    name: str,
+    linked: bool,
 ) -> None:
-    """Drop-in name: delta mode from argv[0], and a full copy (not hard links) as staging."""
+    """Delta mode from argv[0]. Under the stock name (a stock donor may use --inplace, which
+    would write into shared inodes) the staging is a full copy: it starts empty, nothing of
+    the old datadir linked in. Under our own name it starts as hard links of the old files
+    (the same inodes). Seen in the staging directory while the joiner waits for its donor."""
+    jd = joiner_dir / "data"
     port = free_port()
-    j = start_script("rsync_wan", joiner_args(joiner_dir, port, parent.pid))
-    address = j.readline()[6:]
-    d = start_script("rsync_wan", donor_args(node_dir, address))
+    j = start_script(name, joiner_args(joiner_dir, port, parent.pid))
+    ready = j.readline()
+    assert ready.startswith("ready "), j.stderr()
+    staged = jd / datadir.STAGING
+    live_files = {p.relative_to(jd) for p in jd.rglob("*") if p.is_file()}
+    staged_files = {p.relative_to(staged) for p in staged.rglob("*") if p.is_file()}
+    if linked:
+        shared = {
+            rel for rel in staged_files if (staged / rel).stat().st_ino == (jd / rel).stat().st_ino
+        }
+        assert Path("db1/t.ibd") in shared and Path("ibdata1") in shared, (shared, live_files)
+    else:
+        assert staged.is_dir() and staged_files == set(), staged_files
+    auth, _, address = ready[6:].rpartition("@")
+    env = {"WSREP_SST_OPT_REMOTE_AUTH": auth} if name.startswith("py_") else None
+    d = start_script(name, donor_args(node_dir, address if env else ready[6:]), env=env)
     act_as_donor_server(d, node_dir / "data")
-    assert d.wait() == 0
+    assert d.wait() == 0, d.stderr()
     assert j.readline() == f"{UUID}:5 0"
-    assert j.wait() == 0
+    assert j.wait() == 0, j.stderr()
     assert "delta mode" in j.stderr()
+    assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
 
 
 def test_mysqldump_refuses_transfer_to_itself(node_dir: Path) -> None:
