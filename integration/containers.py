@@ -37,6 +37,7 @@ from docker.models.containers import Container
 
 from testsupport import cluster
 from testsupport import lab as labmod
+from testsupport.nodes import GaleraNode
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image cannot be pulled
 
@@ -541,3 +542,8 @@ class Cluster:
                 n.container.stop()
         with contextlib.suppress(docker.errors.DockerException):
             self.network.remove()
+
+
+def _conforms(node: CNode) -> GaleraNode:
+    """A type check (mypy): a container node offers the node protocol."""
+    return node

@@ -277,6 +277,10 @@ class Node:
         parts = out.strip().split("\t")
         return parts[1] if len(parts) == 2 else ""
 
+    def status_var(self, name: str) -> str:
+        """status(name), under the name container test nodes use for it."""
+        return self.status(name)
+
     def wait_synced(self, timeout: float = SYNC_TIMEOUT) -> float:
         """Wait until wsrep_local_state_comment is Synced; returns the seconds it took."""
         t0 = time.monotonic()

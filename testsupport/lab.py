@@ -14,7 +14,6 @@ import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,14 +35,17 @@ from sst.demo import (
     sql_string,
 )
 from sst.demo import NodeError as LabError
+from testsupport.nodes import GaleraNode, LocalNode
 
 __all__ = [
     "GALERA",
     "MAX_NODES",
     "SYNC_TIMEOUT",
     "CertPaths",
+    "GaleraNode",
     "Lab",
     "LabError",
+    "LocalNode",
     "Node",
     "NodeNames",
     "chown",
@@ -281,13 +283,7 @@ def load_data(node: Node, rows: int, *, database: str = "lab", tables: int = 4) 
     node.sql(";".join(stmts), timeout=600)
 
 
-class SQLNode(Protocol):
-    """Anything that runs SQL as root on a node (a lab node, or one in a container)."""
-
-    def sql(self, statement: str, *, timeout: float = ...) -> str: ...
-
-
-def checksums(node: SQLNode, databases: Sequence[str] = ()) -> dict[str, str]:
+def checksums(node: GaleraNode, databases: Sequence[str] = ()) -> dict[str, str]:
     """CHECKSUM TABLE of every base table outside the system schemas (or of databases)."""
     where = (
         "table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
@@ -349,3 +345,8 @@ def cluster_tls(certs: CertPaths, node: Node) -> dict[str, str]:
         f"ist.recv_addr={node.ip}:{node.ports['ist']};gcache.size=32M;"
         f'socket.ssl_cert={cert};socket.ssl_key={key};socket.ssl_ca={certs.ca}"',
     }
+
+
+def _conforms(node: Node) -> LocalNode:
+    """A type check (mypy): the local node offers the whole node protocol."""
+    return node
