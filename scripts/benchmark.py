@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+# The test harness is not installed (the wheel ships sst/ only): take it from this checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from testsupport import lab as labmod
 from testsupport.lab import Lab, Node
 
