@@ -109,6 +109,15 @@ class NodeConfig:
         node.user = self.user
 
 
+def _synced_soon(node: Node, timeout: float = 20) -> bool:
+    """node is Synced within timeout (a donor may still be desynced for a joiner just gone)."""
+    try:
+        node.wait_synced(timeout)
+    except labmod.LabError:
+        return False
+    return True
+
+
 def restore_shared_node(lab: Lab, node: Node, before: NodeConfig) -> None:
     """After a test, node is configured as before it and running as a Synced one-node
     cluster of its own configuration: restarted if the test stopped, killed or restarted it,
@@ -122,7 +131,7 @@ def restore_shared_node(lab: Lab, node: Node, before: NodeConfig) -> None:
         or after.pid != before.pid
         or (after.mysqld_options, after.path_prefix, after.provider_options, after.user)
         != (before.mysqld_options, before.path_prefix, before.provider_options, before.user)
-        or node.status("wsrep_local_state_comment") != "Synced"
+        or not _synced_soon(node)
     )
     if restart:
         node.stop()
