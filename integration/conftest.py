@@ -5,16 +5,14 @@ from __future__ import annotations
 import grp
 import os
 import shutil
-import subprocess
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 
-import psutil
 import pytest
 
-from sst import lab as labmod
-from sst import net
-from sst.lab import CertPaths, Lab, Node
+from testsupport import lab as labmod
+from testsupport.cluster import reap
+from testsupport.lab import CertPaths, Lab, Node
 
 REQUIRED_TOOLS = (
     "mariadbd",
@@ -76,77 +74,101 @@ def donor(lab: Lab) -> Node:
     return node
 
 
+@dataclass(frozen=True)
+class NodeConfig:
+    """What a test may change on a shared node, and the server it found running."""
+
+    sst_method: str
+    sst_options: dict[str, str]
+    mysqld_options: dict[str, str]
+    path_prefix: str
+    provider_options: str
+    user: str
+    pid: int | None
+
+    @classmethod
+    def of(cls, node: Node) -> NodeConfig:
+        """node's configuration now (copies of its dicts)."""
+        return cls(
+            node.sst_method,
+            dict(node.sst_options),
+            dict(node.mysqld_options),
+            node.path_prefix,
+            node.provider_options,
+            node.user,
+            None if node.proc is None or node.proc.poll() is not None else node.proc.pid,
+        )
+
+    def restore(self, node: Node) -> None:
+        """Put the configuration back on node (not the server: see restore_shared_node)."""
+        node.sst_method = self.sst_method
+        node.sst_options = dict(self.sst_options)
+        node.mysqld_options = dict(self.mysqld_options)
+        node.path_prefix = self.path_prefix
+        node.provider_options = self.provider_options
+        node.user = self.user
+
+
+def _synced_soon(node: Node, timeout: float = 20) -> bool:
+    """node is Synced within timeout (a donor may still be desynced for a joiner just gone)."""
+    try:
+        node.wait_synced(timeout)
+    except labmod.LabError:
+        return False
+    return True
+
+
+def restore_shared_node(lab: Lab, node: Node, before: NodeConfig) -> None:
+    """After a test, node is configured as before it and running as a Synced one-node
+    cluster of its own configuration: restarted if the test stopped, killed or restarted it,
+    changed what mariadbd reads only at start, or left it not Synced; its option file is
+    rewritten in any case (the SST scripts read it at every transfer)."""
+    after = NodeConfig.of(node)
+    before.restore(node)
+    lab.configure()
+    restart = (
+        after.pid is None
+        or after.pid != before.pid
+        or (after.mysqld_options, after.path_prefix, after.provider_options, after.user)
+        != (before.mysqld_options, before.path_prefix, before.provider_options, before.user)
+        or not _synced_soon(node)
+    )
+    if restart:
+        node.stop()
+        reap(node.directory)
+        others = [n for n in lab.nodes if n is not node and n.proc and n.proc.poll() is None]
+        if not others:  # a one-node cluster again, also after a crash (safe_to_bootstrap: 0)
+            grastate = os.path.join(node.datadir, "grastate.dat")
+            if os.path.exists(grastate):
+                with open(grastate, encoding="utf-8") as f:
+                    text = f.read()
+                with open(grastate, "w", encoding="utf-8") as f:
+                    f.write(text.replace("safe_to_bootstrap: 0", "safe_to_bootstrap: 1"))
+        node.start(new_cluster=not others)  # else it rejoins the members of a module fixture
+        node.wait_synced()
+
+
 @pytest.fixture(autouse=True)
 def _no_node_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """Whatever a test did, pass or fail, the nodes it added are gone afterwards (the shared
-    donor and nodes of module-scoped fixtures stay)."""
+    donor and nodes of module-scoped fixtures stay), and the shared donor, if the test used
+    it, is configured and running as the test found it (one failure does not cascade)."""
     if "lab" not in request.fixturenames:
         yield
         return
     lb: Lab = request.getfixturevalue("lab")
+    shared: Node | None = (
+        request.getfixturevalue("donor") if "donor" in request.fixturenames else None
+    )
     before = list(lb.nodes)
+    config = NodeConfig.of(shared) if shared is not None else None
     yield
     for node in list(lb.nodes):
         if node not in before:
             lb.remove_node(node)
             reap(node.directory)
-
-
-def reap(directory: str) -> None:
-    """Kill (by PID) what a dead node's SST left running: a stock joiner script outlives a
-    mariadbd that aborted, and must not fail every later test's leftovers() check."""
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if directory in " ".join(p.info["cmdline"] or []):
-                p.kill()
-        except psutil.Error:
-            continue
-
-
-def sst_port_open(node: Node) -> bool:
-    """Something listens on the node's SST port (seen from inside its network namespace)."""
-    if not node.netns:
-        return net.port_in_use(node.ports["sst"], node.ip)
-    res = subprocess.run(
-        ["ip", "netns", "exec", node.netns, "ss", "-Hltn", f"sport = :{node.ports['sst']}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return bool(res.stdout.strip())
-
-
-def restart_alone(lab: Lab, donor: Node) -> None:
-    """Restart the only member (it re-reads PATH at start) as a new cluster."""
-    donor.stop()
-    lab.configure()
-    donor.start(new_cluster=True)
-    donor.wait_synced()
-
-
-def wait_for(
-    predicate: Callable[[], object], timeout: float, what: str, *, period: float = 0.05
-) -> None:
-    """Poll predicate every period seconds until it is true, or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(period)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def leftovers(base: str) -> list[str]:
-    """SST processes (ours or the tools') still running for anything under base."""
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            cmd = " ".join(p.info["cmdline"] or [])
-        except psutil.Error:
-            continue
-        if base in cmd and "mariadbd" not in cmd.split(" ")[0]:
-            out.append(f"{p.info['pid']}: {cmd[:200]}")
-    return out
+    if shared is not None and config is not None and shared in lb.nodes:
+        restore_shared_node(lb, shared, config)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -35,8 +35,9 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from integration import conftest
-from sst import lab as labmod
+from testsupport import cluster
+from testsupport import lab as labmod
+from testsupport.nodes import GaleraNode
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image cannot be pulled
 
@@ -87,7 +88,7 @@ class ContainerError(RuntimeError):
     """The container tier could not do what a test asked."""
 
 
-wait_for = functools.partial(conftest.wait_for, period=0.2)  # each poll is a docker exec
+wait_for = functools.partial(cluster.wait_for, period=0.2)  # each poll is a docker exec
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -600,3 +601,8 @@ class Cluster:
                 n.container.stop()
         with contextlib.suppress(docker.errors.DockerException):
             self.network.remove()
+
+
+def _conforms(node: CNode) -> GaleraNode:
+    """A type check (mypy): a container node offers the node protocol."""
+    return node

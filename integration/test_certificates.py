@@ -14,15 +14,11 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from integration.conftest import leftovers
-from integration.test_rsync_cluster import join
-from integration.test_rsync_failures import failed_join
 from sst import datadir, status
-from sst import lab as labmod
-from sst.lab import Lab, Node
-from tests import certs as tc
-
-pytestmark = pytest.mark.cluster
+from testsupport import certs as tc
+from testsupport import lab as labmod
+from testsupport.cluster import failed_join, join, leftovers
+from testsupport.lab import Lab, Node
 
 
 @dataclass

@@ -9,14 +9,9 @@ import socket
 import subprocess
 import time
 
-import pytest
-
-from integration.conftest import leftovers
-from integration.test_mariabackup_cluster import starts_standalone
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import leftovers, starts_standalone
+from testsupport.lab import CertPaths, Lab, Node
 
 
 def galera_sst(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,14 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.test_matrix import OURS_ONLY
-from integration.test_rsync_cluster import join
 from sst import install
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
-
+from testsupport import lab as labmod
+from testsupport.cluster import OURS_ONLY, join
+from testsupport.lab import CertPaths, Lab, Node
 
 MD5SUMS = "/var/lib/dpkg/info/mariadb-server.md5sums"
 

@@ -14,7 +14,6 @@ so that "mid-transfer" is a moment the test can hit.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,62 +25,27 @@ from contextlib import contextmanager, suppress
 import psutil
 import pytest
 
-from integration.conftest import leftovers, sst_port_open, wait_for
-from integration.test_rsync_cluster import join, sst_errors
-from integration.test_rsync_failures import snapshot
 from sst import datadir, status
-from sst import lab as labmod
-from sst.lab import Lab, Node
-
-pytestmark = pytest.mark.cluster
-
-SEED_ROWS = 37
-OURS = {"rsync": "py_rsync", "rsync_wan": "py_rsync_wan", "mariabackup": "py_mariabackup"}
-RECEIVING = ("receiving", "receiving the backup")
-COMPLETED = re.compile(r"Process completed with error: wsrep_sst_\S+ --role 'joiner'.*: (\d+) \(")
-
+from testsupport import lab as labmod
+from testsupport.cluster import (
+    OURS,
+    gave_up,
+    join,
+    joiner_failure,
+    make_seeded,
+    nothing_left,
+    ours_under_stock_names,
+    previous_data_intact,
+    receiving,
+    retry,
+    snapshot,
+    sst_errors,
+    standalone,
+    wait_for,
+)
+from testsupport.lab import Lab, Node
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-@contextmanager
-def standalone(lab: Lab, node: Node) -> Iterator[Node]:
-    """node's mariadbd without Galera, for seeding and for proving a datadir still starts."""
-    saved = dict(node.mysqld_options)
-    node.mysqld_options.update({"wsrep_on": "OFF", "wsrep_provider": "none"})
-    node.write_cnf(lab.nodes)
-    node.start()
-    try:
-
-        def ready() -> bool:
-            if node.proc is not None and node.proc.poll() is not None:
-                raise AssertionError(f"{node.name} did not start:\n{node.log_tail(30)}")
-            try:
-                node.sql("SELECT 1", timeout=5)
-            except labmod.LabError:
-                return False
-            return True
-
-        wait_for(ready, 60, f"{node.name} to accept connections")
-        yield node
-    finally:
-        node.stop()
-        node.mysqld_options = saved
-
-
-def make_seeded(lab: Lab) -> str:
-    """A datadir with a database of its own (mine.t, SEED_ROWS rows), made by a standalone
-    server of lab; joiners start from copies of it."""
-    node = lab.add_node()
-    with standalone(lab, node):
-        node.sql(
-            "CREATE DATABASE mine; CREATE TABLE mine.t (id INT PRIMARY KEY) ENGINE=InnoDB;"
-            f"INSERT INTO mine.t SELECT seq FROM mine.seq_1_to_{SEED_ROWS}"
-        )
-    path = os.path.join(lab.base, "seeded-datadir")
-    shutil.copytree(node.datadir, path, symlinks=True)
-    lab.remove_node(node)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -118,67 +82,6 @@ def our_script(role: str, node: Node) -> psutil.Process | None:
     return None
 
 
-def receiving(node: Node) -> bool:
-    """The node's SST status file says data is arriving (or, on a donor, leaving)."""
-    st = status.read(node.datadir)
-    return bool(
-        st
-        and st["state"] == "running"
-        and (st["phase"] in RECEIVING or st["phase"].startswith(("sending", "dumping")))
-        and st["bytes_done"] > 0
-    )
-
-
-def previous_data_intact(lab: Lab, joiner: Node, before: dict[str, tuple[int, int]]) -> None:
-    """The seeded datadir is as it was, and a server started on it finds its rows."""
-    after = snapshot(joiner.datadir)
-    # A SIGKILLed script cannot clean up; its debris is the next run's to remove.
-    changed = {
-        k
-        for k in set(before) | set(after)
-        if before.get(k) != after.get(k) and k.split("/")[0] not in datadir.TRANSIENT
-    }
-    assert changed == set(), f"the joiner's datadir changed: {sorted(changed)[:10]}"
-    with standalone(lab, joiner):
-        assert joiner.sql("SELECT COUNT(*) FROM mine.t").strip() == str(SEED_ROWS)
-
-
-def nothing_left(lab: Lab, *nodes: Node) -> None:
-    wait_for(lambda: leftovers(lab.base) == [], 20, f"no SST process ({leftovers(lab.base)})")
-    for n in nodes:
-        assert not sst_port_open(n), f"{n.name}'s SST port is still open"
-
-
-def joiner_exit_code(joiner: Node) -> int | None:
-    """Our joiner script's exit status as mariadbd logged it."""
-    m = COMPLETED.search(joiner.log_text())
-    return int(m.group(1)) if m else None
-
-
-def joiner_failure(joiner: Node) -> tuple[int, str]:
-    """Our joiner script's exit status and its one-line reason with the phase.
-
-    When the donor side fails, Galera aborts the joiner's mariadbd at once ("Will never
-    receive state"); the script's ERROR line then has no reader, and the status file
-    (`galera-sst status`) is where the reason is kept. Otherwise it is in the error log.
-    """
-    wait_for(
-        lambda: (st := status.read(joiner.datadir)) is not None and st["state"] != "running",
-        30,
-        "the joiner's script to finish",
-    )
-    st = status.read(joiner.datadir)
-    assert st is not None and st["state"] == "failed", st
-    errors = sst_errors(joiner)
-    assert len(errors) <= 1, errors
-    if errors:
-        assert f", during {st['phase']}" in errors[0], (errors[0], st["phase"])
-        logged = joiner_exit_code(joiner)
-        assert logged in (None, st["exit_code"])
-        return int(st["exit_code"]), errors[0]
-    return int(st["exit_code"]), f"{st['error']} (during {st['phase']})"
-
-
 def failed_status(node: Node) -> str:
     """The error our script left in the status file (`galera-sst status` shows it): the one
     place a joiner's reason survives when its mariadbd, the reader of its log, is dead."""
@@ -195,14 +98,6 @@ def recovered(lab: Lab, donor: Node, joiner: Node, before: dict[str, tuple[int, 
     nothing_left(lab, donor)
     previous_data_intact(lab, joiner, before)
     retry(lab, donor, joiner)
-
-
-def retry(lab: Lab, src: Node, joiner: Node) -> None:
-    """The fault is gone: the same joiner joins."""
-    joiner.sst_options = {}
-    src.sst_options = {}
-    open(joiner.error_log, "w").close()
-    join(lab, src, joiner)
 
 
 def set_method(src: Node, joiner: Node, method: str, **sst: str) -> None:
@@ -226,12 +121,6 @@ def mid_transfer(
     before = start_faulty(lab, joiner)
     wait_for(lambda: receiving(joiner), 60, "data to arrive")
     return joiner, before
-
-
-def gave_up(joiner: Node, timeout: float = 120) -> None:
-    rc = joiner.wait_exit(timeout)
-    assert rc is not None, f"the joiner did not give up within {timeout:.0f} s"
-    assert rc != 0
 
 
 # -- faults on either script ---------------------------------------------------------------
@@ -407,19 +296,6 @@ def mysqldump_joiner(lab: Lab, src: Node) -> Node:
     lab.create_sst_user_offline(joiner)
     joiner.mysqld_options["wsrep_sst_donor"] = src.galera_name
     return joiner
-
-
-@contextmanager
-def ours_under_stock_names(lab: Lab) -> Iterator[Node]:
-    """A second member that runs our scripts under the stock names (for mysqldump)."""
-    node = lab.add_node()
-    lab.use_ours_under_stock_names(node)
-    lab.join(node)
-    try:
-        yield node
-    finally:
-        if node in lab.nodes:
-            lab.remove_node(node)
 
 
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])

@@ -16,12 +16,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from integration.test_fault_matrix import ours_under_stock_names
-from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node, sql_string
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import join, ours_under_stock_names
+from testsupport.lab import CertPaths, Lab, Node, sql_string
 
 USER = "sst-u_1"
 PASSWORD = "p'a\"s s;w$(id)`id`\\d é€:ñ"

@@ -29,11 +29,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node, NodeNames
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import join
+from testsupport.lab import CertPaths, Lab, Node, NodeNames
 
 EVERY = " \t\"'$`;&#,:%"  # the characters of the finding, and `%` (rsyncd.conf's)
 BASE = ' b "$;&#,100%'

@@ -4,16 +4,12 @@ prepare or move-back that leaves the joiner's old datadir in place."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
-from integration.test_rsync_cluster import assert_clean, join, sst_errors
-from integration.test_rsync_failures import snapshot
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, join, snapshot, sst_errors, starts_standalone
+from testsupport.lab import CertPaths, Lab, Node
 
 
 def use(
@@ -22,19 +18,6 @@ def use(
     donor.sst_method = joiner.sst_method = "py_mariabackup"
     joiner.sst_options = dict(sst)
     donor.sst_options = dict(donor_sst if donor_sst is not None else sst)
-
-
-def legacy_pem(lab: Lab, certs: CertPaths, name: str) -> str:
-    """encrypt=2 wants one PEM with the certificate and its key (tcert)."""
-    cert, key = certs.certs[name]
-    path = os.path.join(os.path.dirname(cert), f"{name}-combined.pem")
-    with open(path, "wb") as out:
-        for p in (cert, key):
-            with open(p, "rb") as f:
-                out.write(f.read())
-    os.chmod(path, 0o640)
-    labmod.chown(path, "mysql")
-    return path
 
 
 def test_mariabackup_zstd_then_ist(lab: Lab, donor: Node, certs: CertPaths) -> None:
@@ -70,26 +53,6 @@ def force_sst(node: Node) -> None:
     lines = ["seqno:   -1" if ln.startswith("seqno:") else ln for ln in text.splitlines()]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-
-
-def starts_standalone(node: Node) -> str:
-    """Start the node without Galera on its current datadir; return a marker row."""
-    saved = dict(node.mysqld_options)
-    node.mysqld_options = {**saved, "wsrep_provider": "none", "wsrep_on": "OFF"}
-    node.write_cnf([node])
-    node.start()
-    try:
-        for _ in range(100):
-            if os.path.exists(node.socket):
-                try:
-                    return node.sql("SELECT v FROM lab.t0 WHERE id=1").strip()
-                except labmod.LabError:
-                    pass
-            time.sleep(0.3)
-        raise AssertionError("the node did not start on its old datadir\n" + node.log_tail())
-    finally:
-        node.stop()
-        node.mysqld_options = saved
 
 
 @pytest.mark.parametrize("phase", ["prepare", "move"])

@@ -19,13 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.conftest import leftovers, reap
-from integration.test_mariabackup_cluster import legacy_pem
-from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import OURS_ONLY, STOCK_ONLY, join, leftovers, legacy_pem, reap
+from testsupport.lab import CertPaths, Lab, Node
 
 MODES = {
     "mariabackup": [
@@ -56,19 +52,6 @@ STOCK_REFUSES: dict[tuple[str, str], str] = {
 # joiner's address otherwise (ours always checks the address). So that this one-machine lab
 # tests what a real multi-host cluster does, the matrix's certificates also name localhost.
 
-# Log lines only one implementation writes, per method and role.
-OURS_ONLY = {
-    ("mariabackup", "joiner"): "Moved the prepared backup into",
-    ("mariabackup", "donor"): "Streaming the backup to the joiner at",
-    ("rsync", "joiner"): "Swapped ",
-    ("rsync", "donor"): "database directories)",
-}
-STOCK_ONLY = {
-    ("mariabackup", "joiner"): "Waiting for SST streaming to complete!",
-    ("mariabackup", "donor"): "Sleeping before data transfer for SST",
-    ("rsync", "joiner"): "Joiner cleanup done.",
-    ("rsync", "donor"): "Transfer of InnoDB data files done",
-}
 
 RESULTS: dict[str, dict[str, str]] = {}
 

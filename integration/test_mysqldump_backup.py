@@ -10,13 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.conftest import restart_alone
-from integration.test_rsync_cluster import assert_clean, join, sst_errors
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, LabError, Node
-from tests.conftest import Script, start_script
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, join, restart_alone, sst_errors
+from testsupport.lab import CertPaths, Lab, LabError, Node
+from testsupport.process import Script, start_script
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from integration.conftest import wait_for
-from integration.test_fault_matrix import (
+from testsupport import lab as labmod
+from testsupport.cluster import (
     OURS,
     gave_up,
     joiner_failure,
@@ -28,13 +28,11 @@ from integration.test_fault_matrix import (
     previous_data_intact,
     receiving,
     retry,
+    snapshot,
+    sst_errors,
+    wait_for,
 )
-from integration.test_rsync_cluster import sst_errors
-from integration.test_rsync_failures import snapshot
-from sst import lab as labmod
-from sst.lab import Lab, Node
-
-pytestmark = pytest.mark.cluster
+from testsupport.lab import Lab, Node
 
 
 @dataclass(frozen=True)

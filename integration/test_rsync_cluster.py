@@ -3,63 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 
-import pytest
-
-from integration.conftest import leftovers, sst_port_open
-from integration.leaks import watching
-from sst import datadir
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
-
-
-def sst_errors(node: Node, since: int = 0) -> list[str]:
-    """The WSREP_SST ERROR lines in a node's log (from character `since` on)."""
-    return [ln for ln in node.log_text()[since:].splitlines() if "WSREP_SST: [ERROR]" in ln]
-
-
-def assert_clean(lab: Lab, node: Node) -> None:
-    """No SST process left, no listener on the SST port, no marker or staging left."""
-    deadline = time.monotonic() + 10
-    while leftovers(lab.base) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert leftovers(lab.base) == []
-    assert not sst_port_open(node)
-    names = set(os.listdir(node.datadir))
-    for debris in datadir.TRANSIENT:
-        assert debris not in names, f"{debris} left in {node.datadir}"
-
-
-def set_tls(donor: Node, joiner: Node, certs: CertPaths, mode: str) -> None:
-    """Give both nodes the [sst] TLS options for mode (the donor re-reads them per SST)."""
-    donor.sst_options = labmod.tls_options(certs, donor.name, mode)
-    joiner.sst_options = labmod.tls_options(certs, joiner.name, mode)
-
-
-def join(lab: Lab, donor: Node, joiner: Node, *, expect_ours: bool = True) -> None:
-    """Join, then assert equal checksums, no SST error, no debris on either side, and no
-    secret in any argv, child environment or log while our scripts ran (expect_ours: at
-    least one of them did; False only for stock-to-stock)."""
-    donor_log_at = len(donor.log_text())
-    with watching(labmod.SST_PASSWORD) as watch:
-        lab.join(joiner)
-        donor.wait_synced(60)
-    watch.scan_text("the joiner's error log", joiner.log_text())
-    watch.scan_text("the donor's error log", donor.log_text()[donor_log_at:])
-    for node in (donor, joiner):  # what the SST left behind (its tmpdir is in there)
-        watch.scan_files(node.directory, skip=(node.cnf, node.error_log))
-    if expect_ours:
-        assert watch.scripts_seen >= 1, "none of our SST scripts was seen running"
-    assert watch.hits == []
-    a, b = labmod.checksums(donor), labmod.checksums(joiner)
-    assert len(a) >= 6
-    assert a == b
-    assert sst_errors(joiner) == []
-    assert_clean(lab, joiner)
-    assert_clean(lab, donor)
+from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, join, set_tls
+from testsupport.lab import CertPaths, Lab, Node
 
 
 def test_rsync_wan_delta_join_then_ist(lab: Lab, donor: Node, certs: CertPaths) -> None:

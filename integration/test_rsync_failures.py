@@ -4,50 +4,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-from integration.test_rsync_cluster import assert_clean, join, sst_errors
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
-
-VOLATILE = {"galera.cache", "grastate.dat", "gvwstate.dat", "galera_sst_status.json"}
-
-
-def snapshot(datadir: str) -> dict[str, tuple[int, int]]:
-    """Every file under datadir with size and mtime, minus what Galera itself rewrites."""
-    out = {}
-    for root, _, files in os.walk(datadir):
-        for f in files:
-            rel = os.path.relpath(os.path.join(root, f), datadir)
-            if rel in VOLATILE:
-                continue
-            st = os.lstat(os.path.join(root, f))
-            out[rel] = (st.st_size, st.st_mtime_ns)
-    return out
-
-
-def write_pair(lab: Lab, name: str, cert_key: tuple[object, object]) -> tuple[str, str]:
-    """Write a generated (cert, key) into the lab's certs dir, readable by mysql."""
-    cert, key = cert_key
-    d = os.path.join(lab.base, "certs")
-    c, k = os.path.join(d, f"{name}-cert.pem"), os.path.join(d, f"{name}-key.pem")
-    labmod._write(c, labmod.pem_cert(cert))  # type: ignore[arg-type]
-    labmod._write(k, labmod.pem_key(key), 0o600)  # type: ignore[arg-type]
-    labmod.chown(k, "mysql")
-    return c, k
-
-
-def failed_join(lab: Lab, joiner: Node) -> None:
-    """Start a joiner that must give up: mariadbd exits, and the SST leaves nothing."""
-    before = snapshot(joiner.datadir)
-    lab.configure()
-    joiner.start()
-    rc = joiner.wait_exit(120)
-    assert rc is not None and rc != 0, "the joiner should have aborted"
-    assert_clean(lab, joiner)
-    assert snapshot(joiner.datadir) == before, "the joiner's datadir was changed"
+from testsupport import lab as labmod
+from testsupport.cluster import failed_join, join, sst_errors, write_pair
+from testsupport.lab import CertPaths, Lab, Node
 
 
 def test_joiner_cert_from_another_ca_refused(lab: Lab, donor: Node, certs: CertPaths) -> None:

@@ -25,8 +25,6 @@ import pytest
 
 from sst import datadir, swap
 
-pytestmark = pytest.mark.cluster
-
 ROOT = Path(__file__).resolve().parent.parent
 DATABASES = 14  # enough top-level entries for 50+ steps per swap
 

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from integration.test_rsync_cluster import join
-from sst import lab as labmod
-from sst.lab import CertPaths, Lab, Node
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import join
+from testsupport.lab import CertPaths, Lab, Node
 
 MARKER = "mallory_marker"
 # On the donor, logged just before it starts the stage-2 pipeline: mallory's cue.

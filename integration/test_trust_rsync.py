@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import sst_port_open, wait_for
-from integration.test_rsync_cluster import assert_clean, sst_errors
-from sst import lab as labmod
 from sst.config import TLSFiles
-from sst.lab import CertPaths, Lab, Node
 from sst.methods.rsync import find_stunnel
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
-
-pytestmark = pytest.mark.cluster
+from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, sst_errors, sst_port_open, wait_for
+from testsupport.lab import CertPaths, Lab, Node
 
 MALLORY = "mallory"
 FORGED = b"mallory's forged global_priv, accepted as the joiner's privilege table\n"

@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from sst import lab as labmod
-from sst.lab import Lab, Node
+# The test harness is not installed (the wheel ships sst/ only): take it from this checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from testsupport import lab as labmod
+from testsupport.lab import Lab, Node
 
 CASES = {
     # name: (stock method, our method, ssl-mode); "mysqldump" is ours on the second donor.

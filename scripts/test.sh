@@ -7,8 +7,8 @@ venv="${GALERA_SST_VENV:-/opt/galera-sst}"
 "$here/scripts/setup.sh"
 cd "$here"
 echo "== ruff"
-"$venv/bin/ruff" check sst tests integration scripts
-"$venv/bin/ruff" format --check sst tests integration scripts
+"$venv/bin/ruff" check sst testsupport tests integration scripts conftest.py
+"$venv/bin/ruff" format --check sst testsupport tests integration scripts conftest.py
 echo "== mypy --strict"
 "$venv/bin/mypy"
 echo "== pytest"

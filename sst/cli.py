@@ -172,9 +172,9 @@ def _command_failed(command: str, exc: BaseException) -> int:
 
 def _demo(ns: Any) -> int:
     """`galera-sst demo`: a real two-node SST here; returns its exit status."""
-    from sst import lab
+    from sst import demo
 
-    return lab.demo(
+    return demo.demo(
         method=ns.method, ssl_mode=ns.ssl_mode, rows=ns.rows, keep=ns.keep, base=ns.base
     )
 

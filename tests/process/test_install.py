@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sst import install
-from tests.conftest import fake_tool
+from testsupport.process import fake_tool
 
 # The real dpkg-divert on a database of the test's own; call number `fail_at` fails.
 DIVERT = """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import config, lab, net, tls
+from sst import config, net, tls
 from sst.config import Options, TLSFiles
 from sst.errors import ConfigError, SSTError, TLSError
 from sst.methods import mariabackup as mbm
@@ -27,7 +27,8 @@ from sst.request import parse_request
 from sst.tools import rsync as rs
 from sst.tools import socat as sc
 from sst.tools import stunnel as st
-from tests.conftest import ROOT, free_port
+from testsupport import lab
+from testsupport.process import ROOT, free_port
 
 
 @dataclass(frozen=True)

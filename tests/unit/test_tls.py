@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab, tls
+from sst import tls
 from sst.config import TLSFiles
 from sst.errors import TLSError
-from tests import certs
+from testsupport import certs, lab
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import (
+from testsupport.process import (
     ROOT,
     donor_args,
     error_lines,

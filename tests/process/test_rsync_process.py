@@ -15,74 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from sst import datadir, lab, net
-from sst.status import FILE as STATUS_FILE
-from tests.conftest import (
+from sst import datadir, net
+from testsupport import lab
+from testsupport.process import (
     ROOT,
     UUID,
-    Script,
+    act_as_donor_server,
+    assert_no_debris,
+    certs_for,
     donor_args,
     error_lines,
     fake_tool,
     free_port,
     joiner_args,
     no_processes_left,
+    snapshot,
     start_script,
+    tls_opts,
     write_cnf,
 )
-
-DEBRIS = datadir.TRANSIENT
-
-
-def snapshot(d: Path) -> dict[str, bytes]:
-    """Every file's bytes, minus our status file (written on purpose, success or not)."""
-    out = {}
-    for root, _, files in os.walk(d):
-        for f in files:
-            if f == STATUS_FILE:
-                continue
-            p = Path(root) / f
-            out[str(p.relative_to(d))] = p.read_bytes()
-    return out
-
-
-def assert_no_debris(d: Path) -> None:
-    left = [n for n in DEBRIS if (d / n).exists()]
-    assert left == []
-
-
-@pytest.fixture
-def joiner_dir(tmp_path: Path) -> Path:
-    """The joiner's old datadir: different data, its own grastate.dat and a dropped db."""
-    base = tmp_path / "joiner"
-    d = base / "data"
-    (d / "db1").mkdir(parents=True)
-    (d / "db1" / "t.ibd").write_bytes(b"old" * 100)
-    (d / "dropped_db").mkdir()
-    (d / "dropped_db" / "x.ibd").write_bytes(b"x")
-    (d / "ibdata1").write_bytes(b"old-ibdata")
-    (d / "grastate.dat").write_text("joiner's own state\n")
-    write_cnf(base, {})
-    return base
-
-
-def act_as_donor_server(donor: Script, datadir: Path) -> None:
-    """What mariadbd does for `flush tables` ... `done`."""
-    assert donor.readline() == "flush tables"
-    tmp = datadir / "tables_flushed.tmp"
-    tmp.write_text(f"{UUID}:5 0\n")
-    tmp.rename(datadir / "tables_flushed")
-    assert donor.readline() == "continue"
-    assert donor.readline() == f"done {UUID}:5 0"
-
-
-def certs_for(tmp: Path, ip: str = "127.0.0.1") -> lab.CertPaths:
-    return lab.make_certs(str(tmp / "certs"), {"joiner": ip, "donor": ip}, owner="root")
-
-
-def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
-    cert, key = c.certs[who]
-    return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
 
 
 @pytest.mark.parametrize("mode", ["DISABLED", "VERIFY_IDENTITY"])
@@ -292,19 +243,46 @@ def test_unknown_method_name() -> None:
     assert "unknown SST method 'py_nonsense'" in error_lines(s.stderr())[0]
 
 
-def test_runs_under_stock_name_rsync_wan(
-    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+@pytest.mark.parametrize(
+    ("name", "linked"),
+    [("rsync_wan", False), ("py_rsync_wan", True)],
+    ids=["stock-name-full-copy", "own-name-hard-links"],
+)
+def test_rsync_wan_staging_by_name(
+    node_dir: Path,
+    joiner_dir: Path,
+    parent: subprocess.Popen[bytes],
+    name: str,
+    linked: bool,
 ) -> None:
-    """Drop-in name: delta mode from argv[0], and a full copy (not hard links) as staging."""
+    """Delta mode from argv[0]. Under the stock name (a stock donor may use --inplace, which
+    would write into shared inodes) the staging is a full copy: it starts empty, nothing of
+    the old datadir linked in. Under our own name it starts as hard links of the old files
+    (the same inodes). Seen in the staging directory while the joiner waits for its donor."""
+    jd = joiner_dir / "data"
     port = free_port()
-    j = start_script("rsync_wan", joiner_args(joiner_dir, port, parent.pid))
-    address = j.readline()[6:]
-    d = start_script("rsync_wan", donor_args(node_dir, address))
+    j = start_script(name, joiner_args(joiner_dir, port, parent.pid))
+    ready = j.readline()
+    assert ready.startswith("ready "), j.stderr()
+    staged = jd / datadir.STAGING
+    live_files = {p.relative_to(jd) for p in jd.rglob("*") if p.is_file()}
+    staged_files = {p.relative_to(staged) for p in staged.rglob("*") if p.is_file()}
+    if linked:
+        shared = {
+            rel for rel in staged_files if (staged / rel).stat().st_ino == (jd / rel).stat().st_ino
+        }
+        assert Path("db1/t.ibd") in shared and Path("ibdata1") in shared, (shared, live_files)
+    else:
+        assert staged.is_dir() and staged_files == set(), staged_files
+    auth, _, address = ready[6:].rpartition("@")
+    env = {"WSREP_SST_OPT_REMOTE_AUTH": auth} if name.startswith("py_") else None
+    d = start_script(name, donor_args(node_dir, address if env else ready[6:]), env=env)
     act_as_donor_server(d, node_dir / "data")
-    assert d.wait() == 0
+    assert d.wait() == 0, d.stderr()
     assert j.readline() == f"{UUID}:5 0"
-    assert j.wait() == 0
+    assert j.wait() == 0, j.stderr()
     assert "delta mode" in j.stderr()
+    assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
 
 
 def test_mysqldump_refuses_transfer_to_itself(node_dir: Path) -> None:

@@ -19,7 +19,7 @@ from sst.datadir import Area
 from sst.errors import TransferError
 from sst.methods import mariabackup
 from sst.tools import tar as tar_tool
-from tests.conftest import ROOT
+from testsupport.process import ROOT
 
 
 def tree(root: Path, files: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""The secrets watcher's file scan (integration/leaks.py) finds what it must, and only that:
+"""The secrets watcher's file scan (testsupport/leaks.py) finds what it must, and only that:
 a test that cannot see a leak would hold no guarantee."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.leaks import LeakWatch
+from testsupport.leaks import LeakWatch
 
 SECRET = "s3cret-for-the-scan"
 

@@ -19,24 +19,23 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sst import lab, net
-from tests.conftest import (
+from sst import net
+from testsupport import lab
+from testsupport.process import (
     UUID,
     Script,
+    act_as_donor_server,
+    assert_no_debris,
+    certs_for,
     donor_args,
     error_lines,
     free_port,
     joiner_args,
     no_processes_left,
-    start_script,
-    write_cnf,
-)
-from tests.test_rsync_process import (
-    act_as_donor_server,
-    assert_no_debris,
-    certs_for,
     snapshot,
+    start_script,
     tls_opts,
+    write_cnf,
 )
 
 

@@ -17,21 +17,23 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sst import lab, status
+from sst import status
 from sst.errors import ConfigError
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     ROOT,
     UUID,
     Script,
+    act_as_donor_server,
     donor_args,
     error_lines,
     free_port,
     joiner_args,
     no_processes_left,
     start_script,
+    tls_opts,
     write_cnf,
 )
-from tests.test_rsync_process import act_as_donor_server, tls_opts
 
 NOBODY = 65534
 

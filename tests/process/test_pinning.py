@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab, net
-from tests.conftest import (
+from sst import net
+from testsupport import lab
+from testsupport.process import (
     ROOT,
     UUID,
     donor_args,

@@ -7,8 +7,9 @@ import os
 
 from sst import config, options
 from sst.methods import base
+from testsupport.process import ROOT
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+README = os.path.join(str(ROOT), "README.md")
 
 
 def test_readme_option_tables_match_the_table() -> None:

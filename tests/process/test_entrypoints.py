@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, UUID, error_lines, free_port
+from testsupport.process import ROOT, UUID, error_lines, free_port
 
 # docs/contract.md 2.6, plus EACCES (13) and ENOSPC (28) for our own files (sst/errors.py).
 CONTRACT = {0, 1, 2, 3, 12, 13, 16, 21, 22, 28, 32, 42, 71, 93, 114, 255}

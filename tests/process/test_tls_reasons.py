@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from sst import lab, net, tls
+from sst import net, tls
 from sst.config import TLSFiles
 from sst.errors import ConfigError
 from sst.methods import rsync as rsm
@@ -23,7 +23,8 @@ from sst.status import FILE as STATUS_FILE
 from sst.tools import openssl as oss
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     donor_args,
     error_lines,
     free_port,

@@ -18,14 +18,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sst import gate, lab, net
+from sst import gate, net
 from sst.config import TLSFiles
 from sst.errors import ConfigError
 from sst.methods import mariabackup as mbm
 from sst.process.runner import Supervisor
 from sst.tools import socat as sc
 from sst.tools import stunnel as st
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     UUID,
     Script,
     donor_args,

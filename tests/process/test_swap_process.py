@@ -13,19 +13,18 @@ from pathlib import Path
 
 from sst import datadir, net, swap
 from sst.tools import rsync as rs
-from tests import test_rsync_process
-from tests.conftest import (
+from testsupport.process import (
     UUID,
+    act_as_donor_server,
+    assert_no_debris,
     donor_args,
     error_lines,
     free_port,
     joiner_args,
+    snapshot,
     start_script,
     write_cnf,
 )
-from tests.test_rsync_process import act_as_donor_server, assert_no_debris, snapshot
-
-joiner_dir = test_rsync_process.joiner_dir  # the joiner's old datadir (a fixture)
 
 
 def sst(joiner: Path, donor: Path, parent: int, env: dict[str, str] | None = None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab
+from testsupport import lab
 
 
 @pytest.mark.parametrize(("start", "stop", "count"), [(61000, 64000, 1), (20000, 60000, 2550)])

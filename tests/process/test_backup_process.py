@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import error_lines, start_script, write_cnf
+from testsupport.process import error_lines, start_script, write_cnf
 
 
 @pytest.mark.parametrize("value", ["-1", "soon", "1e999x"])

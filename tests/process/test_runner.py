@@ -14,7 +14,7 @@ import pytest
 from sst.errors import AlreadyRunning, ParentGone, Timeout, ToolFailed
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Stage, Supervisor, run_capture
-from tests.conftest import ROOT, no_processes_left
+from testsupport.process import ROOT, no_processes_left
 
 
 def test_pipeline_joins_stages_with_os_pipes(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""A local Galera cluster of real mariadbd processes, for the demo and the integration tests.
+"""The node runner behind `galera-sst demo`: real mariadbd + Galera nodes on 127.0.0.N.
 
 Nodes live under one base directory (reachable by the mysql user), listen on 127.0.0.N,
-and run as the mysql user (or root). Everything started here is stopped by its PID.
+and run as the mysql user. Everything started here is stopped by its PID. The demo's SST
+user gets a random password and only the privileges an SST needs (`SST_GRANTS`). The test
+harness (`testsupport/lab.py`, not shipped) builds its clusters on these classes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import grp
 import ipaddress
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -20,9 +23,8 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,10 +34,19 @@ from cryptography.x509.oid import NameOID
 from sst.process.runner import kill_tree, run_capture
 
 GALERA = "/usr/lib/galera/libgalera_smm.so"
-SST_PASSWORD = "sst-Secret'pw"  # a quote on purpose: it must survive every layer
-SST_PASSWORD_SQL = "'sst-Secret''pw'"
 SYNC_TIMEOUT = 180.0
 MAX_NODES = 254  # nodes live on 127.0.0.N
+SST_USER = "sst"
+# What an SST needs of the donor's SST account, and no more. mariadb-backup (MariaDB 10.11,
+# "Authentication and Privileges"): RELOAD and LOCK TABLES (FLUSH TABLES WITH READ LOCK,
+# BACKUP STAGE), PROCESS (SHOW ENGINE INNODB STATUS), BINLOG MONITOR (SHOW MASTER STATUS),
+# REPLICA MONITOR (its --slave-info/--galera-info queries), CONNECTION ADMIN (--kill-long-*).
+# The rsync methods need none (mariadbd flushes for them); `galera-sst check` only logs in.
+SST_PRIVILEGES = "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, REPLICA MONITOR, CONNECTION ADMIN"
+
+
+class NodeError(RuntimeError):
+    """A node did not start, join or answer; the message carries its error log tail."""
 
 
 def sql_string(text: str) -> str:
@@ -59,138 +70,8 @@ def scripts_dir() -> str:
     """Where pip put our entry points (wsrep_sst_py_*), to go first on mariadbd's PATH."""
     d = sysconfig.get_path("scripts")
     if not os.path.exists(os.path.join(d, "wsrep_sst_py_rsync")):
-        raise LabError(f"wsrep_sst_py_rsync is not installed in {d}; run scripts/setup.sh")
+        raise NodeError(f"wsrep_sst_py_rsync is not installed in {d}; run scripts/setup.sh")
     return d
-
-
-class LabError(RuntimeError):
-    """A node did not start, join or answer; the message carries its error log tail."""
-
-
-# ---------------------------------------------------------------------------------------
-# certificates
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CertPaths:
-    """A CA and one key pair per node name."""
-
-    ca: str
-    certs: dict[str, tuple[str, str]]  # name -> (cert, key)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write(path: str, data: bytes, mode: int = 0o644) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
-
-
-def make_ca(
-    cn: str = "galera-sst test CA",
-    *,
-    days: int = 365,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A self-signed CA certificate and key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def make_leaf(
-    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-    cn: str,
-    *,
-    ips: Sequence[str] = (),
-    dns: Sequence[str] = (),
-    days: int = 365,
-    not_before_days: float = -1.0,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A certificate for cn signed by ca, with the given SANs (none: CN only)."""
-    ca_cert, ca_key = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + datetime.timedelta(days=not_before_days))
-        .not_valid_after(now + datetime.timedelta(days=days))
-    )
-    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    sans += [x509.DNSName(d) for d in dns]
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(ca_key, hashes.SHA256()), key
-
-
-def pem_cert(cert: x509.Certificate) -> bytes:
-    """PEM bytes of a certificate."""
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    """Unencrypted PKCS#8 PEM bytes of a key."""
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def make_certs(
-    directory: str, nodes: dict[str, str], owner: str = "mysql", extra_dns: Sequence[str] = ()
-) -> CertPaths:
-    """A CA plus, per node name, a certificate with CN=name and SANs IP and DNS name (and
-    extra_dns on every certificate)."""
-    os.makedirs(directory, exist_ok=True)
-    ca = make_ca()
-    ca_path = os.path.join(directory, "ca.pem")
-    _write(ca_path, pem_cert(ca[0]))
-    out: dict[str, tuple[str, str]] = {}
-    for name, ip in nodes.items():
-        cert, key = make_leaf(ca, name, ips=[ip], dns=[name, *extra_dns])
-        c = os.path.join(directory, f"{name}-cert.pem")
-        k = os.path.join(directory, f"{name}-key.pem")
-        _write(c, pem_cert(cert))
-        _write(k, pem_key(key), 0o600)
-        chown(k, owner)
-        out[name] = (c, k)
-    return CertPaths(ca_path, out)
-
-
-# ---------------------------------------------------------------------------------------
-# nodes
-# ---------------------------------------------------------------------------------------
 
 
 def chown(path: str, user: str) -> None:
@@ -225,7 +106,7 @@ def free_port_block(host: str, count: int, start: int = 20000, stop: int = 60000
         if ok:
             return base
         base = start + (base + count * 7 - start) % span
-    raise LabError("no free block of ports")
+    raise NodeError("no free block of ports")
 
 
 @dataclass(frozen=True)
@@ -255,6 +136,7 @@ class Node:
     netns: str = ""  # a network namespace to run mariadbd in (`ip netns exec`)
     provider_options: str = ""  # appended to wsrep_provider_options ("pc.weight=2;...")
     names: NodeNames = NodeNames()
+    sst_auth: str = ""  # wsrep_sst_auth ("user:password"); none when empty
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -321,8 +203,9 @@ class Node:
             # mysqldump: mariadbd receives the dump itself, on its SQL port.
             f"wsrep_sst_receive_address={self.ip}:"
             f"{self.ports['mysql' if self.sst_method == 'mysqldump' else 'sst']}",
-            f"wsrep_sst_auth=sst:{SST_PASSWORD}",
         ]
+        if self.sst_auth:
+            lines.append(f"wsrep_sst_auth={cnf_value(self.sst_auth)}")
         lines += [f"{k}={cnf_value(v)}" for k, v in self.mysqld_options.items()]
         lines.append("[sst]")
         lines += [f"{k}={cnf_value(v)}" for k, v in self.sst_options.items()]
@@ -333,7 +216,7 @@ class Node:
     def start(self, *, new_cluster: bool = False) -> None:
         """Start mariadbd (as root, dropping to self.user) in its own session."""
         if self.proc is not None and self.proc.poll() is None:
-            raise LabError(f"{self.name} is already running")
+            raise NodeError(f"{self.name} is already running")
         env = {
             "PATH": ":".join(
                 p
@@ -382,31 +265,35 @@ class Node:
             timeout=timeout,
         )
         if res.returncode != 0:
-            raise LabError(f"{self.name}: SQL failed: {res.stderr.strip()}")
+            raise NodeError(f"{self.name}: SQL failed: {res.stderr.strip()}")
         return res.stdout
 
     def status(self, name: str) -> str:
         """A global status value, or '' if the server does not answer."""
         try:
             out = self.sql(f"SHOW GLOBAL STATUS LIKE '{name}'", timeout=10)
-        except LabError:
+        except NodeError:
             return ""
         parts = out.strip().split("\t")
         return parts[1] if len(parts) == 2 else ""
+
+    def status_var(self, name: str) -> str:
+        """status(name), under the name container test nodes use for it."""
+        return self.status(name)
 
     def wait_synced(self, timeout: float = SYNC_TIMEOUT) -> float:
         """Wait until wsrep_local_state_comment is Synced; returns the seconds it took."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if self.proc is None or self.proc.poll() is not None:
-                raise LabError(
+                raise NodeError(
                     f"{self.name}: mariadbd exited "
                     f"({None if self.proc is None else self.proc.returncode})\n" + self.log_tail()
                 )
             if os.path.exists(self.socket) and self.status("wsrep_local_state_comment") == "Synced":
                 return time.monotonic() - t0
             time.sleep(0.3)
-        raise LabError(f"{self.name}: not Synced after {timeout:g} s\n" + self.log_tail())
+        raise NodeError(f"{self.name}: not Synced after {timeout:g} s\n" + self.log_tail())
 
     def wait_exit(self, timeout: float = 120.0) -> int | None:
         """Wait for mariadbd to exit by itself; returns its status (None on timeout)."""
@@ -454,22 +341,26 @@ class Node:
             return ""
 
 
-class Lab:
-    """A base directory, a datadir template and up to 9 nodes on 127.0.0.N."""
+class Cluster:
+    """A base directory, a datadir template and nodes on 127.0.0.N (up to MAX_NODES)."""
 
     def __init__(
         self,
         base: str = "",
         user: str = "mysql",
+        *,
         path_prefix: str = "",
         names: NodeNames = NodeNames(),
+        sst_auth: str = "",
+        prefix: str = "galera-sst-lab.",
     ) -> None:
         parent = base or "/var/tmp"
         os.makedirs(parent, exist_ok=True)
-        self.base = tempfile.mkdtemp(prefix="galera-sst-lab.", dir=parent)
+        self.base = tempfile.mkdtemp(prefix=prefix, dir=parent)
         os.chmod(self.base, 0o755)
         self.user = user
         self.names = names
+        self.sst_auth = sst_auth
         self.path_prefix = path_prefix or scripts_dir()
         self.nodes: list[Node] = []
         self._template = ""
@@ -498,7 +389,7 @@ class Lab:
             )
             if res.returncode != 0:
                 shutil.rmtree(plain, ignore_errors=True)
-                raise LabError(f"mariadb-install-db failed: {res.stderr[-2000:]}")
+                raise NodeError(f"mariadb-install-db failed: {res.stderr[-2000:]}")
             self._template = shutil.move(tpl, os.path.join(self.base, "template"))
             os.rmdir(plain)
         return self._template
@@ -519,7 +410,7 @@ class Lab:
         self._count += 1
         i = self._count
         if i > MAX_NODES:
-            raise LabError(f"a lab has room for {MAX_NODES} nodes (127.0.0.1-{MAX_NODES})")
+            raise NodeError(f"a lab has room for {MAX_NODES} nodes (127.0.0.1-{MAX_NODES})")
         name = f"node{i}"
         ip = ip or f"127.0.0.{i}"
         d = os.path.join(self.base, name)
@@ -538,6 +429,7 @@ class Lab:
             path_prefix=self.path_prefix,
             netns=netns,
             names=self.names,
+            sst_auth=self.sst_auth,
         )
         os.makedirs(node.tmpdir)
         if empty:
@@ -551,36 +443,6 @@ class Lab:
         chown(log_path, owner)
         return node
 
-    def use_ours_under_stock_names(self, node: Node) -> None:
-        """Make this node's mariadbd run our scripts under the stock names (drop-in).
-
-        mariadbd always puts "<basedir>/bin" first on the scripts' PATH (it normalises
-        basedir to "/usr/", and its "already on PATH" check then misses "/usr/bin"), so the
-        node gets a basedir of its own whose bin/ holds ours, as docs/testing.md describes.
-        """
-        d = os.path.join(node.directory, "bin")
-        os.makedirs(d, exist_ok=True)
-        node.mysqld_options.update(
-            {
-                "basedir": node.directory,
-                "plugin-dir": "/usr/lib/mysql/plugin",
-                "lc-messages-dir": "/usr/share/mysql",
-                "character-sets-dir": "/usr/share/mysql/charsets",
-            }
-        )
-        scripts = scripts_dir()
-        for stock, ours in (
-            ("mariabackup", "py_mariabackup"),
-            ("rsync", "py_rsync"),
-            ("rsync_wan", "py_rsync_wan"),
-            ("mysqldump", "py_rsync"),  # one program: the method comes from the link's name
-            ("backup", "py_rsync"),
-        ):
-            link = os.path.join(d, f"wsrep_sst_{stock}")
-            if not os.path.lexists(link):
-                os.symlink(os.path.join(scripts, f"wsrep_sst_{ours}"), link)
-        node.path_prefix = f"{d}:{scripts}"
-
     def remove_node(self, node: Node, *, keep_files: bool = False) -> None:
         """Stop a node and take it out of the cluster membership (and off the disk)."""
         node.stop()
@@ -593,41 +455,13 @@ class Lab:
         for n in self.nodes:
             n.write_cnf(self.nodes)
 
-    def bootstrap(self, node: Node) -> None:
-        """Start node as a new cluster and create the SST user."""
+    def bootstrap(self, node: Node, *grants: str) -> None:
+        """Start node as a new cluster and run the statements that create its SST user."""
         self.configure()
         node.start(new_cluster=True)
         node.wait_synced()
-        node.sql(
-            f"CREATE USER IF NOT EXISTS 'sst'@'localhost' IDENTIFIED BY {SST_PASSWORD_SQL};"
-            "GRANT ALL PRIVILEGES ON *.* TO 'sst'@'localhost' WITH GRANT OPTION;"
-        )
-
-    def create_sst_user_offline(
-        self, node: Node, user: str = "sst", password: str = SST_PASSWORD
-    ) -> None:
-        """An SST account on a stopped node, reachable from other nodes (mysqldump joiners)."""
-        if "\n" in user + password:
-            raise LabError("--bootstrap reads one statement per line: no newline in credentials")
-        account = f"{sql_string(user)}@'%'"
-        sql = (  # --bootstrap reads one statement per line
-            "FLUSH PRIVILEGES;\n"
-            f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {sql_string(password)};\n"
-            f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION;\n"
-        )
-        argv = [
-            "/usr/sbin/mariadbd",
-            "--no-defaults",
-            f"--datadir={node.datadir}",
-            f"--user={node.user}",
-            "--bootstrap",
-            f"--log-error={os.path.join(node.directory, 'bootstrap.log')}",
-        ]
-        res = subprocess.run(
-            argv, input=sql.encode(), capture_output=True, timeout=120, check=False
-        )
-        if res.returncode != 0:
-            raise LabError(f"bootstrap of the SST user failed: {res.stderr.decode()[-500:]}")
+        if grants:
+            node.sql(";".join(grants))
 
     def join(self, node: Node, timeout: float = SYNC_TIMEOUT) -> float:
         """Start a node that joins the cluster; returns seconds until Synced."""
@@ -642,97 +476,145 @@ class Lab:
         if not keep:
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Cluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def load_data(node: Node, rows: int, *, database: str = "lab", tables: int = 4) -> None:
-    """Create tables of rows each, with a few types worth checksumming."""
-    stmts = [f"CREATE DATABASE IF NOT EXISTS {database}"]
+def sst_grants(password: str, user: str = SST_USER, host: str = "localhost") -> tuple[str, ...]:
+    """The statements that create the SST account with only SST_PRIVILEGES."""
+    account = f"{sql_string(user)}@{sql_string(host)}"
+    return (
+        f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {sql_string(password)}",
+        f"GRANT {SST_PRIVILEGES} ON *.* TO {account}",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the demo's certificates: one CA, one certificate per node (CN, DNS and IP SANs)
+# ---------------------------------------------------------------------------------------
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write(path: str, data: bytes, mode: int) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def demo_certs(
+    directory: str, nodes: dict[str, str], owner: str = "mysql"
+) -> tuple[str, dict[str, tuple[str, str]]]:
+    """Write a CA and, per node name -> IP, a certificate and key (the key owned by owner,
+    mode 0600) into directory; returns (ca path, {name: (cert path, key path)})."""
+    os.makedirs(directory, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("galera-sst demo CA"))
+        .issuer_name(_name("galera-sst demo CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = os.path.join(directory, "ca.pem")
+    _write(ca_path, ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    out: dict[str, tuple[str, str]] = {}
+    for name, ip in nodes.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address(ip)), x509.DNSName(name)]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        c = os.path.join(directory, f"{name}-cert.pem")
+        k = os.path.join(directory, f"{name}-key.pem")
+        _write(c, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(
+            k,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            0o600,
+        )
+        chown(k, owner)
+        out[name] = (c, k)
+    return ca_path, out
+
+
+def _tls_options(ca: str, pair: tuple[str, str], mode: str) -> dict[str, str]:
+    if mode == "DISABLED":
+        return {}
+    return {"ssl-mode": mode, "ssl-ca": ca, "ssl-cert": pair[0], "ssl-key": pair[1]}
+
+
+def _cluster_tls(ca: str, pair: tuple[str, str], node: Node) -> dict[str, str]:
+    """[mysqld] options for TLS on client connections and on replication (docs/tls.md)."""
+    cert, key = pair
+    return {
+        "ssl_cert": cert,
+        "ssl_key": key,
+        "ssl_ca": ca,
+        "wsrep_provider_options": f'"gmcast.listen_addr=tcp://{node.ip}:{node.ports["galera"]};'
+        f"ist.recv_addr={node.ip}:{node.ports['ist']};gcache.size=32M;"
+        f'socket.ssl_cert={cert};socket.ssl_key={key};socket.ssl_ca={ca}"',
+    }
+
+
+def _load(node: Node, rows: int, tables: int = 4) -> None:
+    stmts = ["CREATE DATABASE IF NOT EXISTS demo"]
     for t in range(tables):
         stmts.append(
-            f"CREATE TABLE IF NOT EXISTS {database}.t{t} (id INT PRIMARY KEY, "
-            "v VARCHAR(64), d DECIMAL(12,3), b BLOB, ts DATETIME) ENGINE=InnoDB"
+            f"CREATE TABLE demo.t{t} (id INT PRIMARY KEY, v VARCHAR(64), d DECIMAL(12,3), "
+            "b BLOB, ts DATETIME) ENGINE=InnoDB"
         )
         stmts.append(
-            f"INSERT INTO {database}.t{t} SELECT seq, MD5(seq), seq/7, REPEAT(CHAR(65+seq%26),"
-            f" 200), '2026-01-01' + INTERVAL seq SECOND FROM {database}.seq_1_to_{rows} "
-            "ON DUPLICATE KEY UPDATE v=VALUES(v)"
+            f"INSERT INTO demo.t{t} SELECT seq, MD5(seq), seq/7, REPEAT(CHAR(65+seq%26), 200),"
+            f" '2026-01-01' + INTERVAL seq SECOND FROM demo.seq_1_to_{rows}"
         )
     node.sql(";".join(stmts), timeout=600)
 
 
-class SQLNode(Protocol):
-    """Anything that runs SQL as root on a node (a lab node, or one in a container)."""
-
-    def sql(self, statement: str, *, timeout: float = ...) -> str: ...
-
-
-def checksums(node: SQLNode, databases: Sequence[str] = ()) -> dict[str, str]:
-    """CHECKSUM TABLE of every base table outside the system schemas (or of databases)."""
-    where = (
-        "table_schema NOT IN ('mysql','information_schema','performance_schema','sys')"
-        if not databases
-        else "table_schema IN (" + ",".join(f"'{d}'" for d in databases) + ")"
-    )
+def _checksums(node: Node) -> dict[str, str]:
     names = node.sql(
-        f"SELECT CONCAT(table_schema,'.',table_name) FROM information_schema.tables "
-        f"WHERE table_type='BASE TABLE' AND {where} ORDER BY 1"
+        "SELECT CONCAT(table_schema,'.',table_name) FROM information_schema.tables "
+        "WHERE table_type='BASE TABLE' AND table_schema='demo' ORDER BY 1"
     ).split()
-    out: dict[str, str] = {}
-    if names:
-        res = node.sql(
-            "CHECKSUM TABLE " + ",".join(f"`{n.split('.')[0]}`.`{n.split('.')[1]}`" for n in names),
-            timeout=600,
-        )
-        for line in res.strip().splitlines():
-            table, _, value = line.partition("\t")
-            out[table] = value
-    return out
+    if not names:
+        return {}
+    res = node.sql("CHECKSUM TABLE " + ",".join(names), timeout=600)
+    return dict(line.partition("\t")[::2] for line in res.strip().splitlines())
 
 
-def datadir_bytes(path: str) -> int:
-    """Total size of the files under path."""
+def _bytes(path: str) -> int:
     total = 0
     for root, _, files in os.walk(path):
         for f in files:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, f)).st_size
     return total
-
-
-@contextlib.contextmanager
-def lab(base: str = "", keep: bool = False, user: str = "mysql") -> Iterator[Lab]:
-    """A Lab that is always closed."""
-    lb = Lab(base, user)
-    try:
-        yield lb
-    finally:
-        lb.close(keep)
-
-
-def tls_options(certs: CertPaths, node: str, mode: str) -> dict[str, str]:
-    """[sst] options for a TLS mode using the lab's certificates."""
-    if mode == "DISABLED":
-        return {}
-    cert, key = certs.certs[node]
-    return {"ssl-mode": mode, "ssl-ca": certs.ca, "ssl-cert": cert, "ssl-key": key}
-
-
-def cluster_tls(certs: CertPaths, node: Node) -> dict[str, str]:
-    """[mysqld] options for TLS on client connections and on replication (docs/tls.md)."""
-    cert, key = certs.certs[node.name]
-    return {
-        "ssl_cert": cert,
-        "ssl_key": key,
-        "ssl_ca": certs.ca,
-        "wsrep_provider_options": f'"gmcast.listen_addr=tcp://{node.ip}:{node.ports["galera"]};'
-        f"ist.recv_addr={node.ip}:{node.ports['ist']};gcache.size=32M;"
-        f'socket.ssl_cert={cert};socket.ssl_key={key};socket.ssl_ca={certs.ca}"',
-    }
 
 
 def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int:
@@ -743,23 +625,26 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
             file=sys.stderr,
         )
         return 1
-    lb = Lab(base)
+    password = secrets.token_urlsafe(24)
+    cl = Cluster(base, sst_auth=f"{SST_USER}:{password}", prefix="galera-sst-demo.")
     ok = False
     try:
-        certs = make_certs(
-            os.path.join(lb.base, "certs"), {"node1": "127.0.0.1", "node2": "127.0.0.2"}
+        certdir = os.path.join(cl.base, "certs")
+        ca, pairs = demo_certs(certdir, {"node1": "127.0.0.1", "node2": "127.0.0.2"})
+        os.chown(certdir, 0, grp.getgrnam("mysql").gr_gid)
+        donor = cl.add_node(
+            sst_method=method, sst_options=_tls_options(ca, pairs["node1"], ssl_mode)
         )
-        gid = grp.getgrnam("mysql").gr_gid
-        os.chown(os.path.join(lb.base, "certs"), 0, gid)
-        donor = lb.add_node(sst_method=method, sst_options=tls_options(certs, "node1", ssl_mode))
-        joiner = lb.add_node(sst_method=method, sst_options=tls_options(certs, "node2", ssl_mode))
+        joiner = cl.add_node(
+            sst_method=method, sst_options=_tls_options(ca, pairs["node2"], ssl_mode)
+        )
         if ssl_mode != "DISABLED":  # the whole walk-through: replication and clients too
             for n in (donor, joiner):
-                n.mysqld_options.update(cluster_tls(certs, n))
+                n.mysqld_options.update(_cluster_tls(ca, pairs[n.name], n))
         print(f"[demo] bootstrapping {donor.name} on {donor.ip} ...", flush=True)
-        lb.bootstrap(donor)
-        load_data(donor, rows)
-        size = datadir_bytes(donor.datadir)
+        cl.bootstrap(donor, *sst_grants(password))
+        _load(donor, rows)
+        size = _bytes(donor.datadir)
         print(
             f"[demo] {donor.name}: loaded {rows} rows x 4 tables, datadir {size / 2**20:.1f} MiB",
             flush=True,
@@ -769,8 +654,8 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
             f"TLS {ssl_mode} ...",
             flush=True,
         )
-        seconds = lb.join(joiner)
-        a, b = checksums(donor), checksums(joiner)
+        seconds = cl.join(joiner)
+        a, b = _checksums(donor), _checksums(joiner)
         ok = bool(a) and a == b
         errors = [ln for ln in joiner.log_text().splitlines() if "WSREP_SST: [ERROR]" in ln]
         cipher = joiner.sql("SHOW SESSION STATUS LIKE 'Ssl_cipher'").split("\t")[-1].strip()
@@ -787,10 +672,10 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
         if not ok:
             print(f"[demo] donor: {a}\n[demo] joiner: {b}", file=sys.stderr)
         return 0 if ok and not errors else 1
-    except LabError as exc:
+    except NodeError as exc:
         print(f"[demo] FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
-        lb.close(keep)
+        cl.close(keep)
         if keep:
-            print(f"[demo] node directories kept in {lb.base}")
+            print(f"[demo] node directories kept in {cl.base}")

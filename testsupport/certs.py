@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sst import lab
+from testsupport import lab
 
 Pair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 

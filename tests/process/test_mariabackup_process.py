@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import lab, net
+from sst import net
 from sst.config import MYSQLD, Options, mariabackup_settings
 from sst.errors import ConfigError
 from sst.methods import mariabackup as mbm
@@ -16,7 +16,8 @@ from sst.methods.common import Run
 from sst.process.runner import Stage, Supervisor
 from sst.protocol import Stdout
 from sst.request import parse_request
-from tests.conftest import (
+from testsupport import lab
+from testsupport.process import (
     UUID,
     donor_args,
     error_lines,

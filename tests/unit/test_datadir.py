@@ -1,4 +1,4 @@
-"""Staging and binlog names (the swap itself: tests/test_swap.py)."""
+"""Staging and binlog names (the swap itself: tests/process/test_swap.py)."""
 
 from __future__ import annotations
 
