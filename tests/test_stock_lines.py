@@ -44,12 +44,21 @@ def _bases(tmp: Path, opts: dict[str, dict[str, str]]) -> dict[str, Path]:
 
 
 def _ist(
-    method: str, bases: dict[str, Path], parent_pid: int, env: dict[str, str] | None = None
+    method: str,
+    bases: dict[str, Path],
+    parent_pid: int,
+    env: dict[str, str] | None = None,
+    path_prefix: str = "",
 ) -> tuple[str, str, float]:
     """One IST (donor with --bypass) between two programs; returns both stderrs and the
     joiner's run time."""
     t0 = time.monotonic()
-    j = start_script(method, joiner_args(bases["j"], free_port(), parent_pid), env=env)
+    j = start_script(
+        method,
+        joiner_args(bases["j"], free_port(), parent_pid),
+        env=env,
+        path_prefix=path_prefix,
+    )
     ready = j.readline()
     if not ready:
         j.wait()
@@ -59,6 +68,7 @@ def _ist(
         method,
         donor_args(bases["d"], address, bypass=True),
         env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+        path_prefix=path_prefix,
     )
     assert d.readline() == "continue", d.stderr() if d.proc.poll() is not None else ""
     assert d.readline().startswith(f"done {UUID}:5")
@@ -195,4 +205,3 @@ def test_log_archive_off_and_fallback(tmp_path: Path) -> None:
 def test_stamp_is_stock_date_format() -> None:
     s = logarchive.stamp(86400 * 365 + 0.25)
     assert len(s) == len("1971.01.01-00.00.00.250000000") and s.endswith(".250000000")
-

@@ -29,7 +29,20 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from sst import config, datadir, gate, log, logarchive, net, stock, swap, tls, tools, versions
+from sst import (
+    config,
+    datadir,
+    gate,
+    log,
+    logarchive,
+    login,
+    net,
+    stock,
+    swap,
+    tls,
+    tools,
+    versions,
+)
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import IN_PROGRESS, STAGING_MB
 from sst.errors import (
@@ -99,6 +112,7 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
             "support; refusing to send in cleartext"
         )
     stock.socat_tls(plan.encrypt, plan.mode)
+    sc.probe(socat)  # which TLS options this socat takes (commonname, no-sni)
     checked = tls.check(plan.files, role=role, need_ca=plan.verify)
     log.info(
         f"{plan.label} through {'socat' if role == 'joiner' else 'stunnel'}: "
@@ -955,12 +969,14 @@ def _backup_stages(run: Run, s: MariabackupSettings, backup: str, size: int) -> 
     the compressor, pv."""
     req = run.req
     creds = os.path.join(run.rundir, "credentials.cnf")
+    account = login.local(s.credentials)
+    log.info(f"Logging in to the local server {login.describe(s.credentials)}")
     my.option_file(
         creds,
         include=req.defaults_file,
         group="mariadb-backup",
-        user=s.credentials.user,
-        password=s.credentials.password,
+        user=account.user,
+        password=account.password,
     )
     xtmp = os.path.join(run.rundir, "tmp")
     target = os.path.join(run.rundir, "target")
