@@ -25,14 +25,13 @@ def socket_account(donor: Node) -> Iterator[None]:
         "CREATE USER IF NOT EXISTS 'mysql'@'localhost' IDENTIFIED VIA unix_socket; "
         "GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO 'mysql'@'localhost'"
     )
-    before = donor.sql("SELECT @@GLOBAL.wsrep_sst_auth")
     donor.sql("SET GLOBAL wsrep_sst_auth = NULL")
     try:
         yield
     finally:
-        donor.sql(f"SET GLOBAL wsrep_sst_auth = 'sst:{labmod.SST_PASSWORD}'")
+        auth = f"sst:{labmod.SST_PASSWORD}".replace("\\", "\\\\").replace("'", "''")
+        donor.sql(f"SET GLOBAL wsrep_sst_auth = '{auth}'")
         donor.sql("DROP USER IF EXISTS 'mysql'@'localhost'")
-        del before
 
 
 def test_mariabackup_donor_without_auth_uses_unix_socket(
