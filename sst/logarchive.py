@@ -5,7 +5,7 @@ each of `mariabackup.prepare.log`, `mariabackup.move.log` and `mariabackup.backu
 that exists in the datadir to `<dir>/<name>.<YYYY.mm.dd-HH.MM.SS.nnnnnnnnn>` and gzips
 it, with `[sst] sst-log-archive` (default 1; 0 deletes nothing and archives nothing: the
 next run overwrites) and `[sst] sst-log-archive-dir` (default `/tmp/sst_log_archive`;
-created if missing; when it cannot be created or written, the log is archived beside
+created if missing, on every run; when it cannot be created or written, the log is archived beside
 itself in the datadir, with a warning). MariaDB's test `galera_sst_mariabackup_logarchive`
 counts the archives.
 """
@@ -57,11 +57,11 @@ def archive(datadir: str, enabled: str, directory: str, now: float | None = None
         on = True
     if not on:
         return []
-    present = [os.path.join(datadir, n) for n in LOGS if os.path.lexists(os.path.join(datadir, n))]
-    if not present:
-        return []
     when = stamp(now)
+    # As stock: the directory is made on every run, logs to move or not (MariaDB's test
+    # galera_sst_mariabackup_logarchive lists it after the first SST of a fresh cluster).
     target = _usable_dir(directory or DEFAULT_DIR)
+    present = [os.path.join(datadir, n) for n in LOGS if os.path.lexists(os.path.join(datadir, n))]
     done: list[str] = []
     for path in present:
         if os.path.islink(path) or not os.path.isfile(path):

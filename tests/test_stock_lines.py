@@ -202,6 +202,13 @@ def test_log_archive_off_and_fallback(tmp_path: Path) -> None:
     assert not (d / "mariabackup.prepare.log").exists()
 
 
+def test_archive_dir_is_made_even_with_no_log(tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    assert logarchive.archive(str(d), "", str(tmp_path / "a" / "b")) == []
+    assert (tmp_path / "a" / "b").is_dir()
+
+
 def test_stamp_is_stock_date_format() -> None:
     s = logarchive.stamp(86400 * 365 + 0.25)
     assert len(s) == len("1971.01.01-00.00.00.250000000") and s.endswith(".250000000")
