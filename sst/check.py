@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sst import config, net, optionfiles, options, tls, tools
+from sst import config, login, net, optionfiles, options, tls, tools
 from sst.config import MYSQLD, Options, TLSFiles
 from sst.errors import SSTError
 from sst.methods import base as registry
@@ -263,14 +263,7 @@ def _credentials(req: Request, opts: Options) -> list[Finding]:
         auth = opts.get(("sst",), "wsrep-sst-auth") or opts.get((MYSQLD,), "wsrep-sst-auth")
         creds = Credentials.parse(auth)
     if not creds.user:
-        return [
-            Finding(
-                "SST credentials",
-                "warn",
-                "no wsrep_sst_auth: mariabackup and mysqldump donors need one",
-                "set wsrep_sst_auth",
-            )
-        ]
+        return _socket_login(opts)
     socket = opts.get((MYSQLD,), "socket")
     client = _which("mariadb")
     if not socket or not os.path.exists(socket) or not client:
@@ -291,6 +284,34 @@ def _credentials(req: Request, opts: Options) -> list[Finding]:
             f"user '{creds.user}' "
             + ("can log in" if ok else f"cannot log in: {res.stderr.strip()[-200:]}"),
             "create the user or fix wsrep_sst_auth",
+        )
+    ]
+
+
+def _socket_login(opts: Options) -> list[Finding]:
+    """No wsrep_sst_auth: the donor logs in as the server's OS user through unix_socket
+    (sst/login.py). Tried as that user when the server runs and this is root."""
+    user = opts.get((MYSQLD,), "user") or login.os_user()
+    how = f"the donor logs in as OS user '{user}' through unix_socket (no wsrep_sst_auth)"
+    socket = opts.get((MYSQLD,), "socket")
+    client = _which("mariadb")
+    runuser = _which("runuser")
+    if not socket or not os.path.exists(socket) or not client:
+        return [Finding("SST login", "pass", how + "; the local server is not running: not tried")]
+    argv: tuple[str, ...] = (client, "--no-defaults", f"--socket={socket}", f"--user={user}")
+    if os.geteuid() == 0 and user != login.os_user() and runuser:
+        argv = (runuser, "-u", user, "--", *argv)
+    elif user != login.os_user():
+        return [Finding("SST login", "pass", how + f"; not tried (not root, not '{user}')")]
+    res = run_capture((*argv, "-e", "SELECT 1"), timeout=20)
+    ok = res.returncode == 0
+    return [
+        Finding.judged(
+            "SST login",
+            ok,
+            how + ("; it can log in" if ok else f"; it cannot: {res.stderr.strip()[-200:]}"),
+            f"CREATE USER '{user}'@localhost IDENTIFIED VIA unix_socket (and grant it "
+            "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR), or set wsrep_sst_auth",
         )
     ]
 

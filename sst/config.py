@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sst import options, tools
+from sst import options, stock, tools
 from sst.datadir import Binlogs, resolve
 from sst.errors import ConfigError
 from sst.process.runner import run_capture
@@ -312,6 +312,7 @@ class SocatPlan:
     verify: bool = False  # peers' chains are checked against the CA
     check_name: bool = False  # the donor checks the joiner's name (VERIFY_IDENTITY rules)
     mode: str = "DISABLED"
+    encrypt: int = 0  # after resolution: 2, 3 or 4 with TLS
 
 
 @dataclass(frozen=True)
@@ -399,11 +400,14 @@ def socat_plan(opts: Options, role: str, errors: list[str]) -> SocatPlan:
     if auto:
         encrypt = 3
     files = resolve_tls(opts, ENC_GROUPS, role)
+    if stock.simulate_no_ssl_cert():  # MTR_SST_SIMULATE_NO_SSL_CERT, test-only
+        files = TLSFiles(files.ca, files.capath, "", "")
     if encrypt == 2 and not files.key:
         files = TLSFiles(files.ca, files.capath, files.cert, files.cert)  # PEM holds the key
     if not (files.cert and files.key):
         errors.append(
-            f"TLS (encrypt={encrypt}, ssl-mode={mode}) needs ssl-cert and ssl-key "
+            (stock.no_usable_cert(mode) + " " if mode != "DISABLED" else "")
+            + f"TLS (encrypt={encrypt}, ssl-mode={mode}) needs ssl-cert and ssl-key "
             f"(or tcert/tkey) for the {role}; refusing to fall back to cleartext"
         )
         return SocatPlan("plain", None)
@@ -421,7 +425,7 @@ def socat_plan(opts: Options, role: str, errors: list[str]) -> SocatPlan:
     if mode == "VERIFY_IDENTITY":
         check_name = True
     label = f"TLS {mode if mode != 'DISABLED' else ''} (encrypt={encrypt})".replace("  ", " ")
-    return SocatPlan(label, files, verify, check_name, mode)
+    return SocatPlan(label, files, verify, check_name, mode, encrypt)
 
 
 def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:

@@ -272,6 +272,21 @@ TABLE: tuple[Option, ...] = (
         "where the donor's private working directory goes",
         shown="system",
     ),
+    Option(
+        ("sst-log-archive",),
+        SST,
+        "1",
+        ("mariabackup",),
+        "at the start of every run, move the previous `mariabackup.{prepare,move,backup}.log` "
+        "from the datadir to the archive directory, gzipped, as stock (0: overwrite them)",
+    ),
+    Option(
+        ("sst-log-archive-dir",),
+        SST,
+        "/tmp/sst_log_archive",
+        ("mariabackup",),
+        "where; made on every run if missing; if it cannot be, beside the log",
+    ),
     # mysqldump (donor only)
     Option(
         ("wsrep-sst-auth",),

@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from sst import stock
 from sst.errors import ParentGone, TransferError
 
 DONOR_LINE_MAX = 127  # mariadbd's donor buffer is 128 bytes including the newline
@@ -66,6 +67,7 @@ class Stdout:
 
     def coordinates(self, state: str) -> None:
         """The joiner's last line: `uuid:seqno[ domain]`."""
+        stock.joiner_delay()  # MTR_SST_JOINER_DELAY, test-only
         self._line(state)
 
     # donor

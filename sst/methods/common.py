@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from sst import log, net, swap
+from sst import log, net, stock, swap
 from sst.datadir import RSYNC_PID, SST_PID, STAGING, STAGING_MB, STUNNEL_PID, ensure_dir, remove
 from sst.errors import (
     ConfigError,
@@ -284,7 +284,7 @@ def run_roles(
             joiner(run)
         else:
             donor(run)
-    completed(req, kind)
+    completed(req, stock.transfer_type(kind))
 
 
 def started(req: Request, kind: str) -> None:

@@ -29,7 +29,20 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from sst import config, datadir, gate, log, net, swap, tls, tools, versions
+from sst import (
+    config,
+    datadir,
+    gate,
+    log,
+    logarchive,
+    login,
+    net,
+    stock,
+    swap,
+    tls,
+    tools,
+    versions,
+)
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import IN_PROGRESS, STAGING_MB
 from sst.errors import (
@@ -98,6 +111,8 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
             f"TLS is configured ({plan.label}) but {socat} has no OpenSSL "
             "support; refusing to send in cleartext"
         )
+    stock.socat_tls(plan.encrypt, plan.mode)
+    sc.probe(socat)  # which TLS options this socat takes (commonname, no-sni)
     checked = tls.check(plan.files, role=role, need_ca=plan.verify)
     log.info(
         f"{plan.label} through {'socat' if role == 'joiner' else 'stunnel'}: "
@@ -187,6 +202,7 @@ def _filters(s: MariabackupSettings, *, send: bool) -> list[Stage]:
 def joiner(run: Run, s: MariabackupSettings) -> None:
     """Receive both stages, prepare, swap in; print the coordinates."""
     dd = joiner_start(run)
+    _archive_logs(run.req)
     socat = tools.find("socat")
     mbstream = _tool("mbstream")
     backup = _tool("mariadb-backup")
@@ -400,6 +416,7 @@ def _joiner(
     )
     if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
         log.info("IST requested by the donor: the datadir is left as it is")
+        stock.mark_ist()
         line = _first_line(os.path.join(statdir, mb.DONOR_INFO_FILE)) or first
         State.parse(line)
         log.info(f"Galera co-ords from the donor: {line}")
@@ -952,12 +969,14 @@ def _backup_stages(run: Run, s: MariabackupSettings, backup: str, size: int) -> 
     the compressor, pv."""
     req = run.req
     creds = os.path.join(run.rundir, "credentials.cnf")
+    account = login.local(s.credentials)
+    log.info(f"Logging in to the local server {login.describe(s.credentials)}")
     my.option_file(
         creds,
         include=req.defaults_file,
         group="mariadb-backup",
-        user=s.credentials.user,
-        password=s.credentials.password,
+        user=account.user,
+        password=account.password,
     )
     xtmp = os.path.join(run.rundir, "tmp")
     target = os.path.join(run.rundir, "target")
@@ -990,6 +1009,7 @@ def _backup_stages(run: Run, s: MariabackupSettings, backup: str, size: int) -> 
 def donor(run: Run, s: MariabackupSettings) -> None:
     """Stream the magic files, then the backup; `done` only after the joiner has them."""
     req = run.req
+    _archive_logs(req)
     says = _joiner_says(req)
     socat = tools.find("socat")
     mbstream = _tool("mbstream")
@@ -1048,3 +1068,13 @@ def donor(run: Run, s: MariabackupSettings) -> None:
 def _write(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def _archive_logs(req: Request) -> None:
+    """The previous run's mariabackup logs, archived as stock (sst/logarchive.py)."""
+    opts = config.read_options(req, ("sst",))
+    logarchive.archive(
+        req.datadir,
+        opts.get(("sst",), "sst-log-archive"),
+        opts.get(("sst",), "sst-log-archive-dir"),
+    )

@@ -19,7 +19,7 @@ import select
 import time
 from dataclasses import dataclass
 
-from sst import config, log, net, options, tls, tools
+from sst import config, log, login, net, options, tls, tools
 from sst.config import MYSQLD, TLS_MODES, TLSFiles
 from sst.errors import ConfigError, SSTError, Timeout
 from sst.methods.common import Run, TreeActivity
@@ -137,13 +137,15 @@ def _clients(
     creds = config.credentials(req, opts)
     local_cnf = os.path.join(run.rundir, "local.cnf")
     remote_cnf = os.path.join(run.rundir, "remote.cnf")
-    for path, tls_to in ((local_cnf, None), (remote_cnf, ctls)):  # TLS to the joiner only
-        my.option_file(
+    account = login.local(creds)  # no wsrep_sst_auth: the OS user, unix_socket
+    log.info(f"Logging in to the local server {login.describe(creds)}")
+    for path, tls_to, who in ((local_cnf, None, account), (remote_cnf, ctls, creds)):
+        my.option_file(  # TLS to the joiner only
             path,
             include=req.defaults_file,
             group="client",
-            user=creds.user,
-            password=creds.password,
+            user=who.user,
+            password=who.password,
             tls=tls_to,
         )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import psutil
 
-from sst import config, datadir, log, net, swap, tls, tools
+from sst import config, datadir, log, net, stock, swap, tls, tools
 from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import IN_PROGRESS, Area
 from sst.errors import (
@@ -60,6 +60,7 @@ def preflight_tls(s: RsyncSettings, role: str) -> tls.CheckedTLS | None:
     """Check the certificates before any port opens; None when TLS is off."""
     if s.ssl_mode == "DISABLED":
         return None
+    stock.rsync_tls(s.ssl_mode, s.tls.ca, s.tls.capath)
     checked = tls.check(s.tls, role=role, need_ca=s.ssl_mode.startswith("VERIFY"))
     if s.peer_certs:
         pinned = tls.load_certs(s.peer_certs, "accepted peer certificates (ssl-peer-certs)")
@@ -229,6 +230,7 @@ def _joiner_receive(
         if os.path.exists(tar):
             log.warning("a binlog tar was transferred in IST mode; ignored")
         log.info("IST requested by the donor: the datadir is left as it is")
+        stock.mark_ist()
     else:
         run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
         run.phase("swapping in the new datadir")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sst.errors import ConfigError
+from sst.process.runner import run_capture
 
 BUFFER = 131072  # -b: the default 8 KiB buffer costs 3x on fast links
 ACK = b"ok\n"
@@ -39,6 +40,38 @@ def _value(v: str, what: str) -> str:
     return v
 
 
+# The address options the installed socat accepts (`socat -hhh`), probed once per run by
+# probe(); None: not probed, every option assumed (the tests' argv checks).
+_accepted: dict[str, frozenset[str] | None] = {"options": None}
+_OPTION_LINE = re.compile(r"^\s+([a-z0-9-]+)\t")
+_ALIAS_LINE = re.compile(r"^\s+([a-z0-9-]+) is an alias for ([a-z0-9-]+)$")
+
+
+def parse_options(help_text: str) -> frozenset[str]:
+    """Given `socat -hhh`, returns the address option names it accepts, aliases included."""
+    names: set[str] = set()
+    for line in help_text.splitlines():
+        m = _OPTION_LINE.match(line) or _ALIAS_LINE.match(line)
+        if m:
+            names.add(m.group(1))
+    return frozenset(names)
+
+
+def probe(binary: str) -> frozenset[str]:
+    """Ask the installed socat which options it accepts (some builds reject `commonname`,
+    older ones have no `no-sni`); our TLS options are chosen from that for this run."""
+    res = run_capture((binary, "-hhh"), timeout=10)
+    names = parse_options(res.stdout + res.stderr)
+    _accepted["options"] = names or None  # nothing parsed: assume all, let socat say
+    return names
+
+
+def accepts(option: str) -> bool:
+    """True unless the probe found socat does not know the option."""
+    known = _accepted["options"]
+    return known is None or option in known
+
+
 def _tls_options(tls: SocatTLS, *, connect: bool) -> list[str]:
     opts = [f"cert={_value(tls.cert, 'certificate path')}"]
     if tls.key and tls.key != tls.cert:
@@ -49,9 +82,18 @@ def _tls_options(tls: SocatTLS, *, connect: bool) -> list[str]:
         opts.append(f"capath={_value(tls.capath, 'CA path')}")
     opts.append(f"verify={1 if tls.verify else 0}")
     if tls.commonname is not None:
-        opts.append(f"commonname={_value(tls.commonname, 'peer name')}")
-    if connect and tls.no_sni:
-        opts.append("no-sni=1")
+        if accepts("commonname"):
+            opts.append(f"commonname={_value(tls.commonname, 'peer name')}")
+        elif tls.commonname or (connect and tls.verify):
+            # A name check (or, connecting, socat's default check of the host name) we
+            # cannot switch: never silently weaker, never a spurious failure either.
+            raise ConfigError(
+                "the installed socat has no 'commonname' option, so the peer name check "
+                f"({tls.commonname or 'none'}) cannot be configured; install a socat "
+                "with it (Debian's), or use a TLS mode that checks no name (VERIFY_CA)"
+            )
+    if connect and tls.no_sni and accepts("no-sni"):
+        opts.append("no-sni=1")  # socat without no-sni sends no SNI anyway (< 1.7.4)
     return opts
 
 

@@ -1,0 +1,214 @@
+"""What tools outside galera-sst grep for and drive (issue 17): the stock scripts' INFO lines
+that MariaDB's galera suite and monitoring look for, the suite's MTR_SST_* test hooks, and
+mariabackup's log archive (sst-log-archive, sst-log-archive-dir). Process tier: the real
+programs under the stock names, without mariadbd."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sst import lab, logarchive
+from tests.conftest import (
+    UUID,
+    donor_args,
+    error_lines,
+    free_port,
+    joiner_args,
+    start_script,
+    write_cnf,
+)
+
+
+def _certs(tmp: Path) -> lab.CertPaths:
+    return lab.make_certs(str(tmp / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
+
+
+def _tls(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
+    cert, key = c.certs[who]
+    return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
+
+
+def _bases(tmp: Path, opts: dict[str, dict[str, str]]) -> dict[str, Path]:
+    bases = {}
+    for n in ("j", "d"):
+        b = tmp / n
+        (b / "data").mkdir(parents=True)
+        write_cnf(b, opts.get(n, {}))
+        bases[n] = b
+    return bases
+
+
+def _ist(
+    method: str,
+    bases: dict[str, Path],
+    parent_pid: int,
+    env: dict[str, str] | None = None,
+    path_prefix: str = "",
+) -> tuple[str, str, float]:
+    """One IST (donor with --bypass) between two programs; returns both stderrs and the
+    joiner's run time."""
+    t0 = time.monotonic()
+    j = start_script(
+        method,
+        joiner_args(bases["j"], free_port(), parent_pid),
+        env=env,
+        path_prefix=path_prefix,
+    )
+    ready = j.readline()
+    if not ready:
+        j.wait()
+        pytest.fail(f"joiner: {j.stderr()}")
+    auth, _, address = ready[6:].rpartition("@")
+    d = start_script(
+        method,
+        donor_args(bases["d"], address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+        path_prefix=path_prefix,
+    )
+    assert d.readline() == "continue", d.stderr() if d.proc.poll() is not None else ""
+    assert d.readline().startswith(f"done {UUID}:5")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline(timeout=60) == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    took = time.monotonic() - t0
+    return j.stderr(), d.stderr(), took
+
+
+def _count(text: str, needle: str) -> int:
+    return sum(needle in ln for ln in text.splitlines())
+
+
+@pytest.mark.parametrize("method", ["rsync", "mariabackup"])
+def test_ist_lines_as_stock_under_stock_names(
+    tmp_path: Path, parent: subprocess.Popen[bytes], method: str
+) -> None:
+    """galera_ist_{rsync,mariabackup}_verify_ca grep `<method> IST completed on joiner`;
+    galera_sst_rsync_encrypt_* count `Using stunnel for SSL encryption` (one per run);
+    the mariabackup ones `Using openssl based encryption with socat: with key and crt`."""
+    c = _certs(tmp_path)
+    bases = _bases(tmp_path, {n: _tls(c, n, "VERIFY_CA") for n in ("j", "d")})
+    jerr, derr, _ = _ist(method, bases, parent.pid)
+    assert error_lines(jerr + derr) == []
+    assert _count(jerr, f"WSREP_SST: [INFO] {method} IST completed on joiner") == 1
+    assert _count(derr, f"WSREP_SST: [INFO] {method} IST completed on donor") == 1
+    tls_line = {
+        "rsync": "Using stunnel for SSL encryption: CA: '",
+        "mariabackup": "Using openssl based encryption with socat: with key and crt",
+    }[method]
+    for err in (jerr, derr):
+        assert _count(err, tls_line) == 1, err
+        assert _count(err, "Verifying peer certificate chain for ssl-mode=VERIFY_CA") == 1
+    if method == "rsync":
+        assert f"CA: '{c.ca}', CAPATH='', ssl-mode='VERIFY_CA'" in jerr
+
+
+def test_no_tls_lines_when_tls_is_off(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    bases = _bases(tmp_path, {})
+    jerr, derr, _ = _ist("rsync", bases, parent.pid)
+    assert "Using stunnel" not in jerr + derr and "Verifying peer" not in jerr + derr
+    assert _count(jerr, "rsync IST completed on joiner") == 1
+
+
+def test_hook_no_stunnel(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    """MTR_SST_SIMULATE_NO_STUNNEL (galera_sst_rsync_missing_stunnel): the joiner refuses
+    as stock does without stunnel: exit 2, the stock words, no `ready`."""
+    c = _certs(tmp_path)
+    bases = _bases(tmp_path, {"j": _tls(c, "j", "REQUIRED")})
+    j = start_script(
+        "rsync",
+        joiner_args(bases["j"], free_port(), parent.pid),
+        env={"MTR_SST_SIMULATE_NO_STUNNEL": "1"},
+    )
+    assert j.readline() == ""
+    assert j.wait() == 2
+    err = j.stderr()
+    assert len(error_lines(err)) == 1
+    assert "ssl-mode is set to 'REQUIRED', but the 'stunnel' binary was not found" in err
+
+
+def test_hook_no_ssl_cert(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    """MTR_SST_SIMULATE_NO_SSL_CERT (galera_sst_mariabackup_missing_ssl): the mariabackup
+    joiner behaves as if no certificate and key were set: refuses, stock words, EINVAL."""
+    c = _certs(tmp_path)
+    bases = _bases(tmp_path, {"j": _tls(c, "j", "REQUIRED")})
+    j = start_script(
+        "mariabackup",
+        joiner_args(bases["j"], free_port(), parent.pid),
+        env={"MTR_SST_SIMULATE_NO_SSL_CERT": "1"},
+    )
+    assert j.readline() == ""
+    assert j.wait() == 22
+    err = j.stderr()
+    assert len(error_lines(err)) == 1
+    assert "ssl-mode is set to 'REQUIRED', but no usable SSL" in err
+
+
+def test_hooks_do_nothing_when_unset_or_empty(
+    tmp_path: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    c = _certs(tmp_path)
+    bases = _bases(tmp_path, {n: _tls(c, n, "REQUIRED") for n in ("j", "d")})
+    env = {"MTR_SST_SIMULATE_NO_STUNNEL": "", "MTR_SST_JOINER_DELAY": "0"}
+    jerr, _, _ = _ist("rsync", bases, parent.pid, env=env)
+    assert "Sleeping" not in jerr
+
+
+def test_hook_joiner_delay(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
+    """MTR_SST_JOINER_DELAY=N (galera_vote_joined_*): the joiner sleeps N s before it
+    prints the coordinates, and says so as stock."""
+    bases = _bases(tmp_path, {})
+    jerr, _, took = _ist("rsync", bases, parent.pid, env={"MTR_SST_JOINER_DELAY": "2"})
+    assert "Sleeping 2 seconds for MTR test" in jerr
+    assert took >= 2
+
+
+def test_mariabackup_archives_previous_logs(
+    tmp_path: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """sst-log-archive-dir (galera_sst_mariabackup_logarchive): every run moves the previous
+    mariabackup logs there, gzipped, with the stock time stamp."""
+    archive = tmp_path / "archive"
+    bases = _bases(tmp_path, {n: {"sst-log-archive-dir": str(archive)} for n in ("j", "d")})
+    for n in ("prepare", "move"):
+        (bases["j"] / "data" / f"mariabackup.{n}.log").write_text(f"old {n}\n")
+    (bases["d"] / "data" / "mariabackup.backup.log").write_text("old backup\n")
+    jerr, derr, _ = _ist("mariabackup", bases, parent.pid)
+    got = sorted(p.name for p in archive.iterdir())
+    assert len(got) == 3, got
+    for name in got:
+        assert name.endswith(".gz")
+        kind = name.split(".")[1]
+        assert gzip.decompress((archive / name).read_bytes()) == f"old {kind}\n".encode()
+    assert not list((bases["j"] / "data").glob("mariabackup.*.log"))
+    assert "Moving '" in jerr and "Moving '" in derr
+
+
+def test_log_archive_off_and_fallback(tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "mariabackup.prepare.log").write_text("x")
+    assert logarchive.archive(str(d), "0", str(tmp_path / "a")) == []
+    assert (d / "mariabackup.prepare.log").exists() and not (tmp_path / "a").exists()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    done = logarchive.archive(str(d), "1", str(blocked / "sub"), now=0.5)
+    assert len(done) == 1 and done[0].startswith(str(d / "mariabackup.prepare.log."))
+    assert done[0].endswith(".500000000.gz")
+    assert not (d / "mariabackup.prepare.log").exists()
+
+
+def test_archive_dir_is_made_even_with_no_log(tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    assert logarchive.archive(str(d), "", str(tmp_path / "a" / "b")) == []
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_stamp_is_stock_date_format() -> None:
+    s = logarchive.stamp(86400 * 365 + 0.25)
+    assert len(s) == len("1971.01.01-00.00.00.250000000") and s.endswith(".250000000")
