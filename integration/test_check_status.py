@@ -10,14 +10,8 @@ import subprocess
 import time
 
 from testsupport import lab as labmod
-from testsupport.cluster import leftovers, starts_standalone
+from testsupport.cluster import galera_sst, leftovers, starts_standalone
 from testsupport.lab import CertPaths, Lab, Node
-
-
-def galera_sst(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["galera-sst", *args], capture_output=True, text=True, check=False, timeout=120
-    )
 
 
 def test_check_passes_on_a_configured_donor(lab: Lab, donor: Node, certs: CertPaths) -> None:

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration.test_check_status import galera_sst
-from integration.test_rsync_cluster import assert_clean, sst_errors
-from sst import lab as labmod
-from sst.lab import Lab, Node
+from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, galera_sst, sst_errors
+from testsupport.lab import Lab, Node
 
 pytestmark = pytest.mark.cluster
 

@@ -348,3 +348,10 @@ STOCK_ONLY = {
     ("rsync", "joiner"): "Joiner cleanup done.",
     ("rsync", "donor"): "Transfer of InnoDB data files done",
 }
+
+
+def galera_sst(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed `galera-sst` command; returns its result."""
+    return subprocess.run(
+        ["galera-sst", *args], capture_output=True, text=True, check=False, timeout=120
+    )

@@ -260,3 +260,61 @@ def certs_for(tmp: Path, ip: str = "127.0.0.1") -> lab.CertPaths:
 def tls_opts(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
     cert, key = c.certs[who]
     return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
+
+
+def pair_certs(tmp: Path) -> lab.CertPaths:
+    """A CA and certificates for a joiner `j` and a donor `d` on 127.0.0.1."""
+    return lab.make_certs(str(tmp / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
+
+
+def pair_tls(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
+    """[sst] TLS options for one of pair_certs' two."""
+    cert, key = c.certs[who]
+    return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
+
+
+def pair_bases(tmp: Path, opts: dict[str, dict[str, str]]) -> dict[str, Path]:
+    """Node directories `j` and `d`, each with a datadir and an option file."""
+    bases = {}
+    for n in ("j", "d"):
+        b = tmp / n
+        (b / "data").mkdir(parents=True)
+        write_cnf(b, opts.get(n, {}))
+        bases[n] = b
+    return bases
+
+
+def run_ist(
+    method: str,
+    bases: dict[str, Path],
+    parent_pid: int,
+    env: dict[str, str] | None = None,
+    path_prefix: str = "",
+) -> tuple[str, str, float]:
+    """One IST (donor with --bypass) between two programs; returns both stderrs and the
+    joiner's run time."""
+    t0 = time.monotonic()
+    j = start_script(
+        method,
+        joiner_args(bases["j"], free_port(), parent_pid),
+        env=env,
+        path_prefix=path_prefix,
+    )
+    ready = j.readline()
+    if not ready:
+        j.wait()
+        pytest.fail(f"joiner: {j.stderr()}")
+    auth, _, address = ready[6:].rpartition("@")
+    d = start_script(
+        method,
+        donor_args(bases["d"], address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+        path_prefix=path_prefix,
+    )
+    assert d.readline() == "continue", d.stderr() if d.proc.poll() is not None else ""
+    assert d.readline().startswith(f"done {UUID}:5")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline(timeout=60) == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    took = time.monotonic() - t0
+    return j.stderr(), d.stderr(), took

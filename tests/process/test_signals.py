@@ -28,7 +28,9 @@ from testsupport.process import (
 
 # Streams until killed; ignores SIGTERM (records it), so only the cleanup's SIGKILL ends it.
 FAKE_BACKUP = """
-if [ "$1" = --version ]; then echo "mariadb-backup based on MariaDB server 10.11.19-MariaDB"; exit 0; fi
+if [ "$1" = --version ]; then
+    echo "mariadb-backup based on MariaDB server 10.11.19-MariaDB"; exit 0
+fi
 touch "{marks}/stage2"
 trap 'echo TERM >> "{marks}/mariadb-backup"' TERM
 while :; do head -c 65536 /dev/zero; sleep 0.1; done

@@ -7,76 +7,21 @@ from __future__ import annotations
 
 import gzip
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from sst import lab, logarchive
-from tests.conftest import (
-    UUID,
-    donor_args,
+from sst import logarchive
+from testsupport.process import (
     error_lines,
     free_port,
     joiner_args,
+    pair_bases,
+    pair_certs,
+    pair_tls,
+    run_ist,
     start_script,
-    write_cnf,
 )
-
-
-def _certs(tmp: Path) -> lab.CertPaths:
-    return lab.make_certs(str(tmp / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
-
-
-def _tls(c: lab.CertPaths, who: str, mode: str) -> dict[str, str]:
-    cert, key = c.certs[who]
-    return {"ssl-mode": mode, "ssl-ca": c.ca, "ssl-cert": cert, "ssl-key": key}
-
-
-def _bases(tmp: Path, opts: dict[str, dict[str, str]]) -> dict[str, Path]:
-    bases = {}
-    for n in ("j", "d"):
-        b = tmp / n
-        (b / "data").mkdir(parents=True)
-        write_cnf(b, opts.get(n, {}))
-        bases[n] = b
-    return bases
-
-
-def _ist(
-    method: str,
-    bases: dict[str, Path],
-    parent_pid: int,
-    env: dict[str, str] | None = None,
-    path_prefix: str = "",
-) -> tuple[str, str, float]:
-    """One IST (donor with --bypass) between two programs; returns both stderrs and the
-    joiner's run time."""
-    t0 = time.monotonic()
-    j = start_script(
-        method,
-        joiner_args(bases["j"], free_port(), parent_pid),
-        env=env,
-        path_prefix=path_prefix,
-    )
-    ready = j.readline()
-    if not ready:
-        j.wait()
-        pytest.fail(f"joiner: {j.stderr()}")
-    auth, _, address = ready[6:].rpartition("@")
-    d = start_script(
-        method,
-        donor_args(bases["d"], address, bypass=True),
-        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
-        path_prefix=path_prefix,
-    )
-    assert d.readline() == "continue", d.stderr() if d.proc.poll() is not None else ""
-    assert d.readline().startswith(f"done {UUID}:5")
-    assert d.wait() == 0, d.stderr()
-    assert j.readline(timeout=60) == f"{UUID}:5 0"
-    assert j.wait() == 0, j.stderr()
-    took = time.monotonic() - t0
-    return j.stderr(), d.stderr(), took
 
 
 def _count(text: str, needle: str) -> int:
@@ -90,9 +35,9 @@ def test_ist_lines_as_stock_under_stock_names(
     """galera_ist_{rsync,mariabackup}_verify_ca grep `<method> IST completed on joiner`;
     galera_sst_rsync_encrypt_* count `Using stunnel for SSL encryption` (one per run);
     the mariabackup ones `Using openssl based encryption with socat: with key and crt`."""
-    c = _certs(tmp_path)
-    bases = _bases(tmp_path, {n: _tls(c, n, "VERIFY_CA") for n in ("j", "d")})
-    jerr, derr, _ = _ist(method, bases, parent.pid)
+    c = pair_certs(tmp_path)
+    bases = pair_bases(tmp_path, {n: pair_tls(c, n, "VERIFY_CA") for n in ("j", "d")})
+    jerr, derr, _ = run_ist(method, bases, parent.pid)
     assert error_lines(jerr + derr) == []
     assert _count(jerr, f"WSREP_SST: [INFO] {method} IST completed on joiner") == 1
     assert _count(derr, f"WSREP_SST: [INFO] {method} IST completed on donor") == 1
@@ -108,8 +53,8 @@ def test_ist_lines_as_stock_under_stock_names(
 
 
 def test_no_tls_lines_when_tls_is_off(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
-    bases = _bases(tmp_path, {})
-    jerr, derr, _ = _ist("rsync", bases, parent.pid)
+    bases = pair_bases(tmp_path, {})
+    jerr, derr, _ = run_ist("rsync", bases, parent.pid)
     assert "Using stunnel" not in jerr + derr and "Verifying peer" not in jerr + derr
     assert _count(jerr, "rsync IST completed on joiner") == 1
 
@@ -117,8 +62,8 @@ def test_no_tls_lines_when_tls_is_off(tmp_path: Path, parent: subprocess.Popen[b
 def test_hook_no_stunnel(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
     """MTR_SST_SIMULATE_NO_STUNNEL (galera_sst_rsync_missing_stunnel): the joiner refuses
     as stock does without stunnel: exit 2, the stock words, no `ready`."""
-    c = _certs(tmp_path)
-    bases = _bases(tmp_path, {"j": _tls(c, "j", "REQUIRED")})
+    c = pair_certs(tmp_path)
+    bases = pair_bases(tmp_path, {"j": pair_tls(c, "j", "REQUIRED")})
     j = start_script(
         "rsync",
         joiner_args(bases["j"], free_port(), parent.pid),
@@ -134,8 +79,8 @@ def test_hook_no_stunnel(tmp_path: Path, parent: subprocess.Popen[bytes]) -> Non
 def test_hook_no_ssl_cert(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
     """MTR_SST_SIMULATE_NO_SSL_CERT (galera_sst_mariabackup_missing_ssl): the mariabackup
     joiner behaves as if no certificate and key were set: refuses, stock words, EINVAL."""
-    c = _certs(tmp_path)
-    bases = _bases(tmp_path, {"j": _tls(c, "j", "REQUIRED")})
+    c = pair_certs(tmp_path)
+    bases = pair_bases(tmp_path, {"j": pair_tls(c, "j", "REQUIRED")})
     j = start_script(
         "mariabackup",
         joiner_args(bases["j"], free_port(), parent.pid),
@@ -151,18 +96,18 @@ def test_hook_no_ssl_cert(tmp_path: Path, parent: subprocess.Popen[bytes]) -> No
 def test_hooks_do_nothing_when_unset_or_empty(
     tmp_path: Path, parent: subprocess.Popen[bytes]
 ) -> None:
-    c = _certs(tmp_path)
-    bases = _bases(tmp_path, {n: _tls(c, n, "REQUIRED") for n in ("j", "d")})
+    c = pair_certs(tmp_path)
+    bases = pair_bases(tmp_path, {n: pair_tls(c, n, "REQUIRED") for n in ("j", "d")})
     env = {"MTR_SST_SIMULATE_NO_STUNNEL": "", "MTR_SST_JOINER_DELAY": "0"}
-    jerr, _, _ = _ist("rsync", bases, parent.pid, env=env)
+    jerr, _, _ = run_ist("rsync", bases, parent.pid, env=env)
     assert "Sleeping" not in jerr
 
 
 def test_hook_joiner_delay(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
     """MTR_SST_JOINER_DELAY=N (galera_vote_joined_*): the joiner sleeps N s before it
     prints the coordinates, and says so as stock."""
-    bases = _bases(tmp_path, {})
-    jerr, _, took = _ist("rsync", bases, parent.pid, env={"MTR_SST_JOINER_DELAY": "2"})
+    bases = pair_bases(tmp_path, {})
+    jerr, _, took = run_ist("rsync", bases, parent.pid, env={"MTR_SST_JOINER_DELAY": "2"})
     assert "Sleeping 2 seconds for MTR test" in jerr
     assert took >= 2
 
@@ -173,11 +118,11 @@ def test_mariabackup_archives_previous_logs(
     """sst-log-archive-dir (galera_sst_mariabackup_logarchive): every run moves the previous
     mariabackup logs there, gzipped, with the stock time stamp."""
     archive = tmp_path / "archive"
-    bases = _bases(tmp_path, {n: {"sst-log-archive-dir": str(archive)} for n in ("j", "d")})
+    bases = pair_bases(tmp_path, {n: {"sst-log-archive-dir": str(archive)} for n in ("j", "d")})
     for n in ("prepare", "move"):
         (bases["j"] / "data" / f"mariabackup.{n}.log").write_text(f"old {n}\n")
     (bases["d"] / "data" / "mariabackup.backup.log").write_text("old backup\n")
-    jerr, derr, _ = _ist("mariabackup", bases, parent.pid)
+    jerr, derr, _ = run_ist("mariabackup", bases, parent.pid)
     got = sorted(p.name for p in archive.iterdir())
     assert len(got) == 3, got
     for name in got:

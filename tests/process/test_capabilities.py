@@ -11,8 +11,7 @@ import pytest
 
 from sst.errors import ConfigError
 from sst.tools import socat as sc
-from tests.conftest import fake_tool
-from tests.test_stock_lines import _bases, _certs, _ist, _tls
+from testsupport.process import fake_tool, pair_bases, pair_certs, pair_tls, run_ist
 
 HELP = """socat by Gerhard Rieger and contributors - see www.dest-unreach.org
       openssl-commonname\tgroups=OPENSSL\tphase=SPECIFIC\ttype=STRING
@@ -73,7 +72,7 @@ def test_joiner_with_a_socat_that_rejects_commonname(
         '  echo "socat E unknown option \\"commonname\\"" >&2; exit 1;; esac; done\n'
         'exec /usr/bin/socat "$@"',
     )
-    c = _certs(tmp_path)
-    bases = _bases(tmp_path, {n: _tls(c, n, "VERIFY_CA") for n in ("j", "d")})
-    jerr, _, _ = _ist("mariabackup", bases, parent.pid, path_prefix=str(fakebin))
+    c = pair_certs(tmp_path)
+    bases = pair_bases(tmp_path, {n: pair_tls(c, n, "VERIFY_CA") for n in ("j", "d")})
+    jerr, _, _ = run_ist("mariabackup", bases, parent.pid, path_prefix=str(fakebin))
     assert "mariabackup IST completed on joiner" in jerr
