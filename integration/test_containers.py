@@ -42,6 +42,10 @@ HOSTS = ("node1", "node2", "node3")
 OURS = {"mariabackup": "py_mariabackup", "rsync": "py_rsync", "rsync_wan": "py_rsync_wan"}
 SEED_ROWS = 41
 IDLE = "12"  # [sst] sst-idle-timeout for the fault runs, seconds
+# Galera evicts a silent member after evs.suspect_timeout (5 s by default), and the joiner's
+# mariadbd then aborts its SST: slower eviction lets the fault tests see the joiner's own
+# idle timeout fire (IDLE), which is what they are about.
+SLOW_EVICTION = "evs.suspect_timeout=PT30S;evs.inactive_timeout=PT60S"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def bootstrap_with_data(cluster: Cluster) -> CNode:
     first = cluster.nodes[0]
     # Weight 3 of 5: node1 keeps the primary component when the donor and the joiner are
     # both gone (a killed donor host, and the joiner's mariadbd aborting its failed SST).
-    first.provider_options = "pc.weight=3"
+    first.provider_options = f"pc.weight=3;{SLOW_EVICTION}"
     first.start(new_cluster=True)
     first.wait_synced()
     first.create_sst_user()
@@ -118,6 +122,7 @@ def verified_cluster(
     try:
         for n in c.nodes:
             n.tls(mode)
+            n.provider_options = SLOW_EVICTION
         bootstrap_with_data(c)
         yield c
     except BaseException:
@@ -334,6 +339,8 @@ def files(node: CNode) -> dict[str, str]:
             continue
         if top.startswith("galera_sst_status") or top == "galera.cache":
             continue
+        if top.startswith("mariabackup.") and top.endswith(".log"):
+            continue  # the tool's logs: each run archives the last ones (sst-log-archive)
         keep[rel] = f"{size} {mtime}"
     return keep
 
