@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from sst import datadir, status
+from sst import datadir, demo, status
 from testsupport import certs as tc
 from testsupport import lab as labmod
 from testsupport.cluster import failed_join, join, leftovers
@@ -43,13 +43,13 @@ class PKI:
         cert, key = pair
         c = os.path.join(self.directory, f"{self.count}-{role}-cert.pem")
         k = os.path.join(self.directory, f"{self.count}-{role}-key.pem")
-        labmod._write(c, b"".join(labmod.pem_cert(x) for x in (cert, *extra)))  # type: ignore[arg-type]
+        demo.write_file(c, b"".join(labmod.pem_cert(x) for x in (cert, *extra)))  # type: ignore[arg-type]
         enc: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(key_password)
             if key_password
             else serialization.NoEncryption()
         )
-        labmod._write(
+        demo.write_file(
             k,
             key.private_bytes(  # type: ignore[attr-defined]
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
@@ -71,7 +71,7 @@ def pki(lab: Lab) -> PKI:
     os.makedirs(d)
     ca = labmod.make_ca("certificate tests CA")
     path = os.path.join(d, "ca.pem")
-    labmod._write(path, labmod.pem_cert(ca[0]))
+    demo.write_file(path, labmod.pem_cert(ca[0]))
     return PKI(ca, path, d)
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 
+from sst import demo
 from testsupport import lab as labmod
 from testsupport.cluster import galera_sst, leftovers, starts_standalone
 from testsupport.lab import CertPaths, Lab, Node
@@ -180,11 +181,11 @@ def test_check_finds_each_misconfiguration(lab: Lab, donor: Node, certs: CertPat
     # a certificate expiring in 10 days
     ca = labmod.make_ca("check CA")
     ca_path = os.path.join(lab.base, "check-ca.pem")
-    labmod._write(ca_path, labmod.pem_cert(ca[0]))
+    demo.write_file(ca_path, labmod.pem_cert(ca[0]))
     leaf = labmod.make_leaf(ca, donor.name, ips=[donor.ip], days=10)
     cert, key = (os.path.join(lab.base, f"soon.{e}") for e in ("pem", "key"))
-    labmod._write(cert, labmod.pem_cert(leaf[0]))
-    labmod._write(key, labmod.pem_key(leaf[1]), 0o600)
+    demo.write_file(cert, labmod.pem_cert(leaf[0]))
+    demo.write_file(key, labmod.pem_key(leaf[1]), 0o600)
     code, rows = check_rows(
         write_variant(
             lab,

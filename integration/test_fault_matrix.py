@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 import psutil
 import pytest
 
-from sst import datadir, status
+from sst import datadir, demo, status
 from testsupport import lab as labmod
 from testsupport.cluster import (
     OURS,
@@ -441,7 +441,7 @@ def grow(node: Node, size_mb: int) -> None:
 @pytest.mark.parametrize("method", ["rsync", "rsync_wan", "mariabackup"])
 def test_joiner_disk_full(lab: Lab, donor: Node, seeded: str, method: str) -> None:
     joiner = seeded_joiner(lab, seeded, OURS[method])
-    used = labmod.datadir_bytes(joiner.datadir) // 2**20
+    used = demo.datadir_bytes(joiner.datadir) // 2**20
     with small_filesystem(joiner, used + 60):  # the old copy fits; a second one does not
         set_method(donor, joiner, method)
         donor.sst_options = {}
@@ -472,7 +472,7 @@ def test_joiner_disk_full_during_mysqldump(lab: Lab, donor: Node) -> None:
         joiner.provider_options = "gcache.size=2M"
         with standalone(lab, joiner):
             pass
-        used = labmod.datadir_bytes(joiner.directory) // 2**20
+        used = demo.datadir_bytes(joiner.directory) // 2**20
         with small_filesystem(joiner, used + 10):  # a few MiB for the rows: the dump needs more
             errors = failed_mysqldump(lab, joiner, src, 180)
             for e in errors:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sst import demo
 from testsupport import lab as labmod
 from testsupport.cluster import assert_clean, join, restart_alone, sst_errors
 from testsupport.lab import CertPaths, Lab, LabError, Node
@@ -89,12 +90,12 @@ def test_mysqldump_checks_the_name_it_dials(lab: Lab, ours: Node) -> None:
     os.makedirs(d)
     ca = labmod.make_ca("dns-only CA")
     ca_path = os.path.join(d, "ca.pem")
-    labmod._write(ca_path, labmod.pem_cert(ca[0]))
+    demo.write_file(ca_path, labmod.pem_cert(ca[0]))
     joiner = lab.add_node(sst_method="mysqldump")
     cert, key = labmod.make_leaf(ca, joiner.name, dns=[joiner.name])
     cert_path, key_path = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    labmod._write(cert_path, labmod.pem_cert(cert))
-    labmod._write(key_path, labmod.pem_key(key), 0o600)
+    demo.write_file(cert_path, labmod.pem_cert(cert))
+    demo.write_file(key_path, labmod.pem_key(key), 0o600)
     labmod.chown(key_path, "mysql")
     joiner.mysqld_options = {"ssl_cert": cert_path, "ssl_key": key_path, "ssl_ca": ca_path}
     lab.create_sst_user_offline(joiner)

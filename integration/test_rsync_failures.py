@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from sst import demo
 from testsupport import lab as labmod
 from testsupport.cluster import failed_join, join, sst_errors, write_pair
 from testsupport.lab import CertPaths, Lab, Node
@@ -38,7 +39,7 @@ def test_expired_joiner_cert_refused(lab: Lab, donor: Node, certs: CertPaths) ->
     donor.sst_method = "py_rsync"
     ca = labmod.make_ca("expiry CA")
     ca_path = os.path.join(lab.base, "certs", "expiry-ca.pem")
-    labmod._write(ca_path, labmod.pem_cert(ca[0]))
+    demo.write_file(ca_path, labmod.pem_cert(ca[0]))
     cert, key = write_pair(
         lab,
         "expired",

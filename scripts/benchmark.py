@@ -38,6 +38,7 @@ import psutil
 
 # The test harness is not installed (the wheel ships sst/ only): take it from this checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sst import demo
 from testsupport import lab as labmod
 from testsupport.lab import Lab, Node
 
@@ -187,7 +188,7 @@ def copied_bytes(datadir: str) -> int:
     for pattern in NOT_COPIED:
         for path in glob.glob(os.path.join(datadir, pattern)):
             skip += os.path.getsize(path)
-    return labmod.datadir_bytes(datadir) - skip
+    return demo.datadir_bytes(datadir) - skip
 
 
 def tar_copy_seconds(src: str, scratch: str) -> float:

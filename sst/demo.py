@@ -497,11 +497,13 @@ def sst_grants(password: str, user: str = SST_USER, host: str = "localhost") -> 
 # ---------------------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
+def subject_name(cn: str) -> x509.Name:
+    """An X.509 name holding only the CN."""
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _write(path: str, data: bytes, mode: int) -> None:
+def write_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write data to path and give it mode."""
     with open(path, "wb") as f:
         f.write(data)
     os.chmod(path, mode)
@@ -517,8 +519,8 @@ def demo_certs(
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name("galera-sst demo CA"))
-        .issuer_name(_name("galera-sst demo CA"))
+        .subject_name(subject_name("galera-sst demo CA"))
+        .issuer_name(subject_name("galera-sst demo CA"))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
@@ -527,13 +529,13 @@ def demo_certs(
         .sign(ca_key, hashes.SHA256())
     )
     ca_path = os.path.join(directory, "ca.pem")
-    _write(ca_path, ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_file(ca_path, ca.public_bytes(serialization.Encoding.PEM), 0o644)
     out: dict[str, tuple[str, str]] = {}
     for name, ip in nodes.items():
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(name))
+            .subject_name(subject_name(name))
             .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -549,8 +551,8 @@ def demo_certs(
         )
         c = os.path.join(directory, f"{name}-cert.pem")
         k = os.path.join(directory, f"{name}-key.pem")
-        _write(c, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-        _write(
+        write_file(c, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_file(
             k,
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -564,13 +566,14 @@ def demo_certs(
     return ca_path, out
 
 
-def _tls_options(ca: str, pair: tuple[str, str], mode: str) -> dict[str, str]:
+def tls_options(ca: str, pair: tuple[str, str], mode: str) -> dict[str, str]:
+    """[sst] options for a TLS mode with the CA and a (cert, key) pair."""
     if mode == "DISABLED":
         return {}
     return {"ssl-mode": mode, "ssl-ca": ca, "ssl-cert": pair[0], "ssl-key": pair[1]}
 
 
-def _cluster_tls(ca: str, pair: tuple[str, str], node: Node) -> dict[str, str]:
+def cluster_tls(ca: str, pair: tuple[str, str], node: Node) -> dict[str, str]:
     """[mysqld] options for TLS on client connections and on replication (docs/tls.md)."""
     cert, key = pair
     return {
@@ -608,7 +611,8 @@ def _checksums(node: Node) -> dict[str, str]:
     return dict(line.partition("\t")[::2] for line in res.strip().splitlines())
 
 
-def _bytes(path: str) -> int:
+def datadir_bytes(path: str) -> int:
+    """Total size of the files under path."""
     total = 0
     for root, _, files in os.walk(path):
         for f in files:
@@ -633,18 +637,18 @@ def demo(*, method: str, ssl_mode: str, rows: int, keep: bool, base: str) -> int
         ca, pairs = demo_certs(certdir, {"node1": "127.0.0.1", "node2": "127.0.0.2"})
         os.chown(certdir, 0, grp.getgrnam("mysql").gr_gid)
         donor = cl.add_node(
-            sst_method=method, sst_options=_tls_options(ca, pairs["node1"], ssl_mode)
+            sst_method=method, sst_options=tls_options(ca, pairs["node1"], ssl_mode)
         )
         joiner = cl.add_node(
-            sst_method=method, sst_options=_tls_options(ca, pairs["node2"], ssl_mode)
+            sst_method=method, sst_options=tls_options(ca, pairs["node2"], ssl_mode)
         )
         if ssl_mode != "DISABLED":  # the whole walk-through: replication and clients too
             for n in (donor, joiner):
-                n.mysqld_options.update(_cluster_tls(ca, pairs[n.name], n))
+                n.mysqld_options.update(cluster_tls(ca, pairs[n.name], n))
         print(f"[demo] bootstrapping {donor.name} on {donor.ip} ...", flush=True)
         cl.bootstrap(donor, *sst_grants(password))
         _load(donor, rows)
-        size = _bytes(donor.datadir)
+        size = datadir_bytes(donor.datadir)
         print(
             f"[demo] {donor.name}: loaded {rows} rows x 4 tables, datadir {size / 2**20:.1f} MiB",
             flush=True,

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sst import demo
 from testsupport import lab
 
 Pair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
@@ -45,7 +46,7 @@ def intermediate(ca: Pair, cn: str = "intermediate") -> Pair:
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(lab._name(cn))
+        .subject_name(demo.subject_name(cn))
         .issuer_name(ca[0].subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -63,7 +64,7 @@ def v1_leaf(ca: Pair, cn: str) -> Pair:
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(lab._name(cn))
+        .subject_name(demo.subject_name(cn))
         .issuer_name(ca[0].subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

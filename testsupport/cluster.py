@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import psutil
 
-from sst import datadir, net, status
+from sst import datadir, demo, net, status
 from testsupport import lab as labmod
 from testsupport.lab import CertPaths, Lab, Node
 from testsupport.leaks import watching
@@ -143,8 +143,8 @@ def write_pair(lab: Lab, name: str, cert_key: tuple[object, object]) -> tuple[st
     cert, key = cert_key
     d = os.path.join(lab.base, "certs")
     c, k = os.path.join(d, f"{name}-cert.pem"), os.path.join(d, f"{name}-key.pem")
-    labmod._write(c, labmod.pem_cert(cert))  # type: ignore[arg-type]
-    labmod._write(k, labmod.pem_key(key), 0o600)  # type: ignore[arg-type]
+    demo.write_file(c, labmod.pem_cert(cert))  # type: ignore[arg-type]
+    demo.write_file(k, labmod.pem_key(key), 0o600)  # type: ignore[arg-type]
     labmod.chown(k, "mysql")
     return c, k
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from sst import demo
 from sst.demo import (
     GALERA,
     MAX_NODES,
@@ -33,6 +33,8 @@ from sst.demo import (
     free_port_block,
     scripts_dir,
     sql_string,
+    subject_name,
+    write_file,
 )
 from sst.demo import NodeError as LabError
 from testsupport.nodes import GaleraNode, LocalNode
@@ -74,16 +76,6 @@ class CertPaths:
     certs: dict[str, tuple[str, str]]  # name -> (cert, key)
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write(path: str, data: bytes, mode: int = 0o644) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
-
-
 def make_ca(
     cn: str = "galera-sst test CA",
     *,
@@ -94,8 +86,8 @@ def make_ca(
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
+        .subject_name(subject_name(cn))
+        .issuer_name(subject_name(cn))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
@@ -135,7 +127,7 @@ def make_leaf(
     now = datetime.datetime.now(datetime.timezone.utc)
     b = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn))
+        .subject_name(subject_name(cn))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -169,14 +161,14 @@ def make_certs(
     os.makedirs(directory, exist_ok=True)
     ca = make_ca()
     ca_path = os.path.join(directory, "ca.pem")
-    _write(ca_path, pem_cert(ca[0]))
+    write_file(ca_path, pem_cert(ca[0]))
     out: dict[str, tuple[str, str]] = {}
     for name, ip in nodes.items():
         cert, key = make_leaf(ca, name, ips=[ip], dns=[name, *extra_dns])
         c = os.path.join(directory, f"{name}-cert.pem")
         k = os.path.join(directory, f"{name}-key.pem")
-        _write(c, pem_cert(cert))
-        _write(k, pem_key(key), 0o600)
+        write_file(c, pem_cert(cert))
+        write_file(k, pem_key(key), 0o600)
         chown(k, owner)
         out[name] = (c, k)
     return CertPaths(ca_path, out)
@@ -306,16 +298,6 @@ def checksums(node: GaleraNode, databases: Sequence[str] = ()) -> dict[str, str]
     return out
 
 
-def datadir_bytes(path: str) -> int:
-    """Total size of the files under path."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, f)).st_size
-    return total
-
-
 @contextlib.contextmanager
 def lab(base: str = "", keep: bool = False, user: str = "mysql") -> Iterator[Lab]:
     """A Lab that is always closed."""
@@ -328,23 +310,12 @@ def lab(base: str = "", keep: bool = False, user: str = "mysql") -> Iterator[Lab
 
 def tls_options(certs: CertPaths, node: str, mode: str) -> dict[str, str]:
     """[sst] options for a TLS mode using the lab's certificates."""
-    if mode == "DISABLED":
-        return {}
-    cert, key = certs.certs[node]
-    return {"ssl-mode": mode, "ssl-ca": certs.ca, "ssl-cert": cert, "ssl-key": key}
+    return demo.tls_options(certs.ca, certs.certs[node], mode)
 
 
 def cluster_tls(certs: CertPaths, node: Node) -> dict[str, str]:
     """[mysqld] options for TLS on client connections and on replication (docs/tls.md)."""
-    cert, key = certs.certs[node.name]
-    return {
-        "ssl_cert": cert,
-        "ssl_key": key,
-        "ssl_ca": certs.ca,
-        "wsrep_provider_options": f'"gmcast.listen_addr=tcp://{node.ip}:{node.ports["galera"]};'
-        f"ist.recv_addr={node.ip}:{node.ports['ist']};gcache.size=32M;"
-        f'socket.ssl_cert={cert};socket.ssl_key={key};socket.ssl_ca={certs.ca}"',
-    }
+    return demo.cluster_tls(certs.ca, certs.certs[node.name], node)
 
 
 def _conforms(node: Node) -> LocalNode:
