@@ -6,18 +6,17 @@ nothing of mallory's ends up in the datadir (docs/tls.md, "mariabackup")."""
 from __future__ import annotations
 
 import os
-import socket
-import ssl
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from testsupport import lab as labmod
 from testsupport.cluster import join
 from testsupport.lab import CertPaths, Lab, Node
+from testsupport.process import mbstream_of, tls_peer_exchange
 
 MARKER = "mallory_marker"
 # On the donor, logged just before it starts the stage-2 pipeline: mallory's cue.
@@ -55,44 +54,24 @@ class Mallory:
                 time.sleep(0.001)
 
     def attack(self, deadline: float) -> bytes:
-        ctx = ssl.create_default_context(cafile=self.certs.ca)
-        ctx.check_hostname = False
-        ctx.load_cert_chain(*self.certs.certs["mallory"])
-        addr = (self.joiner.ip, self.joiner.ports["sst"])
-        while True:
-            try:
-                raw = socket.create_connection(addr, timeout=30)
-                break
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.001)
-        answer = b""
-        with ctx.wrap_socket(raw) as tls:
-            tls.sendall(self.payload)
-            try:
-                while chunk := tls.recv(4096):
-                    answer += chunk
-            except (ssl.SSLError, OSError):
-                pass
-        return answer
+        return tls_peer_exchange(
+            (self.joiner.ip, self.joiner.ports["sst"]),
+            self.certs.ca,
+            self.certs.certs["mallory"],
+            self.payload,
+            deadline=deadline,
+            poll=0.001,
+        )
 
 
 def mallory_stream(directory: str) -> bytes:
     """An mbstream with a marker file and state files at mallory's own position."""
-    os.makedirs(directory)
     files = {
         MARKER: b"mallory was here\n",
         "xtrabackup_galera_info": b"badbadba-d000-4000-8000-00000000beef:99 0\n",
         "xtrabackup_checkpoints": b"backup_type = full-backuped\n",
     }
-    for name, data in files.items():
-        with open(os.path.join(directory, name), "wb") as f:
-            f.write(data)
-    res = subprocess.run(
-        ["mbstream", "-c", *files], cwd=directory, capture_output=True, check=True, timeout=30
-    )
-    return res.stdout
+    return mbstream_of(Path(directory), files)
 
 
 @pytest.mark.parametrize("mode", ["VERIFY_CA", "VERIFY_IDENTITY"])

@@ -8,6 +8,7 @@ import os
 import selectors
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -318,3 +319,49 @@ def run_ist(
     assert j.wait() == 0, j.stderr()
     took = time.monotonic() - t0
     return j.stderr(), d.stderr(), took
+
+
+def mbstream_of(directory: Path, files: dict[str, bytes]) -> bytes:
+    """An mbstream (as mariadb-backup --stream writes) of files, made by the real mbstream
+    in directory (created here)."""
+    directory.mkdir()
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    res = subprocess.run(
+        ["mbstream", "-c", *files], cwd=directory, capture_output=True, check=True, timeout=30
+    )
+    return res.stdout
+
+
+def tls_peer_exchange(
+    addr: tuple[str, int],
+    ca: str,
+    cert_key: tuple[str, str],
+    payload: bytes,
+    *,
+    deadline: float,
+    poll: float = 0.01,
+) -> bytes:
+    """Connect to addr with a certificate (cert, key) as soon as it listens (every poll
+    seconds until the monotonic deadline; raises AssertionError after it), send payload,
+    and return what the peer answered before it closed the connection."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False
+    ctx.load_cert_chain(*cert_key)
+    while True:
+        try:
+            raw = socket.create_connection(addr, timeout=30)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{addr[0]}:{addr[1]} never listened") from None
+            time.sleep(poll)
+    answer = b""
+    with ctx.wrap_socket(raw) as tls:
+        tls.sendall(payload)
+        try:
+            while chunk := tls.recv(4096):
+                answer += chunk
+        except (ssl.SSLError, OSError):
+            pass
+    return answer

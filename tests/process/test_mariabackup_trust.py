@@ -6,8 +6,6 @@ proves the secret, is still served. A donor with a wrong secret is refused too."
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -33,49 +31,26 @@ from testsupport.process import (
     error_lines,
     free_port,
     joiner_args,
+    mbstream_of,
     no_processes_left,
     start_script,
+    tls_peer_exchange,
     write_cnf,
 )
 
 MARKER = "mallory_marker"
 
 
-def mbstream_of(directory: Path, files: dict[str, bytes]) -> bytes:
-    """An mbstream (as mariadb-backup --stream writes) of files, made by the real mbstream."""
-    directory.mkdir()
-    for name, data in files.items():
-        (directory / name).write_bytes(data)
-    res = subprocess.run(
-        ["mbstream", "-c", *files], cwd=directory, capture_output=True, check=True, timeout=30
-    )
-    return res.stdout
-
-
 def mallory(port: int, certs: lab.CertPaths, payload: bytes, timeout: float = 20.0) -> bytes:
     """Connect with mallory's certificate (same CA) as soon as the port listens, send
     payload, and return what the joiner answered before it closed the connection."""
-    ctx = ssl.create_default_context(cafile=certs.ca)
-    ctx.check_hostname = False
-    ctx.load_cert_chain(*certs.certs["mallory"])
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                pytest.fail("the joiner never listened for mallory")
-            time.sleep(0.01)
-    with ctx.wrap_socket(raw) as tls:
-        tls.sendall(payload)
-        answer = b""
-        try:
-            while chunk := tls.recv(4096):
-                answer += chunk
-        except (ssl.SSLError, OSError):
-            pass
-    return answer
+    return tls_peer_exchange(
+        ("127.0.0.1", port),
+        certs.ca,
+        certs.certs["mallory"],
+        payload,
+        deadline=time.monotonic() + timeout,
+    )
 
 
 class Watch:
