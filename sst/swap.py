@@ -187,9 +187,11 @@ def _links_work(directory: str) -> bool:
     """Whether directory's filesystem has hard links (a replace needs them; without, files
     are set aside and renamed in like directories)."""
     probe = os.path.join(directory, ".sst-link-probe")
+    for stale in (probe, probe + "2"):  # left by a kill, or links planted in their place
+        with contextlib.suppress(OSError):
+            os.unlink(stale)  # unlink never follows a link
     try:
-        with open(probe, "w", encoding="ascii"):
-            pass
+        os.close(os.open(probe, pidfile.CREATE_NEW, 0o600))
         os.link(probe, probe + "2")
         os.unlink(probe + "2")
         return True
@@ -326,12 +328,8 @@ def _fsync_dir(path: str) -> None:
 
 
 def _write_journal(path: str, plan: Plan, state: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-        json.dump({"version": 1, "state": state, "plan": plan.to_json()}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = json.dumps({"version": 1, "state": state, "plan": plan.to_json()})
+    pidfile.replace_file(path, data.encode("utf-8", "surrogateescape"), None, sync=True)
     _fsync_dir(os.path.dirname(path))
 
 
@@ -511,8 +509,10 @@ def recover(datadir: str) -> str:
     interrupted swap: it may hold live entries, so it is neither used nor deleted).
     """
     journal = os.path.join(datadir, JOURNAL)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(journal + ".tmp")
+    for name in os.listdir(datadir):  # a journal write a SIGKILL cut short (replace_file)
+        if name.startswith(f".{JOURNAL}.") and name.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(datadir, name))
     if not os.path.lexists(journal):
         legacy = os.path.join(datadir, OLD)
         if os.path.lexists(legacy):

@@ -14,15 +14,17 @@ import psutil
 
 from sst.errors import AlreadyRunning
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A new file only: never an existing one, never through a symlink.
+CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def replace_file(path: str, data: bytes, mode: int | None = 0o644) -> None:
+def replace_file(path: str, data: bytes, mode: int | None = 0o644, *, sync: bool = False) -> None:
     """Given a path and its new content, write a fresh file under a random private name
     (O_CREAT|O_EXCL|O_NOFOLLOW: never through a planted symlink, never into someone else's
     file) and rename it over path (a symlink at path is replaced, not followed).
-    The file gets exactly `mode` (None: what open() would give, 0o666 less the umask).
+    The file gets exactly `mode` (None: what open() would give, 0o666 less the umask);
+    with sync, its data reach the disk before the rename (the caller fsyncs the directory).
     Raises OSError; the temporary file never survives a failure."""
     if mode is None:
         mask = os.umask(0o022)
@@ -30,11 +32,14 @@ def replace_file(path: str, data: bytes, mode: int | None = 0o644) -> None:
         mode = 0o666 & ~mask
     folder, base = os.path.split(path)
     tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, _CREATE, mode)
+    fd = os.open(tmp, CREATE_NEW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)  # exactly this mode, whatever the umask
             f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

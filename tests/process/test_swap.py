@@ -420,3 +420,27 @@ def test_received_binlog_info_removes_only_plain_binlog_files(tmp_path: Path) ->
     mariabackup._drop_received_binlogs(str(staging))
     assert sorted(os.listdir(staging)) == ["db", "ibdata1", "xtrabackup_binlog_info"]
     assert (tmp_path / "outside.000001").exists()
+
+
+def test_link_probe_never_follows_a_planted_link(tmp_path: Path) -> None:
+    """The hard-link probe in a live directory replaces links planted at its names instead
+    of writing through them, and still finds that links work."""
+    live = tmp_path / "live"
+    live.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (live / ".sst-link-probe").symlink_to(victim)
+    (live / ".sst-link-probe2").symlink_to(victim)
+    assert swap._links_work(str(live))
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in live.iterdir()) == []
+
+
+def test_recovery_removes_a_journal_write_cut_short(tmp_path: Path) -> None:
+    """A SIGKILL inside a journal write leaves its private temporary file: recovery removes
+    it and finds no interrupted swap."""
+    dd = tmp_path / "data"
+    dd.mkdir()
+    (dd / f".{datadir.JOURNAL}.0123456789abcdef.tmp").write_text("{")
+    assert swap.recover(str(dd)) == ""
+    assert list(dd.iterdir()) == []
