@@ -43,6 +43,11 @@ def _usable_dir(directory: str) -> str:
     elif not os.access(directory, os.W_OK):
         log.warning(f"The '{directory}' directory is not writable")
         return ""
+    st = os.lstat(directory)
+    if os.path.islink(directory) or st.st_uid not in (os.geteuid(), 0):
+        # The default lies in /tmp: another user may have made it first, to read our logs.
+        log.warning(f"The '{directory}' directory belongs to another user; not used")
+        return ""
     return directory
 
 

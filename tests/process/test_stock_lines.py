@@ -6,6 +6,7 @@ programs under the stock names, without mariadbd."""
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 from pathlib import Path
 
@@ -157,3 +158,25 @@ def test_archive_dir_is_made_even_with_no_log(tmp_path: Path) -> None:
 def test_stamp_is_stock_date_format() -> None:
     s = logarchive.stamp(86400 * 365 + 0.25)
     assert len(s) == len("1971.01.01-00.00.00.250000000") and s.endswith(".250000000")
+
+
+def test_archive_dir_of_another_user_is_not_used(tmp_path: Path) -> None:
+    """The default archive directory lies in /tmp: one that another user made first (to
+    read the logs, or to point it elsewhere) is passed over; the log is archived beside
+    itself, and nothing is written into the other user's directory."""
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "mariabackup.backup.log").write_text("x")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, 65534, 65534)  # nobody's
+    done = logarchive.archive(str(d), "1", str(theirs), now=0.5)
+    assert len(done) == 1 and done[0].startswith(str(d / "mariabackup.backup.log."))
+    assert list(theirs.iterdir()) == []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    (d / "mariabackup.backup.log").write_text("y")
+    done = logarchive.archive(str(d), "1", str(tmp_path / "link"), now=1.5)
+    assert len(done) == 1 and done[0].startswith(str(d))
+    assert list(elsewhere.iterdir()) == []
