@@ -128,7 +128,8 @@ def _relay(child: Child, stream: IO[bytes]) -> None:
     if stage.log_file:
         try:  # in the datadir, which others may write: never through a planted symlink
             fd = os.open(stage.log_file, _APPEND, 0o640)
-            sink = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            # line-buffered: the log shows each line when the tool wrote it, as stock's does
+            sink = open(fd, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
         except OSError:
             sink = None
     try:
