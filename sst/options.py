@@ -204,7 +204,8 @@ TABLE: tuple[Option, ...] = (
         BACKUP_TOOL,
         "",
         ("mariabackup",),
-        "extra mariadb-backup options for the backup",
+        "extra mariadb-backup options for the backup, after ours (`--log-copy-interval=10`, "
+        "which an option here overrides)",
         ARGV,
     ),
     Option(

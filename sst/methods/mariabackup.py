@@ -964,9 +964,11 @@ def _magic_files(run: Run, s: MariabackupSettings) -> tuple[str, list[str], int]
     return magic, files, size
 
 
-def _backup_stages(run: Run, s: MariabackupSettings, backup: str, size: int) -> list[Stage]:
+def _backup_stages(
+    run: Run, s: MariabackupSettings, backup: str, size: int
+) -> tuple[list[Stage], mb.LockClock]:
     """Stage 2's pipeline: mariadb-backup --backup (credentials in a 0600 option file),
-    the compressor, pv."""
+    the compressor, pv; and the clock its stage lines feed."""
     req = run.req
     creds = os.path.join(run.rundir, "credentials.cnf")
     account = login.local(s.credentials)
@@ -994,16 +996,34 @@ def _backup_stages(run: Run, s: MariabackupSettings, backup: str, size: int) -> 
     )
     backup_log = os.path.join(req.datadir, "mariabackup.backup.log")
     datadir.remove(backup_log)
-    return [
+    clock = mb.LockClock()
+    stages = [
         Stage(
             argv,
             name="mariadb-backup --backup",
             log_file=backup_log,
             errno_for=lambda rc: errno.EINVAL,
+            on_line=clock.feed,
         ),
         *_filters(s, send=True),
         *_progress_stages(run, s, "donor", size),
     ]
+    return stages, clock
+
+
+def _report_blocked(clock: mb.LockClock) -> None:
+    """The INFO line saying how long this donor's writes were blocked by the backup."""
+    blocked = clock.blocked()
+    if blocked is None:
+        log.info(
+            "mariadb-backup did not log its blocking stages: how long writes waited is unknown"
+        )
+        return
+    total, commit = blocked
+    log.info(
+        f"Writes on this node were blocked for {total:.2f} s while mariadb-backup held its "
+        f"locks (BACKUP STAGE BLOCK_DDL to END; BLOCK_COMMIT to END {commit:.2f} s)"
+    )
 
 
 def donor(run: Run, s: MariabackupSettings) -> None:
@@ -1046,7 +1066,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     if req.bypass:
         run.out.done(req.gtid)
         return
-    stage2 = _backup_stages(run, s, backup, size)
+    stage2, clock = _backup_stages(run, s, backup, size)
     assert req.address is not None
     log.info(f"Streaming the backup to the joiner at {req.address.hostport}")
     _send(
@@ -1062,6 +1082,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         # reading the redo log while its pipe is blocked, which must not hide a dead link.
         idle=lambda kids: TreeActivity(kids[-1].pid).idle,
     )
+    _report_blocked(clock)
     run.out.done(req.gtid)
 
 

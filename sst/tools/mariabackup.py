@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 INFO_FILE = "xtrabackup_galera_info"  # what our donor sends: stock 10.11 and 11.8 read it
 DONOR_INFO_FILE = "donor_galera_info"
@@ -57,6 +58,14 @@ class Common:
         return ("--mysqld-args", *self.mysqld_args) if self.mysqld_args else ()
 
 
+# How often (ms) mariadb-backup's redo log thread looks for new log. Under BACKUP STAGE
+# BLOCK_DDL and BLOCK_COMMIT, while the donor's writes wait, mariadb-backup waits for that
+# thread to reach an LSN, up to one interval each time: its default of 1000 ms adds up to
+# 2 s of blocked writes (docs/performance.md, "Under write load"). The value changes only
+# when the log is read, never what is copied; inno-backup-opts can set another.
+LOG_COPY_INTERVAL_MS = 10
+
+
 def _head(c: Common, defaults: Sequence[str], action: str, parallel: int) -> tuple[str, ...]:
     """The binary, its defaults options, the action and `--parallel` when given."""
     return (c.binary, *defaults, action, *((f"--parallel={parallel}",) if parallel else ()))
@@ -77,7 +86,8 @@ def backup_argv(
     return (
         *_head(c, defaults, "--backup", parallel),
         "--databases-exclude=lost+found",
-        *extra,
+        f"--log-copy-interval={LOG_COPY_INTERVAL_MS}",
+        *extra,  # after ours: the last occurrence of an option wins
         f"--tmpdir={tmpdir}",
         *c.tail(),
         f"--socket={socket}",
@@ -87,6 +97,40 @@ def backup_argv(
         f"--datadir={datadir}",
         *c.mysqld(),
     )
+
+
+# mariadb-backup's stage lines. On a Galera node the server desyncs and pauses the provider
+# inside BACKUP STAGE BLOCK_DDL (sql/backup.cc), so no transaction commits from there until
+# BACKUP STAGE END has run ("All tables unlocked").
+BLOCK_DDL_START = "Started BACKUP STAGE BLOCK_DDL"
+BLOCK_COMMIT_START = "Starting BACKUP STAGE BLOCK_COMMIT"
+UNLOCKED = "All tables unlocked"
+
+
+@dataclass
+class LockClock:
+    """When mariadb-backup's blocking stages began and ended, from its stderr lines as they
+    arrive (feed each line; the clock is injectable for tests)."""
+
+    clock: Callable[[], float] = time.monotonic
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def feed(self, line: str) -> None:
+        """Note the time of the first line carrying each stage mark."""
+        for mark in (BLOCK_DDL_START, BLOCK_COMMIT_START, UNLOCKED):
+            if mark in line and mark not in self.marks:
+                self.marks[mark] = self.clock()
+
+    def blocked(self) -> tuple[float, float] | None:
+        """(seconds from BLOCK_DDL to the unlock, seconds from BLOCK_COMMIT to it), or None
+        when mariadb-backup did not log all three in that order."""
+        m = self.marks
+        if not all(k in m for k in (BLOCK_DDL_START, BLOCK_COMMIT_START, UNLOCKED)):
+            return None
+        ddl, commit, end = m[BLOCK_DDL_START], m[BLOCK_COMMIT_START], m[UNLOCKED]
+        if not ddl <= commit <= end:
+            return None
+        return end - ddl, end - commit
 
 
 def prepare_argv(

@@ -8,6 +8,7 @@ import pytest
 
 from sst.config import TLSFiles
 from sst.errors import ConfigError
+from sst.tools import mariabackup as mb
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
 
@@ -208,3 +209,60 @@ def test_stunnel_server_required_has_no_verify() -> None:
     assert text.endswith("execargs = rsync --server --daemon --config=rsyncd.conf .\n")
     with pytest.raises(ConfigError):
         st.client_conf(TLSFiles(cert="/a\nverify = 0", key="/k"), st.Verify(), "h:1")
+
+
+# The lines mariadb-backup 10.11 writes around its blocking stages (abridged from a real log).
+BACKUP_LINES = (
+    "[00] 2026-11-30 05:46:24 Started BACKUP STAGE BLOCK_DDL",
+    "[00] 2026-11-30 05:46:24 Acquired locks for BACKUP STAGE BLOCK_DDL",
+    "[00] 2026-11-30 05:46:24 Finished BACKUP STAGE BLOCK_DDL",
+    "[00] 2026-11-30 05:46:24 Starting BACKUP STAGE BLOCK_COMMIT",
+    "[00] 2026-11-30 05:46:24 Acquired locks for BACKUP STAGE BLOCK_COMMIT",
+    "[00] 2026-11-30 05:46:24 Executing BACKUP STAGE END",
+    "[00] 2026-11-30 05:46:24 All tables unlocked",
+)
+
+
+def test_lock_clock_times_block_ddl_and_block_commit_to_the_unlock() -> None:
+    now = [100.0]
+    clock = mb.LockClock(clock=lambda: now[0])
+    for line, at in zip(BACKUP_LINES, (1.0, 1.01, 1.2, 1.2, 1.21, 1.4, 1.45), strict=True):
+        now[0] = 100.0 + at
+        clock.feed(line)
+    clock.feed(BACKUP_LINES[0])  # a repeated line does not move the mark
+    blocked = clock.blocked()
+    assert blocked == pytest.approx((0.45, 0.25))
+
+
+@pytest.mark.parametrize("missing", [0, 3, 6])
+def test_lock_clock_without_every_stage_line_says_nothing(missing: int) -> None:
+    clock = mb.LockClock(clock=lambda: 5.0)
+    for i, line in enumerate(BACKUP_LINES):
+        if i != missing:
+            clock.feed(line)
+    assert clock.blocked() is None
+
+
+def test_lock_clock_out_of_order_says_nothing() -> None:
+    times = iter((3.0, 2.0, 4.0))
+    clock = mb.LockClock(clock=lambda: next(times))
+    for line in (BACKUP_LINES[0], BACKUP_LINES[3], BACKUP_LINES[6]):
+        clock.feed(line)
+    assert clock.blocked() is None
+
+
+def test_backup_argv_polls_the_redo_log_often_and_lets_the_operator_override() -> None:
+    c = mb.Common("mariadb-backup")
+    argv = mb.backup_argv(
+        c,
+        (),
+        socket="/s",
+        tmpdir="/t",
+        target_dir="/x",
+        datadir="/d",
+        parallel=0,
+        extra=("--log-copy-interval=500",),
+    )
+    ours = argv.index(f"--log-copy-interval={mb.LOG_COPY_INTERVAL_MS}")
+    assert mb.LOG_COPY_INTERVAL_MS <= 20
+    assert argv.index("--log-copy-interval=500") > ours  # the last one wins in mariadb-backup
