@@ -15,6 +15,14 @@ joiner picks its donor with wsrep_sst_donor. Run as root after scripts/setup.sh:
     /opt/galera-sst/bin/python scripts/benchmark.py            # 2 GiB, 3 runs, every case
     /opt/galera-sst/bin/python scripts/benchmark.py --gib 1 --cases rsync,mariabackup
 
+With --load, every case also joins once per run with a writer on the donor (one INSERT every
+20 ms through testsupport/writer.py, from before the joiner starts until it is Synced) and
+prints, for stock and ours side by side, the donor's longest single write, the total time
+writes were blocked (commits over 0.1 s) or refused, and the join time under load next to
+the idle join's:
+
+    /opt/galera-sst/bin/python scripts/benchmark.py --gib 1 --load --cases rsync,mariabackup
+
 This is a measurement, not a test: it asserts nothing and always prints what it saw.
 """
 
@@ -40,6 +48,7 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sst import demo
 from testsupport import lab as labmod
+from testsupport import writer as wr
 from testsupport.lab import Lab, Node
 
 CASES = {
@@ -63,14 +72,19 @@ class Run:
     joiner_cpu: float
     python_cpu: float
     python_rss: int  # bytes, peak of any one of our Python processes
+    longest_write: float = 0.0  # under load: the donor's longest commit, seconds
+    blocked: float = 0.0  # under load: commits over 0.1 s plus refused time, seconds
+    write_errors: int = 0  # under load: failed writes
 
 
 @dataclass
 class Result:
-    """Runs of one case, per implementation."""
+    """Runs of one case, per implementation (idle, and under load with --load)."""
 
     stock: list[Run] = field(default_factory=list)
     ours: list[Run] = field(default_factory=list)
+    stock_load: list[Run] = field(default_factory=list)
+    ours_load: list[Run] = field(default_factory=list)
 
 
 class Sampler(threading.Thread):
@@ -222,6 +236,15 @@ def timeline(log_text: str) -> str:
     return "\n".join(out)
 
 
+def caught_up(donor: Node, joiner: Node) -> None:
+    """Wait until the joiner has applied every write the cluster committed (a causal read:
+    wsrep_sync_wait), then raise LabError if its data differs from the donor's."""
+    joiner.sql("SET SESSION wsrep_sync_wait = 1; SELECT 1", timeout=600)
+    dbs = ["bench", wr.DATABASE]
+    if labmod.checksums(donor, dbs) != labmod.checksums(joiner, dbs):
+        raise labmod.LabError(f"{joiner.sst_method}: data differs after the join")
+
+
 def join_once(
     lb: Lab,
     donor: Node,
@@ -231,29 +254,38 @@ def join_once(
     *,
     verify: bool = True,
     verbose: bool = False,
+    load: bool = False,
 ) -> Run:
     """One fresh joiner through method from donor; its time to Synced and CPU use. verify:
-    compare CHECKSUM TABLE of every table (about a minute at 2 GiB, outside the timing)."""
+    compare CHECKSUM TABLE of every table (about a minute at 2 GiB, outside the timing).
+    load: a writer on the donor from before the joiner starts until it is Synced."""
     extra = {"sst-log-archive-dir": "", "sst-log-archive": "0"}
     joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.galera_name})
     if method == "mysqldump":
         lb.create_sst_user_offline(joiner)
     joiner.sst_options = {**labmod.tls_options(certs, joiner.name, mode), **extra}
     donor.sst_options = {**labmod.tls_options(certs, donor.name, mode), **extra}
+    writer = wr.Writer(wr.Target(socket=donor.socket), run=f"{method}-{joiner.name}", seconds=3600)
     sampler = Sampler({"donor": donor, "joiner": joiner})
     sampler.start()
     try:
+        if load:
+            writer.start()
+            time.sleep(1.0)  # a steady cadence before the joiner asks for its state
         took = lb.join(joiner, timeout=1800)
+        stats = writer.stop() if load else wr.Stats()
         dcpu, jcpu, pcpu, rss = sampler.finish()
         donor.wait_synced(300)
         if verify:
-            a, b = labmod.checksums(donor, ["bench"]), labmod.checksums(joiner, ["bench"])
-            if a != b:
-                raise labmod.LabError(f"{method}: data differs after the join")
+            caught_up(donor, joiner)
         if verbose:
             print(timeline(joiner.log_text()), flush=True)
-        return Run(took, dcpu, jcpu, pcpu, rss)
+        return Run(
+            took, dcpu, jcpu, pcpu, rss, stats.longest, stats.blocked_seconds(), len(stats.errors)
+        )
     finally:
+        if writer.is_alive():
+            writer.stop()
         sampler.finish()
         lb.remove_node(joiner)
 
@@ -290,6 +322,85 @@ def report(results: dict[str, Result], runs: int, size: int, limit: float, tls: 
     return "\n".join(lines)
 
 
+def load_report(results: dict[str, Result], runs: int, size: int) -> str:
+    """The under-load table, stock and ours side by side, as Markdown."""
+    head = (
+        "| case | longest write s stock | ours | blocked or refused s stock | ours "
+        "| join under load s stock (x idle) | ours (x idle) | write errors stock/ours |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for case, r in results.items():
+        if not (r.stock and r.ours and r.stock_load and r.ours_load):
+            continue
+        cells = [
+            f"{median(runs, what):.2f} (max {max(getattr(x, what) for x in runs):.2f})"
+            for what in ("longest_write", "blocked")
+            for runs in (r.stock_load, r.ours_load)
+        ]
+        for load, idle in ((r.stock_load, r.stock), (r.ours_load, r.ours)):
+            ml, mi = median(load, "seconds"), median(idle, "seconds")
+            cells.append(f"{ml:.1f} ({ml / mi:.2f}x)")
+        errs = [sum(x.write_errors for x in runs) for runs in (r.stock_load, r.ours_load)]
+        errors = f"{errs[0]}/{errs[1]}"
+        lines.append(f"| {case} | " + " | ".join(cells) + f" | {errors} |")
+    lines.append("")
+    lines.append(
+        f"Medians (and maxima) of {runs} joins per implementation with one INSERT every 20 ms on "
+        f"the donor; datadir {size / 2**30:.2f} GiB; {os.cpu_count()} CPUs; idle joins of the "
+        "same run for the ratio."
+    )
+    return "\n".join(lines)
+
+
+def run_case(
+    lb: Lab,
+    *,
+    donor: Node,
+    ours_donor: Node | None,
+    certs: labmod.CertPaths,
+    case: str,
+    ns: argparse.Namespace,
+) -> Result:
+    """Every run of one case: stock and ours alternately, idle and (with --load) loaded."""
+    stock, ours, mode = CASES[case]
+    r = Result()
+    loads = (False, True) if ns.load else (False,)
+    for i in range(ns.runs):
+        for load in loads:
+            for impl, method in (("stock", stock), ("ours", ours)):
+                src = ours_donor if impl == "ours" and ours_donor and method == stock else donor
+                run = join_once(
+                    lb,
+                    src,
+                    certs,
+                    method,
+                    mode,
+                    verify=ns.verify == "all" or i == 0,
+                    verbose=ns.timeline and impl == "ours",
+                    load=load,
+                )
+                runs = {
+                    ("stock", False): r.stock,
+                    ("ours", False): r.ours,
+                    ("stock", True): r.stock_load,
+                    ("ours", True): r.ours_load,
+                }[(impl, load)]
+                runs.append(run)
+                loaded = (
+                    f"  longest write {run.longest_write:5.2f} s blocked {run.blocked:5.2f} s "
+                    f"errors {run.write_errors}"
+                    if load
+                    else ""
+                )
+                print(
+                    f"  {case:16} run {i + 1} {impl:5} {method:15} {'load' if load else 'idle'} "
+                    f"{run.seconds:6.1f} s  cpu donor {run.donor_cpu:5.1f} s joiner "
+                    f"{run.joiner_cpu:5.1f} s{loaded}",
+                    flush=True,
+                )
+    return r
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -305,6 +416,11 @@ def main() -> int:
         default="first",
         help="compare checksums after the first join of each case and implementation (default)"
         " or after every join",
+    )
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="also join with a writer on the donor and print its stalls (see above)",
     )
     ns = p.parse_args()
     if os.geteuid() != 0:
@@ -341,30 +457,18 @@ def main() -> int:
             lb.use_ours_under_stock_names(ours_donor)
             took = lb.join(ours_donor, timeout=1800)
             print(f"second donor (ours under the stock names) joined in {took:.1f} s", flush=True)
-        results: dict[str, Result] = {}
-        for case in cases:
-            stock, ours, mode = CASES[case]
-            r = results.setdefault(case, Result())
-            for i in range(ns.runs):
-                for impl, method in (("stock", stock), ("ours", ours)):
-                    src = ours_donor if impl == "ours" and ours_donor and method == stock else donor
-                    run = join_once(
-                        lb,
-                        src,
-                        certs,
-                        method,
-                        mode,
-                        verify=ns.verify == "all" or i == 0,
-                        verbose=ns.timeline and impl == "ours",
-                    )
-                    (r.stock if impl == "stock" else r.ours).append(run)
-                    print(
-                        f"  {case:16} run {i + 1} {impl:5} {method:15} {run.seconds:6.1f} s  "
-                        f"cpu donor {run.donor_cpu:5.1f} s joiner {run.joiner_cpu:5.1f} s",
-                        flush=True,
-                    )
+        wr.create_table(donor.sql)  # replicated to the second donor
+        results = {
+            case: run_case(lb, donor=donor, ours_donor=ours_donor, certs=certs, case=case, ns=ns)
+            for case in cases
+        }
         print()
         print(report(results, ns.runs, size, limit, tls))
+        if ns.load:
+            print()
+            print("Under write load:")
+            print()
+            print(load_report(results, ns.runs, size))
         return 0
     finally:
         lb.close()
