@@ -15,7 +15,7 @@ from testsupport.lab import Lab, Node
 BLOCKED = re.compile(
     r"WSREP_SST: \[INFO\] Writes on this node were blocked for (\d+\.\d+) s while "
     r"mariadb-backup held its locks \(BACKUP STAGE BLOCK_DDL to END; BLOCK_COMMIT to END "
-    r"(\d+\.\d+) s\)"
+    r"(\d+\.\d+) s; its longest step \d+\.\d+ s, after '.*'\)"
 )
 
 

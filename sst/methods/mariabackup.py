@@ -1020,9 +1020,11 @@ def _report_blocked(clock: mb.LockClock) -> None:
         )
         return
     total, commit = blocked
+    gap, after = clock.longest
     log.info(
         f"Writes on this node were blocked for {total:.2f} s while mariadb-backup held its "
-        f"locks (BACKUP STAGE BLOCK_DDL to END; BLOCK_COMMIT to END {commit:.2f} s)"
+        f"locks (BACKUP STAGE BLOCK_DDL to END; BLOCK_COMMIT to END {commit:.2f} s; its "
+        f"longest step {gap:.2f} s, after '{after}')"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ def backup_argv(
 # mariadb-backup's stage lines. On a Galera node the server desyncs and pauses the provider
 # inside BACKUP STAGE BLOCK_DDL (sql/backup.cc), so no transaction commits from there until
 # BACKUP STAGE END has run ("All tables unlocked").
+STAMP = re.compile(r"^\[\d+\] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # "[00] 2026-11-30 05:46:24 "
 BLOCK_DDL_START = "Started BACKUP STAGE BLOCK_DDL"
 BLOCK_COMMIT_START = "Starting BACKUP STAGE BLOCK_COMMIT"
 UNLOCKED = "All tables unlocked"
@@ -114,12 +116,20 @@ class LockClock:
 
     clock: Callable[[], float] = time.monotonic
     marks: dict[str, float] = field(default_factory=dict)
+    last: tuple[float, str] = (0.0, "")  # the previous line while the locks are held
+    longest: tuple[float, str] = (0.0, "")  # the longest silence then, and the line before
 
     def feed(self, line: str) -> None:
-        """Note the time of the first line carrying each stage mark."""
+        """Note the time of the first line carrying each stage mark, and while the locks
+        are held the longest silence between two lines (what mariadb-backup waited for)."""
+        now = self.clock()
         for mark in (BLOCK_DDL_START, BLOCK_COMMIT_START, UNLOCKED):
             if mark in line and mark not in self.marks:
-                self.marks[mark] = self.clock()
+                self.marks[mark] = now
+        if (BLOCK_DDL_START in self.marks and UNLOCKED not in self.marks) or UNLOCKED in line:
+            if self.last[1] and now - self.last[0] > self.longest[0]:
+                self.longest = (now - self.last[0], self.last[1])
+            self.last = (now, STAMP.sub("", line.strip())[:100])
 
     def blocked(self) -> tuple[float, float] | None:
         """(seconds from BLOCK_DDL to the unlock, seconds from BLOCK_COMMIT to it), or None

@@ -226,12 +226,15 @@ BACKUP_LINES = (
 def test_lock_clock_times_block_ddl_and_block_commit_to_the_unlock() -> None:
     now = [100.0]
     clock = mb.LockClock(clock=lambda: now[0])
-    for line, at in zip(BACKUP_LINES, (1.0, 1.01, 1.2, 1.2, 1.21, 1.4, 1.45), strict=True):
+    for line, at in zip(BACKUP_LINES, (1.0, 1.01, 1.3, 1.3, 1.31, 1.4, 1.45), strict=True):
         now[0] = 100.0 + at
         clock.feed(line)
     clock.feed(BACKUP_LINES[0])  # a repeated line does not move the mark
     blocked = clock.blocked()
-    assert blocked == pytest.approx((0.45, 0.25))
+    assert blocked == pytest.approx((0.45, 0.15))
+    # the longest silence while the locks were held, and the line before it, unstamped
+    assert clock.longest[0] == pytest.approx(0.29)
+    assert clock.longest[1] == "Acquired locks for BACKUP STAGE BLOCK_DDL"
 
 
 @pytest.mark.parametrize("missing", [0, 3, 6])
