@@ -239,7 +239,10 @@ def timeline(log_text: str) -> str:
 def caught_up(donor: Node, joiner: Node) -> None:
     """Wait until the joiner has applied every write the cluster committed (a causal read:
     wsrep_sync_wait), then raise LabError if its data differs from the donor's."""
-    joiner.sql("SET SESSION wsrep_sync_wait = 1; SELECT 1", timeout=600)
+    joiner.sql(
+        f"SET SESSION wsrep_sync_wait = 1; SELECT COUNT(*) FROM {wr.DATABASE}.{wr.TABLE}",
+        timeout=600,
+    )
     dbs = ["bench", wr.DATABASE]
     if labmod.checksums(donor, dbs) != labmod.checksums(joiner, dbs):
         raise labmod.LabError(f"{joiner.sst_method}: data differs after the join")
