@@ -395,8 +395,10 @@ def run_case(
                     if load
                     else ""
                 )
+                # without --load, each run's line is as before
+                kind = ("load " if load else "idle ") if ns.load else ""
                 print(
-                    f"  {case:16} run {i + 1} {impl:5} {method:15} {'load' if load else 'idle'} "
+                    f"  {case:16} run {i + 1} {impl:5} {method:15} {kind}"
                     f"{run.seconds:6.1f} s  cpu donor {run.donor_cpu:5.1f} s joiner "
                     f"{run.joiner_cpu:5.1f} s{loaded}",
                     flush=True,
