@@ -567,12 +567,14 @@ def _binlog_tar(run: Run, s: RsyncSettings) -> str:
     return tar
 
 
-def _rsync(argv: tuple[str, ...], push: rs.Push, ok: frozenset[int] = frozenset({0})) -> Stage:
+STRICT = frozenset({0})
+
+
+def _rsync(argv: tuple[str, ...], push: rs.Push, ok: frozenset[int] = STRICT) -> Stage:
     """One rsync pass; a failure names the tunnel's TLS verdict when there is one."""
     return Stage(argv, name="rsync", ok_codes=ok, errno_for=rs.errno_for, explain=push.explain)
 
 
-STRICT = frozenset({0})
 PRECOPY_OK = frozenset({0, rs.VANISHED})  # files may vanish while the server writes
 # Passes at once under the read lock: they carry little, and each costs a connection (and a
 # TLS handshake) that would otherwise wait its turn while writes are refused.
@@ -659,16 +661,17 @@ def _parallel(
     *,
     ok: frozenset[int] = STRICT,
     at_once: int = 0,
+    what: str = "sending database directories",
 ) -> None:
-    """Run rsync passes with at most at_once (default backup-threads) at a time; the first
-    failure stops all."""
+    """Run rsync passes with at most at_once (default backup-threads) at a time, as the
+    phase what; the first failure stops all."""
     pending = list(argvs)
     active: list[tuple[Child, TreeActivity]] = []
     while pending or active:
         while pending and len(active) < (at_once or s.backup_threads):
             c = run.sup.start(_rsync(pending.pop(0), push, ok))
             active.append((c, TreeActivity(c.pid)))
-            run.phase("sending database directories", watch=tuple(a.pid for a, _ in active))
+            run.phase(what, tls=s.ssl_mode, watch=tuple(a.pid for a, _ in active))
         run.sup.check_parent()
         for c, act in list(active):
             rc = c.poll()
@@ -766,8 +769,8 @@ def _send_lists(
         with open(path, "xb") as f:
             f.write(rs.files_from(fl.paths))
         argvs.append(rs.list_pass(rsync_bin, push, fl.root, fl.url, path))
-    run.phase("sending what changed under the read lock", tls=s.ssl_mode)
-    _parallel(run, s, push, argvs, at_once=max(s.backup_threads, LOCKED_AT_ONCE))
+    at_once = max(s.backup_threads, LOCKED_AT_ONCE)
+    _parallel(run, s, push, argvs, at_once=at_once, what="sending what changed, under the lock")
     return sum(len(fl.paths) for fl in lists), sum(fl.bytes for fl in lists)
 
 
@@ -795,8 +798,10 @@ def _send_changes(
         for p in passes
         if snapshot.tree_changed(base.trees.get(p.key), trees[p.key], since)
     ]
-    run.phase("deleting what the donor no longer has", tls=s.ssl_mode)
-    _parallel(run, s, push, deletions, at_once=max(s.backup_threads, LOCKED_AT_ONCE))
+    at_once = max(s.backup_threads, LOCKED_AT_ONCE)
+    _parallel(
+        run, s, push, deletions, at_once=at_once, what="deleting what the donor no longer has"
+    )
     return files + more[0], size + more[1], sum(1 for p in passes if p.key.startswith("db:"))
 
 
