@@ -793,15 +793,20 @@ def _send_changes(
     trees.update(_scan(passes, _redo_ids(trees)))
     more = _send_lists(run, s, push, rsync_bin, _file_lists(passes, base, trees, push.url))
     since = base.t0_ns - snapshot.MARGIN_NS
-    deletions = [
-        rs.deletion_pass(p.argv)
-        for p in passes
-        if snapshot.tree_changed(base.trees.get(p.key), trees[p.key], since)
+    changed = [
+        p for p in passes if snapshot.tree_changed(base.trees.get(p.key), trees[p.key], since)
     ]
     at_once = max(s.backup_threads, LOCKED_AT_ONCE)
-    _parallel(
-        run, s, push, deletions, at_once=at_once, what="deleting what the donor no longer has"
-    )
+    # The top level first (with the sub-modules, which touch none of its directories): it
+    # makes a new database's directory before that database's own pass writes into it.
+    for group in (
+        [p for p in changed if not p.key.startswith("db:")],
+        [p for p in changed if p.key.startswith("db:")],
+    ):
+        deletions = [rs.deletion_pass(p.argv, top=p.key == "top") for p in group]
+        _parallel(
+            run, s, push, deletions, at_once=at_once, what="deleting what the donor no longer has"
+        )
     return files + more[0], size + more[1], sum(1 for p in passes if p.key.startswith("db:"))
 
 

@@ -110,11 +110,14 @@ def database_pass(binary: str, push: Push, datadir: str, db: str) -> tuple[str, 
     return (binary, *push.common(), "--recursive", f"{datadir}/{db}/", f"{push.url}/{db}")
 
 
-def deletion_pass(argv: tuple[str, ...]) -> tuple[str, ...]:
+def deletion_pass(argv: tuple[str, ...], *, top: bool = False) -> tuple[str, ...]:
     """Given a pass's argv: the same pass sending no file the receiver already has
     (`--ignore-existing`): it deletes what the donor no longer has (`--delete`) and creates
-    what the receiver lacks, reading no file that both sides hold."""
-    return (argv[0], "--ignore-existing", *argv[1:])
+    what the receiver lacks, reading no file that both sides hold. For the top level
+    (`top`), a database directory that is a symlink on the donor is sent as the directory
+    it is on the receiver (`--copy-dirlinks`): the top-level filter would otherwise leave the
+    link out and delete the receiver's directory, which no full pass recreates here."""
+    return (argv[0], "--ignore-existing", *(("--copy-dirlinks",) if top else ()), *argv[1:])
 
 
 def files_from(paths: Sequence[str]) -> bytes:

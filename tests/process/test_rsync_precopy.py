@@ -38,11 +38,16 @@ OLD_FILES = {
 
 
 def seed(dd: Path, pause: float = 2.2) -> None:
-    """More of a datadir than node_dir's, then a pause: everything in it is older than the
-    pre-copy's t0 minus the margin, so only what the test changes later counts as changed."""
+    """More of a datadir than node_dir's (a database directory that is a symlink to one
+    outside it among them), then a pause: everything in it is older than the pre-copy's t0
+    minus the margin, so only what the test changes later counts as changed."""
     (dd / "other").mkdir()
     for rel, data in OLD_FILES.items():
         (dd / rel).write_bytes(data)
+    outside = dd.parent / "elsewhere" / "linked"
+    outside.mkdir(parents=True)
+    (outside / "l.ibd").write_bytes(b"l" * 2048)
+    os.symlink(outside, dd / "linked")
     time.sleep(pause)
 
 
@@ -77,6 +82,7 @@ def assert_carried(dd: Path, jd: Path) -> None:
     """The joiner holds the donor's files as they were under the lock."""
     for rel in ("db1/t.ibd", "db1/keep.ibd", "db1/#sql-ib42.ibd", "newdb/n.ibd", "other/o.ibd"):
         assert (jd / rel).read_bytes() == (dd / rel).read_bytes(), rel
+    assert (jd / "linked" / "l.ibd").read_bytes() == b"l" * 2048  # a directory there
     assert (jd / "db1" / "t.ibd").read_bytes().startswith(b"NNNN")
     assert (jd / "ib_logfile0").read_bytes() == b"R" * 100
     assert (jd / "ibdata1").read_bytes() == (dd / "ibdata1").read_bytes()

@@ -238,6 +238,15 @@ def test_deletion_pass_is_the_pass_reading_no_file_the_receiver_has() -> None:
         deletion = rs.deletion_pass(argv)
         assert deletion == (argv[0], "--ignore-existing", *argv[1:])
         assert "--delete" in deletion
+    # The top level's filter leaves a symlinked database directory out, and --delete would
+    # then remove the receiver's directory: under the lock it is sent as a directory.
+    top = rs.top_level_pass("rsync", p, "/d")
+    assert rs.deletion_pass(top, top=True) == (
+        "rsync",
+        "--ignore-existing",
+        "--copy-dirlinks",
+        *top[1:],
+    )
 
 
 def test_files_from_list_survives_comment_characters_and_newlines() -> None:
