@@ -155,6 +155,7 @@ class RsyncSettings:
     connect_timeout: float
     bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
     peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
+    precopy: bool = True  # [sst] rsync-precopy: copy before the read lock, the delta under it
 
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
@@ -232,6 +233,20 @@ def option_threads(opts: Options, name: str, method: str, errors: list[str]) -> 
     return int(_number(name, text, errors, minimum=1)) if text else 0
 
 
+SWITCH_VALUES = {"1": True, "on": True, "yes": True, "true": True}
+SWITCH_VALUES.update({"0": False, "off": False, "no": False, "false": False})
+
+
+def option_switch(opts: Options, name: str, method: str, errors: list[str]) -> bool:
+    """An on/off option (1/0, on/off, yes/no, true/false, any case); a bad value is added
+    to errors (and reads as the table's default)."""
+    text = option(opts, name, method, options.SWITCH).strip().lower()
+    if text not in SWITCH_VALUES:
+        errors.append(f"{name}={text!r} is not one of 1/0, on/off, yes/no, true/false")
+        return SWITCH_VALUES[options.default(name, method)]
+    return SWITCH_VALUES[text]
+
+
 def option_argv(opts: Options, name: str, method: str, errors: list[str]) -> tuple[str, ...]:
     """A command option (compressor, inno-*-opts) as an argument list; errors as above."""
     return _argv_option(name, option(opts, name, method, options.ARGV), errors)
@@ -274,6 +289,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     conn_t = option_seconds(opts, "sst-initial-timeout", "rsync", errors)
     rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync", options.RATE), errors)
     peer_certs = option(opts, "ssl-peer-certs", "rsync")
+    precopy = option_switch(opts, "rsync-precopy", "rsync", errors)
     if peer_certs and not mode.startswith("VERIFY"):
         errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
     if errors:
@@ -291,6 +307,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         connect_timeout=conn_t,
         bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
         peer_certs=peer_certs,
+        precopy=precopy,
     )
 
 

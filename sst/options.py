@@ -23,6 +23,7 @@ COUNT = "count"  # a number (sst-max-binlogs: negative means all)
 THREADS = "threads"  # a number >= 1
 RATE = "rate"  # bytes/s with k/m/g/t suffixes, as pv
 ARGV = "argv"  # a command, split like a shell would, never run by one
+SWITCH = "switch"  # 1/0, on/off, yes/no, true/false
 TEXT = "text"  # free text (paths, modes checked by the method)
 
 
@@ -157,6 +158,17 @@ TABLE: tuple[Option, ...] = (
         ("rsync",),
         "donor: rate limit per rsync stream, as `--bwlimit` (bytes/s, `k`/`m`/`g` suffixes as pv)",
         RATE,
+    ),
+    Option(
+        ("rsync-precopy",),
+        SST,
+        "1",
+        ("rsync",),
+        "donor: copy the datadir before FLUSH TABLES WITH READ LOCK, then under the lock only "
+        "what changed since (the redo log first, new and changed files, deletions), so that "
+        "writes are refused for the delta, not the whole copy; 0: everything under the lock, "
+        "as stock (docs/contract.md 6.2)",
+        SWITCH,
     ),
     Option(
         ("ssl-peer-certs",),

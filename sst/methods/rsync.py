@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import psutil
 
-from sst import config, datadir, log, net, stock, swap, tls, tools
+from sst import config, datadir, log, net, snapshot, stock, swap, tls, tools
 from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import IN_PROGRESS, Area
 from sst.errors import (
@@ -567,45 +567,111 @@ def _binlog_tar(run: Run, s: RsyncSettings) -> str:
     return tar
 
 
-def _rsync(argv: tuple[str, ...], push: rs.Push) -> Stage:
+STRICT = frozenset({0})
+
+
+def _rsync(argv: tuple[str, ...], push: rs.Push, ok: frozenset[int] = STRICT) -> Stage:
     """One rsync pass; a failure names the tunnel's TLS verdict when there is one."""
-    return Stage(argv, name="rsync", errno_for=rs.errno_for, explain=push.explain)
+    return Stage(argv, name="rsync", ok_codes=ok, errno_for=rs.errno_for, explain=push.explain)
 
 
-def _run_passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> None:
-    req = run.req
-    dd = req.datadir
+PRECOPY_OK = frozenset({0, rs.VANISHED})  # files may vanish while the server writes
+# Passes at once under the read lock: they carry little, and each costs a connection (and a
+# TLS handshake) that would otherwise wait its turn while writes are refused.
+LOCKED_AT_ONCE = 8
 
-    def one(argv: tuple[str, ...], what: str) -> None:
-        child = run.sup.start(_rsync(argv, push))
-        run.phase(what, tls=s.ssl_mode, watch=(child.pid,))
-        act = TreeActivity(child.pid)
-        run.sup.wait([child], what=what, idle=act.idle, idle_timeout=s.idle_timeout)
 
-    one(rs.top_level_pass(rsync_bin, push, dd), "sending the datadir's top level")
-    log.info("Transfer of normal directories done")
-    dirs = s.server.by_module(dd)
-    for sub, src in dirs.items():
+@dataclass(frozen=True)
+class Pass:
+    """One of the donor's rsync passes (docs/contract.md 6.2): its argv, and the tree it
+    carries: the directory its files are relative to and how they are selected."""
+
+    key: str  # "top", a sub-module's name, or "db:" and a database directory's name
+    what: str  # the phase it is
+    argv: tuple[str, ...]
+    root: str
+    patterns: tuple[str, ...] = ()
+    only: tuple[str, ...] = ()
+    recursive: bool = False
+
+    def scan(self, skip: set[tuple[int, int]] | None = None) -> snapshot.Snapshot:
+        """The stat of every file this pass carries, now."""
+        return snapshot.scan(
+            self.root,
+            patterns=self.patterns,
+            only=self.only,
+            recursive=self.recursive,
+            skip=skip or set(),
+        )
+
+
+def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[Pass]:
+    """The passes in stock order: the top level, the sub-modules whose directory exists, then
+    every database directory (each top-level directory but the excluded and our own)."""
+    dd = run.req.datadir
+    out = [
+        Pass(
+            "top",
+            "sending the datadir's top level",
+            rs.top_level_pass(rsync_bin, push, dd),
+            dd,
+            only=(rs.BINLOG_TAR,),
+        )
+    ]
+    for sub, src in s.server.by_module(dd).items():
         if os.path.isdir(src):
-            one(rs.submodule_pass(rsync_bin, push, src, sub), f"sending {sub} files")
+            argv = rs.submodule_pass(rsync_bin, push, src, sub)
+            out.append(Pass(sub, f"sending {sub} files", argv, src, rs.SUBMODULE_FILES[sub]))
     dbs = sorted(
         e.name
         for e in os.scandir(dd)
         if e.is_dir() and e.name not in (*rs.EXCLUDED_TOP, datadir.STAGING, datadir.OLD)
     )
-    _parallel(run, s, push, [rs.database_pass(rsync_bin, push, dd, db) for db in dbs])
-    log.info(f"Transfer of data done ({len(dbs)} database directories)")
+    for db in dbs:
+        argv = rs.database_pass(rsync_bin, push, dd, db)
+        root = os.path.join(dd, db)
+        out.append(Pass(f"db:{db}", "sending database directories", argv, root, recursive=True))
+    return out
 
 
-def _parallel(run: Run, s: RsyncSettings, push: rs.Push, argvs: list[tuple[str, ...]]) -> None:
-    """Run rsync passes with at most backup-threads at once; the first failure stops all."""
+def _run_passes(
+    run: Run, s: RsyncSettings, push: rs.Push, passes: list[Pass], ok: frozenset[int]
+) -> None:
+    """Run the passes: the top level and the sub-modules one by one, then the database
+    directories backup-threads at a time; exits in ok are success."""
+
+    def one(p: Pass) -> None:
+        child = run.sup.start(_rsync(p.argv, push, ok))
+        run.phase(p.what, tls=s.ssl_mode, watch=(child.pid,))
+        act = TreeActivity(child.pid)
+        run.sup.wait([child], what=p.what, idle=act.idle, idle_timeout=s.idle_timeout)
+
+    dbs = [p for p in passes if p.key.startswith("db:")]
+    for p in passes:
+        if p not in dbs:
+            one(p)
+    _parallel(run, s, push, [p.argv for p in dbs], ok=ok)
+
+
+def _parallel(
+    run: Run,
+    s: RsyncSettings,
+    push: rs.Push,
+    argvs: list[tuple[str, ...]],
+    *,
+    ok: frozenset[int] = STRICT,
+    at_once: int = 0,
+    what: str = "sending database directories",
+) -> None:
+    """Run rsync passes with at most at_once (default backup-threads) at a time, as the
+    phase what; the first failure stops all."""
     pending = list(argvs)
     active: list[tuple[Child, TreeActivity]] = []
     while pending or active:
-        while pending and len(active) < s.backup_threads:
-            c = run.sup.start(_rsync(pending.pop(0), push))
+        while pending and len(active) < (at_once or s.backup_threads):
+            c = run.sup.start(_rsync(pending.pop(0), push, ok))
             active.append((c, TreeActivity(c.pid)))
-            run.phase("sending database directories", watch=tuple(a.pid for a, _ in active))
+            run.phase(what, tls=s.ssl_mode, watch=tuple(a.pid for a, _ in active))
         run.sup.check_parent()
         for c, act in list(active):
             rc = c.poll()
@@ -616,9 +682,162 @@ def _parallel(run: Run, s: RsyncSettings, push: rs.Push, argvs: list[tuple[str, 
                     )
                 continue
             active.remove((c, act))
-            if rc != 0:
+            if rc not in ok:
                 raise c.error(f"sending {c.stage.argv[-2]}")
         time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the pre-copy started from: t0 (wall clock, ns) and every pass's files then."""
+
+    t0_ns: int
+    trees: dict[str, snapshot.Snapshot]
+    seconds: float  # how long the pre-copy took
+
+
+@dataclass(frozen=True)
+class FileList:
+    """Files of one module sent again under the lock: `--files-from` paths under root."""
+
+    name: str  # names the list file: "main" or a sub-module
+    root: str
+    url: str
+    paths: list[str]
+    bytes: int
+
+
+def _redo_ids(trees: dict[str, snapshot.Snapshot]) -> set[tuple[int, int]]:
+    """(dev, ino) of the redo log files: they go in their own pass, never in another."""
+    redo = trees.get("log_dir", snapshot.Snapshot())
+    return {(e.dev, e.ino) for e in redo.files.values()}
+
+
+def _scan(passes: list[Pass], skip: set[tuple[int, int]]) -> dict[str, snapshot.Snapshot]:
+    """The files of every pass but the redo log's, leaving out the redo log files."""
+    return {p.key: p.scan(skip) for p in passes if p.key != "log_dir"}
+
+
+def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Baseline:
+    """Every pass without the read lock, after recording t0 and every file's stat; files
+    that vanish meanwhile are no failure (the passes under the lock see to them)."""
+    t0_ns = time.time_ns()
+    start = time.monotonic()
+    passes = _passes(run, s, push, rsync_bin)
+    trees = {p.key: p.scan() for p in passes if p.key == "log_dir"}
+    trees.update(_scan(passes, _redo_ids(trees)))
+    _run_passes(run, s, push, passes, PRECOPY_OK)
+    os.sync()  # so that the sync under the lock has little left to write
+    took = time.monotonic() - start
+    dbs = sum(1 for p in passes if p.key.startswith("db:"))
+    log.info(f"Pre-copy without the read lock done in {took:.2f} s ({dbs} database directories)")
+    return Baseline(t0_ns, trees, took)
+
+
+def _file_lists(
+    passes: list[Pass], base: Baseline, trees: dict[str, snapshot.Snapshot], url: str
+) -> list[FileList]:
+    """What changed since t0 (snapshot.changed_files), one list per module: each
+    sub-module's, and the main module's (the binlog tar and the database directories)."""
+    since = base.t0_ns - snapshot.MARGIN_NS
+    out: list[FileList] = []
+    main: list[str] = []
+    main_bytes = 0
+    for p in passes:
+        if p.key == "log_dir":
+            continue  # sent first, whole, by _send_changes
+        changed = snapshot.changed_files(base.trees.get(p.key), trees[p.key], since)
+        size = trees[p.key].size(changed)
+        if p.key == "top" or p.key.startswith("db:"):
+            prefix = "" if p.key == "top" else p.key[3:] + "/"
+            main += [prefix + f for f in changed]
+            main_bytes += size
+        elif changed:
+            out.append(FileList(p.key, p.root, f"{url}-{p.key}", changed, size))
+    if main:
+        out.append(FileList("main", passes[0].root, url, main, main_bytes))
+    return out
+
+
+def _send_lists(
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, lists: list[FileList]
+) -> tuple[int, int]:
+    """Send each list's files (at most backup-threads passes at once); (files, bytes)."""
+    argvs = []
+    for fl in lists:
+        path = os.path.join(run.rundir, f"changed-{fl.name}.lst")
+        with open(path, "xb") as f:
+            f.write(rs.files_from(fl.paths))
+        argvs.append(rs.list_pass(rsync_bin, push, fl.root, fl.url, path))
+    at_once = max(s.backup_threads, LOCKED_AT_ONCE)
+    _parallel(run, s, push, argvs, at_once=at_once, what="sending what changed, under the lock")
+    return sum(len(fl.paths) for fl in lists), sum(fl.bytes for fl in lists)
+
+
+def _send_changes(
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, base: Baseline
+) -> tuple[int, int, int]:
+    """Under the read lock (docs/contract.md 6.2, "Pre-copy"): the redo log first, whole;
+    then, scanned after it was read, every other file that changed since t0 or is new;
+    then the deletion passes of the trees whose directories changed. Returns the files and
+    bytes sent again, and the number of database directories."""
+    passes = _passes(run, s, push, rsync_bin)
+    trees: dict[str, snapshot.Snapshot] = {}
+    files = size = 0
+    for p in passes:
+        if p.key == "log_dir":
+            tree = trees[p.key] = p.scan()
+            paths = sorted(tree.files)
+            redo = FileList(p.key, p.root, f"{push.url}-{p.key}", paths, tree.size(paths))
+            files, size = _send_lists(run, s, push, rsync_bin, [redo] if paths else [])
+    trees.update(_scan(passes, _redo_ids(trees)))
+    more = _send_lists(run, s, push, rsync_bin, _file_lists(passes, base, trees, push.url))
+    since = base.t0_ns - snapshot.MARGIN_NS
+    changed = [
+        p for p in passes if snapshot.tree_changed(base.trees.get(p.key), trees[p.key], since)
+    ]
+    at_once = max(s.backup_threads, LOCKED_AT_ONCE)
+    # The top level first (with the sub-modules, which touch none of its directories): it
+    # makes a new database's directory before that database's own pass writes into it.
+    for group in (
+        [p for p in changed if not p.key.startswith("db:")],
+        [p for p in changed if p.key.startswith("db:")],
+    ):
+        deletions = [rs.deletion_pass(p.argv, top=p.key == "top") for p in group]
+        _parallel(
+            run, s, push, deletions, at_once=at_once, what="deleting what the donor no longer has"
+        )
+    return files + more[0], size + more[1], sum(1 for p in passes if p.key.startswith("db:"))
+
+
+def _locked_copy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> str:
+    """The copy around FTWRL: with rsync-precopy (the default) every pass first without the
+    lock and under it only what changed since; else every pass under it, as stock. Sends
+    `continue`, logs how long the lock lasted and what was sent under it; returns the state
+    from tables_flushed."""
+    base = _precopy(run, s, push, rsync_bin) if s.precopy else None
+    locked = time.monotonic()
+    state = flush_tables(run, s.flush_timeout)
+    os.sync()
+    log.info("Tables flushed")
+    _binlog_tar(run, s)
+    if base is None:
+        passes = _passes(run, s, push, rsync_bin)
+        _run_passes(run, s, push, passes, STRICT)
+        dbs = sum(1 for p in passes if p.key.startswith("db:"))
+        sent = ""
+    else:
+        files, size, dbs = _send_changes(run, s, push, rsync_bin, base)
+        sent = f": sent again under it {files} changed file(s), {size / 2**20:.1f} MiB"
+    log.info(f"Transfer of data done ({dbs} database directories)")
+    log.info("Sending continue to donor")
+    run.out.resume()
+    held = time.monotonic() - locked
+    if base is None:
+        log.info(f"Read lock held {held:.2f} s, for the whole copy (rsync-precopy=0)")
+    else:
+        log.info(f"Read lock held {held:.2f} s{sent}; pre-copy without it {base.seconds:.2f} s")
+    return state
 
 
 def donor(run: Run, s: RsyncSettings) -> None:
@@ -634,16 +853,12 @@ def donor(run: Run, s: RsyncSettings) -> None:
     datadir.remove(tar)
     try:
         if not req.bypass:
-            state = flush_tables(run, s.flush_timeout)
-            os.sync()
-            log.info("Tables flushed")
-            _binlog_tar(run, s)
-            _run_passes(run, s, push, rsync_bin)
+            state = _locked_copy(run, s, push, rsync_bin)
         else:
             log.info("Bypassing state dump (IST).")
             state = f"{req.gtid} {req.gtid_domain_id}".strip()
-        log.info("Sending continue to donor")
-        run.out.resume()
+            log.info("Sending continue to donor")
+            run.out.resume()
     finally:
         datadir.remove(tar)
 

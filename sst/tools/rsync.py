@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sst.errors import ConfigError
+
+# rsync's exit status when the only trouble was source files that vanished while it ran
+# ("Partial transfer due to vanished source files"); 23 ("Partial transfer due to error")
+# is anything else: an unreadable file, a failed write or delete on the receiver, a listed
+# file that is not there.
+VANISHED = 24
 
 MAGIC_FILE = "rsync_sst_complete"
 BINLOG_TAR = "wsrep_sst_binlog.tar"
@@ -66,18 +73,11 @@ class Push:
         """`--password-file=` when the joiner's module demands authentication."""
         return (f"--password-file={self.password_file}",) if self.password_file else ()
 
-    def common(self) -> tuple[str, ...]:
-        """Flags on every pass. No --inplace: a staged joiner shares inodes with its old copy."""
-        out = [
-            "--owner",
-            "--group",
-            "--perms",
-            "--links",
-            "--specials",
-            "--ignore-times",
-            "--delete",
-            "--quiet",
-        ]
+    def common(self, *, delete: bool = True) -> tuple[str, ...]:
+        """Flags on every pass (a list of files is sent without --delete). No --inplace: a
+        staged joiner shares inodes with its old copy."""
+        out = ["--owner", "--group", "--perms", "--links", "--specials", "--ignore-times"]
+        out += ["--delete", "--quiet"] if delete else ["--quiet"]
         if self.whole_file:
             out.append("--whole-file")
         if self.rsh:
@@ -108,6 +108,41 @@ def submodule_pass(binary: str, push: Push, source_dir: str, sub: str) -> tuple[
 def database_pass(binary: str, push: Push, datadir: str, db: str) -> tuple[str, ...]:
     """Pass 6: one database directory, recursively."""
     return (binary, *push.common(), "--recursive", f"{datadir}/{db}/", f"{push.url}/{db}")
+
+
+def deletion_pass(argv: tuple[str, ...], *, top: bool = False) -> tuple[str, ...]:
+    """Given a pass's argv: the same pass sending no file the receiver already has
+    (`--ignore-existing`): it deletes what the donor no longer has (`--delete`) and creates
+    what the receiver lacks, reading no file that both sides hold. For the top level
+    (`top`), a database directory that is a symlink on the donor is sent as the directory
+    it is on the receiver (`--copy-dirlinks`): the top-level filter would otherwise leave the
+    link out and delete the receiver's directory, which no full pass recreates here."""
+    return (argv[0], "--ignore-existing", *(("--copy-dirlinks",) if top else ()), *argv[1:])
+
+
+def files_from(paths: Sequence[str]) -> bytes:
+    """A `--files-from --from0` list of paths relative to the pass's root. Each entry starts
+    with `./`, which rsync removes: an entry starting with `#` or `;` (`#sql-*.ibd`) would
+    otherwise be read as a comment and skipped."""
+    return b"".join(b"./" + os.fsencode(p) + b"\0" for p in paths)
+
+
+def list_pass(
+    binary: str, push: Push, source_dir: str, dest_url: str, list_file: str
+) -> tuple[str, ...]:
+    """The files named in list_file (files_from), each sent whole (or by delta in WAN mode)
+    whatever the receiver holds, from source_dir to the module at dest_url. No --delete
+    (the deletion pass does that); --no-implied-dirs, so that a path through a symlinked
+    database directory is read through it and lands in the receiver's directory."""
+    return (
+        binary,
+        *push.common(delete=False),
+        f"--files-from={list_file}",
+        "--from0",
+        "--no-implied-dirs",
+        f"{source_dir}/",
+        dest_url,
+    )
 
 
 def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:

@@ -48,9 +48,17 @@ def node(tmp: Path, name: str, pki: lab.CertPaths, who: str, pinned: str) -> Pat
 
 
 def transfer(
-    tmp: Path, pki: lab.CertPaths, parent: int, *, donor_as: str, joiner_pins: str, donor_pins: str
+    tmp: Path,
+    pki: lab.CertPaths,
+    parent: int,
+    *,
+    donor_as: str,
+    joiner_pins: str,
+    donor_pins: str,
+    refused: bool = False,
 ) -> tuple[int, str, int, str, int]:
-    """One SST; returns (donor status, its stderr, joiner status, its stderr, port)."""
+    """One SST; returns (donor status, its stderr, joiner status, its stderr, port). A
+    refused handshake ends the donor in its pre-copy, before it asks for the read lock."""
     j_base = node(tmp, "j", pki, "joiner", joiner_pins)
     d_base = node(tmp, "d", pki, donor_as, donor_pins)
     port = free_port()
@@ -62,10 +70,13 @@ def transfer(
     d = start_script(
         "py_rsync", donor_args(d_base, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
     )
-    assert d.readline() == "flush tables"
-    flushed = d_base / "data" / "tables_flushed"
-    flushed.with_suffix(".tmp").write_text(f"{UUID}:5 0\n")
-    flushed.with_suffix(".tmp").rename(flushed)
+    if refused:
+        assert d.readline() == ""
+    else:
+        assert d.readline() == "flush tables"
+        flushed = d_base / "data" / "tables_flushed"
+        flushed.with_suffix(".tmp").write_text(f"{UUID}:5 0\n")
+        flushed.with_suffix(".tmp").rename(flushed)
     d_rc = d.wait()
     d_err = d.stderr()
     j_rc = j.wait()
@@ -93,7 +104,13 @@ def test_joiner_refuses_a_donor_not_pinned(
     """The stranger's certificate chains to the same CA and names 127.0.0.1: only the pin
     tells it from the donor. Nothing reaches the joiner's datadir."""
     d_rc, d_err, j_rc, j_err, _ = transfer(
-        tmp_path, pki, parent.pid, donor_as="stranger", joiner_pins="donor", donor_pins=""
+        tmp_path,
+        pki,
+        parent.pid,
+        donor_as="stranger",
+        joiner_pins="donor",
+        donor_pins="",
+        refused=True,
     )
     assert d_rc != 0 and j_rc != 0
     assert len(error_lines(d_err)) == 1 and "rsync exited with 5: TLS: the peer" in d_err
@@ -108,7 +125,13 @@ def test_donor_refuses_a_joiner_not_pinned(
     tmp_path: Path, pki: lab.CertPaths, parent: subprocess.Popen[bytes]
 ) -> None:
     d_rc, d_err, j_rc, _, _ = transfer(
-        tmp_path, pki, parent.pid, donor_as="donor", joiner_pins="", donor_pins="stranger"
+        tmp_path,
+        pki,
+        parent.pid,
+        donor_as="donor",
+        joiner_pins="",
+        donor_pins="stranger",
+        refused=True,
     )
     assert d_rc != 0 and j_rc != 0
     [line] = error_lines(d_err)

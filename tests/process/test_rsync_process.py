@@ -182,6 +182,7 @@ def test_joiner_sigterm(joiner_dir: Path, parent: subprocess.Popen[bytes]) -> No
 
 
 def test_donor_flush_failed(node_dir: Path) -> None:
+    write_cnf(node_dir, {"rsync-precopy": "0"})  # straight to the lock: no joiner here
     d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"))
     assert d.readline() == "flush tables"
     (node_dir / "data" / "sst_error").write_text("")
@@ -191,7 +192,7 @@ def test_donor_flush_failed(node_dir: Path) -> None:
 
 
 def test_donor_flush_timeout(node_dir: Path) -> None:
-    write_cnf(node_dir, {"sst-flush-timeout": "1"})
+    write_cnf(node_dir, {"sst-flush-timeout": "1", "rsync-precopy": "0"})
     d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"))
     assert d.readline() == "flush tables"
     assert d.wait() == 32
@@ -199,6 +200,7 @@ def test_donor_flush_timeout(node_dir: Path) -> None:
 
 
 def test_donor_rsync_protocol_error_and_tree_killed(node_dir: Path, fakebin: Path) -> None:
+    write_cnf(node_dir, {"rsync-precopy": "0"})  # the failure under the lock, as stock
     pidlog = fakebin / "pids"
     fake_tool(
         fakebin,

@@ -80,6 +80,20 @@ def test_every_error_reported_at_once() -> None:
         assert part in msg
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("1", True), ("ON", True), ("yes", True), ("0", False), ("off", False)],
+)
+def test_rsync_precopy_switch(value: str | None, expected: bool) -> None:
+    sst: dict[str, str | None] = {} if value is None else {"rsync-precopy": value}
+    assert rsync_settings(req("donor"), opts({}, sst)).precopy is expected
+
+
+def test_rsync_precopy_refuses_anything_but_a_switch() -> None:
+    with pytest.raises(ConfigError, match=r"rsync-precopy='2' is not one of 1/0, on/off"):
+        rsync_settings(req("donor"), opts({}, {"rsync-precopy": "2"}))
+
+
 def test_unknown_ssl_mode() -> None:
     with pytest.raises(ConfigError, match="not one of"):
         rsync_settings(req(), opts({}, {"ssl-mode": "preferred"}))

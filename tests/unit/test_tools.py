@@ -269,3 +269,52 @@ def test_backup_argv_polls_the_redo_log_often_and_lets_the_operator_override() -
     ours = argv.index(f"--log-copy-interval={mb.LOG_COPY_INTERVAL_MS}")
     assert mb.LOG_COPY_INTERVAL_MS <= 20
     assert argv.index("--log-copy-interval=500") > ours  # the last one wins in mariadb-backup
+
+
+def test_list_pass_sends_named_files_whole_and_deletes_nothing() -> None:
+    p = rs.Push("rsync://h:1/m", password_file="/run/x/pw")
+    argv = rs.list_pass("rsync", p, "/d d", "rsync://h:1/m-log_dir", "/run/x/changed-log_dir.lst")
+    assert argv[-5:] == (
+        "--files-from=/run/x/changed-log_dir.lst",
+        "--from0",
+        "--no-implied-dirs",
+        "/d d/",
+        "rsync://h:1/m-log_dir",
+    )
+    assert "--delete" not in argv and "--recursive" not in argv and "--inplace" not in argv
+    # Whole and unconditionally (no quick check: our passes keep no times, and a coarse
+    # mtime can hide a same-size change), authenticated like every pass.
+    assert {"--ignore-times", "--whole-file", "--password-file=/run/x/pw"} <= set(argv)
+    wan = rs.list_pass("rsync", rs.Push("rsync://h:1/m", whole_file=False), "/d", "u", "/l")
+    assert "--whole-file" not in wan and "--ignore-times" in wan
+
+
+def test_deletion_pass_is_the_pass_reading_no_file_the_receiver_has() -> None:
+    p = rs.Push("rsync://h:1/m")
+    for argv in (
+        rs.top_level_pass("rsync", p, "/d"),
+        rs.submodule_pass("rsync", p, "/d", "aria_log"),
+        rs.database_pass("rsync", p, "/d", "db"),
+    ):
+        deletion = rs.deletion_pass(argv)
+        assert deletion == (argv[0], "--ignore-existing", *argv[1:])
+        assert "--delete" in deletion
+    # The top level's filter leaves a symlinked database directory out, and --delete would
+    # then remove the receiver's directory: under the lock it is sent as a directory.
+    top = rs.top_level_pass("rsync", p, "/d")
+    assert rs.deletion_pass(top, top=True) == (
+        "rsync",
+        "--ignore-existing",
+        "--copy-dirlinks",
+        *top[1:],
+    )
+
+
+def test_files_from_list_survives_comment_characters_and_newlines() -> None:
+    # rsync skips --files-from entries starting with '#' or ';' as comments: InnoDB's
+    # `#sql-*.ibd` would be left out without the `./` rsync strips again.
+    assert rs.files_from(["#sql-ib12.ibd", ";x", "db/t\n1.ibd", "caf\udce9"]) == (
+        b"./#sql-ib12.ibd\0./;x\0./db/t\n1.ibd\0./caf\xe9\0"
+    )
+    assert rs.files_from([]) == b""
+    assert rs.VANISHED == 24
