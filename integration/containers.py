@@ -18,6 +18,7 @@ import functools
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -298,6 +299,91 @@ def ensure_images(client: docker.DockerClient, bases: Sequence[Base] = (BOOKWORM
             build_node_image(client, work, base)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def mtr_image(base: Base) -> str:
+    """The node image with the base's own mariadb-test (MariaDB's regression suite)."""
+    return f"galera-sst/mtr:{base.suite}"
+
+
+def ensure_mtr_image(client: docker.DockerClient, base: Base) -> None:
+    """mtr_image(base): FROM the node image, with the Debian release's mariadb-test from the
+    machine's mirror (built, nothing pulled; rebuilt on the node image each run)."""
+    dockerfile = (
+        f"FROM {base.node_image}\n"
+        "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+        "--no-install-recommends mariadb-test && rm -rf /var/lib/apt/lists/*\n"
+        'CMD ["sleep", "infinity"]\n'
+    )
+    try:
+        client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()),
+            tag=mtr_image(base),
+            network_mode="host",  # apt in the build reaches the machine's mirror
+            rm=True,
+            forcerm=True,
+        )
+    except docker.errors.BuildError as exc:
+        lines = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
+        raise ContainerError(f"mtr image build failed: {exc}\n{lines[-3000:]}") from exc
+
+
+@dataclass(frozen=True)
+class MtrRun:
+    """scripts/mtr.sh's summary line, read back (docs/testing.md, MariaDB's own tests)."""
+
+    scripts: str
+    tests: int
+    passed: int
+    failed: int
+    skipped: int
+    seconds: int
+    status: int
+    output: str
+
+    @classmethod
+    def parse(cls, output: str, status: int) -> MtrRun:
+        m = re.search(
+            r"^\[mtr\] scripts=(\S+) tests=(\d+) passed=(\d+) failed=(\d+) "
+            r"skipped=(\d+) seconds=(\d+) mtr_status=\d+$",
+            output,
+            re.M,
+        )
+        if m is None:
+            raise ContainerError(f"no summary line from scripts/mtr.sh:\n{output[-3000:]}")
+        tests, passed, failed, skipped, seconds = (int(g) for g in m.groups()[1:])
+        return cls(m.group(1), tests, passed, failed, skipped, seconds, status, output)
+
+
+def run_mtr(engine: Engine, base: Base, args: Sequence[str]) -> MtrRun:
+    """scripts/mtr.sh with args in a container of mtr_image(base) (built here), our programs
+    under the stock names (GALERA_SST_BIN), on the container's loopback only; the container
+    is removed afterwards."""
+    assert engine.client is not None
+    ensure_mtr_image(engine.client, base)
+    box = engine.client.containers.run(
+        mtr_image(base),
+        ["sleep", "infinity"],
+        detach=True,
+        init=True,
+        network_mode="none",
+        labels={LABEL: "mtr"},
+    )
+    try:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(os.path.join(ROOT, "scripts", "mtr.sh"), arcname="mtr.sh")
+        box.put_archive("/usr/local/lib", buf.getvalue())
+        res = box.exec_run(
+            ["bash", "/usr/local/lib/mtr.sh", *args],
+            environment={"GALERA_SST_BIN": "/opt/galera-sst/bin"},
+        )
+        out = res.output if isinstance(res.output, bytes) else b"".join(res.output)
+        return MtrRun.parse(
+            out.decode("utf-8", "replace"), -1 if res.exit_code is None else res.exit_code
+        )
+    finally:
+        box.remove(force=True, v=True)
 
 
 # -- nodes -----------------------------------------------------------------------------------

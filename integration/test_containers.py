@@ -29,6 +29,7 @@ from integration.containers import (
     ContainerError,
     Engine,
     ensure_images,
+    run_mtr,
     wait_for,
 )
 from sst import datadir
@@ -320,10 +321,25 @@ def test_mysqldump_drop_in_on_11_8(engine: Engine) -> None:
         donor_log = node1.log_text()
         assert "verifying the server certificate and name" in donor_log, donor_log[-3000:]
         assert "mysqldump SST completed on donor" in donor_log, donor_log[-3000:]
+        # 11.8 reads the donor's `done` line: without it, "Failed to read from" and a
+        # position of -1 (docs/contract.md 2.3).
+        assert re.search(r"SST sent: [0-9a-f-]{36}:[0-9]+", donor_log), donor_log[-3000:]
+        assert "Failed to read from" not in donor_log, donor_log[-3000:]
         assert node1.sst_errors() == [] and node2.sst_errors() == []
         assert checksums(node2, ["app"]) == checksums(node1, ["app"])
         nothing_left(node1)
         uninstall(node1)
+
+
+def test_mariadb_galera_suite_subset_on_11_8(engine: Engine) -> None:
+    """MariaDB 11.8's own Galera SST/IST tests (Debian 13's mariadb-test, seven of them:
+    rsync plain, VERIFY_CA IST and the missing-stunnel hook, mariabackup plain, encrypt with
+    key and VERIFY_CA IST, mysqldump) all pass with our programs under the stock names
+    (scripts/mtr.sh --subset in a container of that release)."""
+    run = run_mtr(engine, TRIXIE, ["--subset", "--timeout=20"])
+    counts = (run.scripts, run.tests, run.passed, run.failed, run.skipped)
+    assert counts == ("galera-sst", 7, 7, 0, 0), run.output[-4000:]
+    assert run.status == 0, run.output[-4000:]
 
 
 # -- faults --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 # MariaDB's own Galera SST/IST regression tests (Debian's mariadb-test package,
 # suite/galera/t/*sst* and *_ist_*) with galera-sst in place under the stock names.
 #
-#   scripts/mtr.sh [--subset] [--stock] [--parallel=N] [--timeout=MIN] [--vardir=DIR]
+#   [GALERA_SST_BIN=DIR] [MTR_DIR=DIR] scripts/mtr.sh [--subset] [--stock] [--parallel=N] [--timeout=MIN] [--vardir=DIR]
 #                  [--keep] [test ...]
 #
 # Nothing in /usr/bin is touched: every server mtr starts gets a private basedir
@@ -19,7 +19,13 @@
 set -euo pipefail
 
 GALERA_SST_BIN=${GALERA_SST_BIN:-/opt/galera-sst/bin}
-MTR_DIR=${MTR_DIR:-/usr/share/mysql/mysql-test}
+# Debian 12 (10.11) installs the suite and the server's shared files under /usr/share/mysql,
+# Debian 13 (11.8) under /usr/share/mariadb: the first that exists, unless set.
+first() { for d in "$@"; do [ -e "$d" ] && { echo "$d"; return; }; done; echo "$1"; }
+MTR_DIR=${MTR_DIR:-$(first /usr/share/mysql/mysql-test /usr/share/mariadb/mariadb-test)}
+SHARE_DIR=${SHARE_DIR:-$(first /usr/share/mysql/charsets /usr/share/mariadb/charsets)}
+SHARE_DIR=${SHARE_DIR%/charsets}
+PLUGIN_DIR=${PLUGIN_DIR:-/usr/lib/mysql/plugin}
 # (galera_sst_rsync_encrypt_* need a debug build: Debian's is not.)
 SUBSET=(galera_sst_rsync galera_ist_rsync_verify_ca galera_sst_rsync_missing_stunnel
         galera_sst_mariabackup galera_sst_mariabackup_encrypt_with_key
@@ -63,9 +69,9 @@ if [ $stock = 0 ]; then
                 mysqldump:py_rsync backup:py_rsync xtrabackup-v2:py_mariabackup; do
         ln -s "$GALERA_SST_BIN/wsrep_sst_${pair#*:}" "$work/base/bin/wsrep_sst_${pair%%:*}"
     done
-    base=(--mysqld=--basedir="$work/base" --mysqld=--plugin-dir=/usr/lib/mysql/plugin
-          --mysqld=--lc-messages-dir=/usr/share/mysql
-          --mysqld=--character-sets-dir=/usr/share/mysql/charsets)
+    base=(--mysqld=--basedir="$work/base" --mysqld=--plugin-dir="$PLUGIN_DIR"
+          --mysqld=--lc-messages-dir="$SHARE_DIR"
+          --mysqld=--character-sets-dir="$SHARE_DIR/charsets")
 else
     base=()
 fi

@@ -13,7 +13,8 @@ fi
 
 # docker.io and debootstrap: the container test tier (its own dockerd, images built here).
 packages=(mariadb-server galera-4 mariadb-backup mariadb-client socat stunnel4 rsync pv
-          iproute2 procps python3-venv python3-pip tar zstd docker.io debootstrap)
+          iproute2 procps python3-venv python3-pip tar zstd docker.io debootstrap
+          mariadb-test)  # MariaDB's own Galera SST/IST tests (scripts/mtr.sh, integration/test_mtr.py)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

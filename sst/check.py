@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sst import config, login, net, optionfiles, options, tls, tools
+from sst import config, login, net, optionfiles, options, tls, tools, versions
 from sst.config import MYSQLD, Options, TLSFiles
 from sst.errors import SSTError
 from sst.methods import base as registry
@@ -76,24 +76,38 @@ def _tools(method: Method, tls_on: bool) -> list[Finding]:
                 "install Debian's socat package",
             )
         )
-    if "mariadb-backup" in need and _which("mariadb-backup") and _which("mariadbd"):
-        b = (
-            run_capture((_which("mariadb-backup"), "--version"), timeout=10).stderr
-            + run_capture((_which("mariadb-backup"), "--version"), timeout=10).stdout
-        )
-        s = run_capture((_which("mariadbd"), "--version"), timeout=10).stdout
-        bv = re.search(r"(\d+\.\d+\.\d+)-MariaDB", b)
-        sv = re.search(r"Ver (\d+\.\d+\.\d+)", s)
-        same = bool(bv and sv and bv.group(1) == sv.group(1))
-        out.append(
-            Finding.judged(
-                "mariadb-backup matches the server",
-                same,
-                f"mariadb-backup {bv.group(1) if bv else '?'}, server {sv.group(1) if sv else '?'}",
-                "install the mariadb-backup of the server's version",
-            )
-        )
     return out
+
+
+def _versions(method: Method, tls_on: bool) -> list[Finding]:
+    """The versions of mariadbd and of the method's programs found here (each asked through
+    the runner), and every pairing among them that cannot be trusted (sst/versions.py)."""
+    names = ["mariadbd", *method.tools]
+    if method.tunnel and tls_on:
+        names.append("stunnel4" if _which("stunnel4") and not _which("stunnel") else "stunnel")
+    found: dict[str, str] = {}
+    for name in names:
+        path = _server_binary() if name == "mariadbd" else _which(name)
+        if path:
+            found[name] = versions.tool_version(name, path)
+    said = [f"{n} {v or '(not said)'}" for n, v in found.items() if v or versions.asks(n)]
+    out = [Finding("versions", "pass", ", ".join(said) or "none of the programs was found")]
+    fix = {
+        "fail": "install the mariadb-backup of the server's version (same package release)",
+        "warn": "install the packages of one MariaDB release",
+    }
+    out += [
+        Finding("version mismatch", lvl, text, fix[lvl]) for lvl, text in versions.mismatches(found)
+    ]
+    return out
+
+
+def _server_binary() -> str:
+    """mariadbd: on PATH, else in /usr/sbin (not on an ordinary user's PATH)."""
+    try:
+        return tools.find("mariadbd", extra_dirs=("/usr/sbin",))
+    except SSTError:
+        return ""
 
 
 def _cert(label: str, files: TLSFiles, role: str, need_ca: bool) -> list[Finding]:
@@ -389,7 +403,8 @@ def run(
         findings += f
         if rt is not None:
             tls_files.append((role, rt))
-    findings = [*_tools(spec, bool(tls_files)), _set_options(spec, opts), *findings]
+    on = bool(tls_files)
+    findings = [*_tools(spec, on), *_versions(spec, on), _set_options(spec, opts), *findings]
     for role, rt in tls_files:
         findings += _cert(f"SST certificate ({role})", rt.files, role, rt.need_ca)
         if role == "joiner" and rt.names_checked:

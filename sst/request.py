@@ -113,6 +113,12 @@ class Credentials:
         return cls(user, password if sep else None)
 
 
+# The name a joiner outside VERIFY modes announces before its secret: MariaDB 11 passes the
+# donor `sst_remote_password` only after a non-empty `sst_remote_user` (10.11 passed ':secret'
+# as it came). Read back as no name (a donor in VERIFY_IDENTITY then checks the address).
+NO_NAME = "-"
+
+
 @dataclass(frozen=True)
 class RemoteAuth:
     """The joiner's `CN:secret` as the donor receives it."""
@@ -452,7 +458,7 @@ def parse_request(
     ra = RemoteAuth()
     if remote:
         cn, _, secret = remote.partition(":")
-        ra = RemoteAuth(cn, secret)
+        ra = RemoteAuth("" if cn == NO_NAME else cn, secret)
     paths = _server_paths(values, kept, env)
     return Request(
         method=method or method_from_argv0(argv0),

@@ -22,11 +22,79 @@ NEW_INFO_FILE = "mariadb_backup_galera_info"  # a MariaDB 11 donor's stage-1 sta
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)-MariaDB")
 
 
+# MariaDB's own programs say the server version they belong to in `--version`, each in its
+# own words (`mariadbd  Ver 11.8.9-MariaDB-...`, `mariadb-backup based on MariaDB server
+# 10.11.19-MariaDB ...`, `mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, ...`).
+MARIADB_PROGRAMS = ("mariadbd", "mariadb-backup", "mariadb", "mariadb-dump", "mysqldump", "mysql")
+# The others: the arguments that make each say its version, and where the version is.
+_OTHER = {
+    "rsync": (("--version",), re.compile(r"rsync\s+version\s+v?(\d+(?:\.\d+)+)")),
+    "socat": (("-V",), re.compile(r"socat version (\d+(?:\.\d+)+)")),
+    "stunnel": (("-version",), re.compile(r"stunnel (\d+(?:\.\d+)+)")),
+    "stunnel4": (("-version",), re.compile(r"stunnel (\d+(?:\.\d+)+)")),
+    "pv": (("--version",), re.compile(r"pv (\d+(?:\.\d+)+)")),
+}
+
+
+def asks(name: str) -> bool:
+    """Whether tool_version knows how to ask the program `name` its version."""
+    return name in MARIADB_PROGRAMS or name in _OTHER
+
+
 def backup_version(binary: str) -> str:
     """The MariaDB version of the mariadb-backup at binary ('' if it does not say)."""
-    res = run_capture((binary, "--version"), timeout=30)
-    m = _VERSION.search(res.stdout + res.stderr)
+    return tool_version("mariadb-backup", binary)
+
+
+def tool_version(name: str, binary: str) -> str:
+    """The version the program `name` at binary says it is ('' if it does not say, or if no
+    way to ask it is known: mbstream, tar)."""
+    if name in MARIADB_PROGRAMS:
+        argv, pattern = ("--version",), _VERSION
+    elif name in _OTHER:
+        argv, pattern = _OTHER[name]
+    else:
+        return ""
+    res = run_capture((binary, *argv), timeout=30)
+    m = pattern.search(res.stdout + res.stderr)
     return ".".join(m.groups()) if m else ""
+
+
+def mismatches(found: dict[str, str]) -> list[tuple[str, str]]:
+    """Given program name -> version as found on this host; returns (level, text) for each
+    pairing that cannot be trusted: a mariadb-backup of another series than mariadbd fails
+    (it refuses such a server, or its backup cannot be prepared and started on it), another
+    release of the same series warns; MariaDB's clients (the mysqldump method's) of another
+    series warn."""
+    server = found.get("mariadbd", "")
+    if not _VERSION.fullmatch(server + "-MariaDB"):
+        return []
+    out = []
+    for name in MARIADB_PROGRAMS[1:]:
+        theirs = found.get(name, "")
+        if not _VERSION.fullmatch(theirs + "-MariaDB") or theirs == server:
+            continue
+        if name == "mariadb-backup":
+            if series(theirs) != series(server):
+                out.append(
+                    (
+                        "fail",
+                        f"mariadb-backup {theirs} and mariadbd {server} are of "
+                        "different series: mariadb-backup refuses a server of another "
+                        "series, or makes a backup it cannot start on",
+                    )
+                )
+            else:
+                out.append(
+                    (
+                        "warn",
+                        f"mariadb-backup {theirs} and mariadbd {server} are "
+                        "different releases: MariaDB ships them as one version",
+                    )
+                )
+        elif series(theirs) != series(server):
+            out.append(("warn", f"{name} {theirs} and mariadbd {server} are of different series"))
+    return out
 
 
 def series(version: str) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from sst.errors import (
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Supervisor, cleanup_shield, tree_io
 from sst.protocol import State, Stdout
-from sst.request import Address, Request
+from sst.request import NO_NAME, Address, Request
 from sst.status import Status
 
 if TYPE_CHECKING:  # sst.tls pulls in cryptography, which the backup method never needs
@@ -234,11 +234,13 @@ def joiner_start(run: Run) -> str:
 
 def announced_cn(mode: str, checked: CheckedTLS | None) -> str:
     """The CN in the joiner's `CN:secret@`: the certificate's in VERIFY modes (a donor in
-    VERIFY_IDENTITY checks it); otherwise empty, which mariadbd accepts and every donor
-    treats as no name at all (docs/contract.md 1.7, 5.4). Raises ConfigError for a VERIFY
-    certificate without a CN, TLSError for one that does not match its own CN."""
+    VERIFY_IDENTITY checks it); otherwise NO_NAME, which our donors read as no name at all
+    (docs/contract.md 1.7, 5.4): MariaDB 11 hands the donor the secret only after a
+    non-empty name (an empty one made our 11.8 joiners refuse every non-VERIFY SST).
+    Raises ConfigError for a VERIFY certificate without a CN, TLSError for one that does not
+    match its own CN."""
     if not mode.startswith("VERIFY"):
-        return ""
+        return NO_NAME
     assert checked is not None
     if not checked.cn:
         raise ConfigError(

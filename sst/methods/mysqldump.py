@@ -166,7 +166,9 @@ def _clients(
 
 
 def donor(run: Run, s: MysqldumpSettings) -> None:
-    """Dump the donor into the joiner's server; no stdout protocol (mariadbd never reads it)."""
+    """Dump the donor into the joiner's server, then `done <gtid> <domain>` as stock 11.x
+    prints it: MariaDB 11 reads a mysqldump donor's stdout like any other method's and
+    reports the SST failed without it; 10.11 never reads it (one short line in the pipe)."""
     req = run.req
     addr, port = _destination(req)
     client = tools.find("mariadb")
@@ -217,6 +219,7 @@ def donor(run: Run, s: MysqldumpSettings) -> None:
     trailer.append(f"SET GLOBAL wsrep_start_position='{req.gtid}';")
     limiter = pv.rate_limit(tools.find("pv"), s.rlimit) if s.rlimit and dump_argv else ()
     _apply(run, remote, header, dump_argv, trailer, limiter=limiter, idle_timeout=s.idle_timeout)
+    run.out.done(f"{req.gtid} {req.gtid_domain_id}".strip())
 
 
 def _apply(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sst import datadir, net
+from sst.request import NO_NAME
 from testsupport import lab
 from testsupport.process import (
     ROOT,
@@ -60,7 +61,7 @@ def test_manual_sst_replaces_data_keeps_grastate(
     auth, _, address = ready[6:].rpartition("@")
     assert re.fullmatch(re.escape(f"{hostport}/rsync_sst_") + "[0-9a-f]{32}", address)
     cn, secret = auth.split(":")
-    assert cn == ("joiner" if mode.startswith("VERIFY") else "") and len(secret) == 32
+    assert cn == ("joiner" if mode.startswith("VERIFY") else NO_NAME) and len(secret) == 32
     d = start_script(
         "py_rsync", donor_args(node_dir, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from sst import stdin_auth
-from sst.request import parse_request
+from sst.methods.common import announced_cn
+from sst.request import NO_NAME, parse_request
 
 TEXT = (
     "sst_user=wsrep_sst_tmp\nsst_password=p=w:d\n"
@@ -40,3 +41,19 @@ def test_read_from_a_pipe_and_nothing_from_an_empty_or_silent_one() -> None:
     assert stdin_auth.read(r, first_wait=0.1) == {}  # an open pipe that says nothing
     os.close(r)
     os.close(w)
+
+
+def test_the_joiners_placeholder_name_carries_the_secret_and_reads_as_no_name() -> None:
+    """Outside VERIFY modes the joiner announces NO_NAME before its secret: MariaDB 11 writes
+    `sst_remote_password` only after a non-empty `sst_remote_user` (measured on 11.8.9 with
+    MariaDB's galera suite: with an empty name the donor got no secret and every plain
+    rsync SST was refused by our joiner). The donor reads the placeholder as no name."""
+    assert announced_cn("DISABLED", None) == NO_NAME
+    assert announced_cn("REQUIRED", None) == NO_NAME
+    stdin = f"sst_user=rsync\nsst_password=none\nsst_remote_user={NO_NAME}\n"
+    env = stdin_auth.as_env(stdin_auth.parse(stdin + "sst_remote_password=5e5e\n"))
+    args = ["--role", "donor", "--address", "127.0.0.1:4444/rsync_sst", "--datadir", "/d"]
+    req = parse_request("wsrep_sst_rsync", args, env)
+    assert (req.remote_auth.cn, req.remote_auth.secret) == ("", "5e5e")
+    req = parse_request("wsrep_sst_rsync", args, {"WSREP_SST_OPT_REMOTE_AUTH": "-:5e5e"})  # 10.11
+    assert (req.remote_auth.cn, req.remote_auth.secret) == ("", "5e5e")

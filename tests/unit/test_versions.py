@@ -68,3 +68,54 @@ def test_a_stock_mariadb_11_donor_is_refused_by_a_10_11_joiner(tmp_path: Path) -
     assert exc.value.code == errno.EPROTONOSUPPORT
     assert "MariaDB 11" in exc.value.message and "10.11.14" in exc.value.message
     versions.check_donor_version(str(tmp_path), fake_backup(tmp_path, V11))  # 11.8: fine
+
+
+def test_mismatches_of_the_server_and_its_programs() -> None:
+    """A mariadb-backup of another series than mariadbd fails, another release of the same
+    series warns, a client of another series warns; what matches, or says nothing, or is not
+    a MariaDB program, is not reported."""
+    m = versions.mismatches
+    assert m({"mariadbd": "10.11.19", "mariadb-backup": "10.11.19", "rsync": "3.2.7"}) == []
+    [(level, text)] = m({"mariadbd": "10.11.19", "mariadb-backup": "11.8.9"})
+    assert level == "fail" and "mariadb-backup 11.8.9 and mariadbd 10.11.19" in text
+    assert "different series" in text
+    [(level, text)] = m({"mariadbd": "11.8.9", "mariadb-backup": "10.11.19"})
+    assert level == "fail" and "mariadb-backup 10.11.19 and mariadbd 11.8.9" in text
+    [(level, text)] = m({"mariadbd": "10.11.19", "mariadb-backup": "10.11.6"})
+    assert level == "warn" and "different releases" in text
+    [(level, text)] = m({"mariadbd": "11.8.9", "mariadb-dump": "10.11.19", "mariadb": "11.8.9"})
+    assert level == "warn" and text.startswith("mariadb-dump 10.11.19 and mariadbd 11.8.9")
+    assert m({"mariadbd": "11.8.9", "mariadb-dump": "11.8.3"}) == []  # clients: series only
+    assert m({"mariadbd": "", "mariadb-backup": "11.8.9"}) == []  # no server version: no pair
+    assert m({"mariadbd": "10.11.19", "mariadb-backup": ""}) == []
+    assert m({"mariadb-backup": "11.8.9"}) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "says", "version"),
+    [
+        (
+            "mariadbd",
+            "mariadbd  Ver 11.8.9-MariaDB-0+deb13u1 for debian-linux-gnu on x86_64",
+            "11.8.9",
+        ),
+        (
+            "mariadb-dump",
+            "mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian-linux-gnu",
+            "10.11.19",
+        ),
+        ("mariadb-backup", V10, "10.11.14"),
+        ("rsync", "rsync  version 3.2.7  protocol version 31", "3.2.7"),
+        ("socat", "socat by Gerhard Rieger\nsocat version 1.8.0.3 on 2025", "1.8.0.3"),
+        (
+            "stunnel4",
+            "Initializing inetd mode configuration\nstunnel 5.74 on x86_64-pc-linux-gnu",
+            "5.74",
+        ),
+        ("rsync", "something else", ""),
+        ("mbstream", "mbstream Ver 1.0", ""),  # not asked: no known way
+    ],
+)
+def test_tool_version(tmp_path: Path, name: str, says: str, version: str) -> None:
+    assert versions.tool_version(name, fake_backup(tmp_path, says)) == version
+    assert versions.asks(name) == (name != "mbstream")
