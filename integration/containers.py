@@ -559,7 +559,15 @@ class CNode:
     def leftovers(self) -> list[str]:
         """Processes in the container besides its init, sleep and mariadbd (and ps itself)."""
         out = self.exec(["ps", "-eo", "pid=,args="], check=False)
-        keep = ("sleep infinity", "docker-init", "mariadbd", "ps -eo", "timeout -s KILL")
+        # ... and the soak's write load (integration/soak_writer.py), which is no SST debris.
+        keep = (
+            "sleep infinity",
+            "docker-init",
+            "mariadbd",
+            "ps -eo",
+            "timeout -s KILL",
+            "soak-writer",
+        )
         return [
             ln.strip() for ln in out.splitlines() if ln.strip() and not any(k in ln for k in keep)
         ]

@@ -10,6 +10,7 @@ in any container, and a retry joins.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ from integration.containers import (
     BASES,
     BOOKWORM,
     DATADIR,
+    SOCKET,
     SST_PASSWORD,
     TRIXIE,
     Base,
@@ -518,3 +520,73 @@ def test_donor_paused_past_idle_timeout(cluster: Cluster) -> None:
         donor.raw.unpause()
 
     assert_stall(*fault_run(cluster, pause, unpause))
+
+
+# -- soak: SSTs in a row while the donor takes writes -----------------------------------------
+
+SOAK_SSTS = 10
+SOAK_METHODS = ("py_rsync", "py_mariabackup", "py_rsync_wan")
+WRITER = "/run/galera/soak-writer.py"
+
+
+@contextmanager
+def container_writer(node: CNode, run: str) -> Iterator[Callable[[], tuple[int, list[str]]]]:
+    """integration/soak_writer.py writing into node for the duration; yields a function that
+    stops it and returns (statements sent, the client's error lines). The writer is stopped
+    in any case, and must be gone afterwards."""
+    with open(os.path.join(os.path.dirname(__file__), "soak_writer.py"), "rb") as f:
+        node.put(WRITER, f.read())
+    files = {k: f"/run/galera/soak-{run}.{k}" for k in ("stop", "err", "count")}
+    node.exec(["rm", "-f", *files.values()])
+    node.sql(
+        "CREATE DATABASE IF NOT EXISTS writeload; CREATE TABLE IF NOT EXISTS writeload.writes "
+        "(id BIGINT AUTO_INCREMENT PRIMARY KEY, run VARCHAR(32), seq INT, t DATETIME(6), "
+        "pad VARCHAR(200)) ENGINE=InnoDB"
+    )
+    argv = ["python3", WRITER, SOCKET, run, files["stop"], files["err"], files["count"]]
+    node.raw.exec_run(argv, detach=True)
+
+    def stop() -> tuple[int, list[str]]:
+        node.exec(["touch", files["stop"]])
+        wait_for(
+            lambda: node.exec(["test", "-s", files["count"]], check=False) == "", 120, "writer"
+        )
+        sent, rc = node.exec(["cat", files["count"]]).split()
+        errors = node.exec(["cat", files["err"]]).splitlines()
+        assert rc == "0" or errors, f"the writer's client exited {rc}"
+        return int(sent), errors
+
+    try:
+        yield stop
+    finally:
+        node.exec(["touch", files["stop"]], check=False)
+        wait_for(lambda: "soak-writer" not in node.exec(["ps", "-eo", "args="]), 120, "writer")
+
+
+def test_soak_ten_ssts_in_a_row_under_writes(engine: Engine) -> None:
+    """A three-node cluster whose node1 takes an INSERT every 50 ms throughout, while node2
+    and node3 are forced through a full SST from node1 ten times in a row, the method
+    alternating between rsync, mariabackup and rsync_wan (VERIFY_IDENTITY): every join has
+    equal data and no ERROR line and leaves nothing running (join()); the writer saw no
+    error, every statement it sent is a row on all three nodes, and their data is equal."""
+    with verified_cluster(engine, SOAK_METHODS[0]) as c:
+        node1, node2, node3 = c.nodes
+        join(node1, node2)
+        join(node1, node3)
+        with container_writer(node1, "soak") as stop_writer:
+            for i in range(SOAK_SSTS):
+                joiner = (node2, node3)[i % 2]
+                joiner.sst_method = SOAK_METHODS[i % len(SOAK_METHODS)]
+                rejoin_by_sst(node1, joiner)
+                assert joiner.status_file() is not None
+                ran_ours(joiner, "joiner")
+            sent, errors = stop_writer()
+        assert errors == [], errors[:5]
+        assert sent > SOAK_SSTS
+        count = "SELECT COUNT(*) FROM writeload.writes WHERE run = 'soak'"
+        wait_for(lambda: {n.sql(count).strip() for n in c.nodes} == {str(sent)}, 60, "every row")
+        expected = checksums(node1, ["app", "writeload"])
+        for n in (node2, node3):
+            assert checksums(n, ["app", "writeload"]) == expected, n.name
+            nothing_left(n)
+        nothing_left(node1)
