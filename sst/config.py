@@ -155,6 +155,7 @@ class RsyncSettings:
     connect_timeout: float
     bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
     peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
+    staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
 
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
@@ -244,6 +245,17 @@ def option_rate(opts: Options, name: str, method: str, errors: list[str]) -> str
     return text
 
 
+STAGING_POLICIES = ("auto", "always", "in-place")
+
+
+def staging_policy(opts: Options, method: str, errors: list[str]) -> str:
+    """[sst] staging, lower-cased; a value not in STAGING_POLICIES is added to errors."""
+    value = option(opts, "staging", method).strip().lower()
+    if value not in STAGING_POLICIES:
+        errors.append(f"staging={value!r} is not one of {', '.join(STAGING_POLICIES)}")
+    return value
+
+
 def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     """Freeze the rsync method's settings; every invalid value is reported at once."""
     groups = options.SERVER_SST
@@ -276,6 +288,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     peer_certs = option(opts, "ssl-peer-certs", "rsync")
     if peer_certs and not mode.startswith("VERIFY"):
         errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
+    staging = staging_policy(opts, "rsync", errors)
     if errors:
         raise ConfigError("; ".join(errors))
 
@@ -291,6 +304,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         connect_timeout=conn_t,
         bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
         peer_certs=peer_certs,
+        staging=staging,
     )
 
 
@@ -336,6 +350,7 @@ class MariabackupSettings:
     cpat: str  # a Python regex matched against full paths of depth-1 entries
     server: ServerDirs
     credentials: Credentials = field(default_factory=Credentials)
+    staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
 
 
 def _argv_option(name: str, value: str, errors: list[str]) -> tuple[str, ...]:
@@ -471,6 +486,7 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
         cpat=cpat,
         credentials=credentials(req, opts),
         server=server_dirs(req, opts),
+        staging=staging_policy(opts, "mariabackup", errors),
     )
     if errors:
         raise ConfigError("; ".join(errors))
