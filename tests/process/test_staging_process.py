@@ -5,13 +5,14 @@ log, grastate.dat invalid, `sst_in_progress` saying in-place), and the next SST 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from sst import datadir, net
+from sst import datadir, net, status
 from testsupport.process import (
     UUID,
     act_as_donor_server,
@@ -69,6 +70,8 @@ def test_in_place_sst_replaces_data_redo_log_last(
     assert not (jd / datadir.STAGING).exists()
     assert ZERO in _grastate(jd)  # mariadbd writes the new state once it has joined
     assert_no_debris(jd)
+    st = json.loads((jd / status.FILE).read_text())
+    assert st["state"] == "succeeded" and st["staging"].startswith("in-place: staging=in-place")
     err = j.stderr()
     assert error_lines(err) == []
     warnings = [ln for ln in err.splitlines() if "WARNING" in ln and "in place" in ln]
