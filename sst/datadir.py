@@ -300,7 +300,10 @@ def foreign_entries(root: str, since: float = 0.0, *, first_only: bool = True) -
     for dirpath, dirs, files in os.walk(root):
         for name in (*dirs, *files):
             path = os.path.join(dirpath, name)
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:  # a live datadir's file went away meanwhile
+                continue
             if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode) or st.st_ctime < since:
                 continue
             if not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_ISUID | stat.S_ISGID):

@@ -149,3 +149,33 @@ def test_killed_in_place_sst_leaves_unmistakable_debris_next_sst_replaces_it(
     assert not (jd / datadir.STAGING).exists()
     assert_no_debris(jd)
     assert "holds the debris of an in-place SST that did not finish" in j2.stderr()
+
+
+def test_in_place_foreign_entries_removed_and_sst_refused(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """In place there is no staging to refuse before a swap: what arrived as a FIFO (our
+    donor sends specials, as stock's flags do) is removed and the SST fails, leaving the
+    in-place debris, never a datadir a server takes for data."""
+    write_cnf(joiner_dir, {"staging": "in-place"})
+    _old_redo(joiner_dir)
+    jd, dd = joiner_dir / "data", node_dir / "data"
+    os.mkfifo(dd / "db1" / "fifo")
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, parent.pid))
+    address = j.readline()[6:]
+    kids = [p.pid for p in j.descendants()]
+    d = start_script("py_rsync", donor_args(node_dir, address))
+    act_as_donor_server(d, dd)
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == ""  # no coordinates
+    assert j.wait() == 32
+    errors = error_lines(j.stderr())
+    assert len(errors) == 1, errors
+    assert "device(s), FIFO(s), socket(s) or set-id file(s) arrived" in errors[0]
+    assert "db1/fifo" in errors[0] and "removed" in errors[0]
+    assert not os.path.lexists(jd / "db1" / "fifo")
+    assert (jd / datadir.IN_PROGRESS).read_text() == "in-place\n"
+    assert ZERO in _grastate(jd)
+    assert not (jd / "ib_logfile0").exists() and not (jd / datadir.STAGING).exists()
+    assert no_processes_left(kids) and not net.port_in_use(port, "127.0.0.1")
