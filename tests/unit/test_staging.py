@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from sst import config, staging
+from sst import config, staging, status
 from sst.config import MYSQLD, Options, mariabackup_settings, rsync_settings
 from sst.datadir import IN_PROGRESS
 from sst.errors import ConfigError
@@ -154,3 +155,18 @@ def test_in_place_mark(tmp_path: Path) -> None:
     staging.mark_in_place(str(tmp_path))
     assert staging.failed_in_place(str(tmp_path))
     assert (tmp_path / IN_PROGRESS).read_text() == "in-place\n"
+
+
+def test_status_file_records_the_decision_and_reads_older_files(tmp_path: Path) -> None:
+    st = status.Status(str(tmp_path), "py_rsync", "joiner")
+    d = staging.decide("auto", 1 * MiB, 100 * MiB, empty=False)
+    st.staging(f"{d.mode}: {d.reason}")
+    data = status.read(str(tmp_path))
+    assert data is not None and data["staging"].startswith("in-place: staging=auto: no room")
+    assert "staging: in-place: staging=auto: no room" in status.describe(data)
+    # a file written before the field existed is still a status file
+    raw = json.loads((tmp_path / status.FILE).read_text())
+    del raw["staging"]
+    (tmp_path / status.FILE).write_text(json.dumps(raw))
+    older = status.read(str(tmp_path))
+    assert older is not None and older["staging"] == "" and "staging:" not in status.describe(older)
