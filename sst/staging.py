@@ -27,7 +27,7 @@ import stat
 from dataclasses import dataclass
 
 from sst import log
-from sst.datadir import IN_PROGRESS, PROTECTED_TOP, TRANSIENT, free_bytes
+from sst.datadir import IN_PROGRESS, PROTECTED_TOP, TRANSIENT, free_bytes, remove, touch
 from sst.process.pidfile import read_small, replace_file
 
 AUTO = "auto"
@@ -142,6 +142,20 @@ def failed_in_place(datadir: str) -> bool:
         return read_small(os.path.join(datadir, IN_PROGRESS)) == IN_PLACE_MARK
     except OSError:
         return False
+
+
+def begin(datadir: str) -> None:
+    """Create this run's sst_in_progress; the debris of a failed in-place SST keeps its
+    `in-place` mark until an SST succeeds."""
+    if not failed_in_place(datadir):
+        touch(os.path.join(datadir, IN_PROGRESS))
+
+
+def end(datadir: str, *, done: bool) -> None:
+    """Remove sst_in_progress, unless the run failed and the datadir holds in-place debris
+    (this run's or an earlier one's)."""
+    if done or not failed_in_place(datadir):
+        remove(os.path.join(datadir, IN_PROGRESS))
 
 
 def mark_in_place(datadir: str) -> None:

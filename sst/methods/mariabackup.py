@@ -45,7 +45,7 @@ from sst import (
 )
 from sst import staging as policy
 from sst.config import MariabackupSettings, SocatPlan
-from sst.datadir import IN_PROGRESS, STAGING_MB
+from sst.datadir import STAGING_MB
 from sst.errors import (
     ConfigError,
     PortBusy,
@@ -209,9 +209,8 @@ def joiner(run: Run, s: MariabackupSettings) -> None:
     mbstream = _tool("mbstream")
     backup = _tool("mariadb-backup")
     checked = _preflight(s, "joiner", socat)
-    marker = os.path.join(dd, IN_PROGRESS)
     staging = os.path.join(dd, STAGING_MB)
-    datadir.touch(marker)
+    policy.begin(dd)
     done = False
     try:
         _joiner(
@@ -220,8 +219,7 @@ def joiner(run: Run, s: MariabackupSettings) -> None:
         done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if done or not policy.failed_in_place(dd):  # a failed in-place SST keeps its mark
-            datadir.remove(marker)
+        policy.end(dd, done=done)  # a failed in-place SST keeps its mark
 
 
 @dataclasses.dataclass(frozen=True)

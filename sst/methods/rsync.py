@@ -13,7 +13,7 @@ import psutil
 
 from sst import config, datadir, log, net, staging, stock, swap, tls, tools
 from sst.config import RsyncSettings, TLSFiles
-from sst.datadir import IN_PROGRESS, Area
+from sst.datadir import Area
 from sst.errors import (
     ConfigError,
     PortBusy,
@@ -199,8 +199,7 @@ def joiner(run: Run, s: RsyncSettings) -> None:
         datadir.ensure_dir(a.live)
     if not _decide(run, s, layout).stage:
         layout = in_place_layout(layout)
-    marker = os.path.join(dd, IN_PROGRESS)
-    datadir.touch(marker)
+    staging.begin(dd)
     done = False
     try:
         _joiner_receive(
@@ -209,8 +208,7 @@ def joiner(run: Run, s: RsyncSettings) -> None:
         done = True
     finally:
         datadir.remove_staging(layout.holds)
-        if done or not layout.in_place:  # a failed in-place SST keeps its `in-place` mark
-            datadir.remove(marker)
+        staging.end(dd, done=done)  # a failed in-place SST keeps its `in-place` mark
         for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR):
             datadir.remove(os.path.join(dd, f))
 

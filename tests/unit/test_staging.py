@@ -170,3 +170,20 @@ def test_status_file_records_the_decision_and_reads_older_files(tmp_path: Path) 
     (tmp_path / status.FILE).write_text(json.dumps(raw))
     older = status.read(str(tmp_path))
     assert older is not None and older["staging"] == "" and "staging:" not in status.describe(older)
+
+
+def test_marker_of_a_run_keeps_in_place_debris_until_an_sst_succeeds(tmp_path: Path) -> None:
+    dd = str(tmp_path)
+    staging.begin(dd)  # a staged run: an empty marker, removed whatever the outcome
+    assert (tmp_path / IN_PROGRESS).read_text() == ""
+    staging.end(dd, done=False)
+    assert not (tmp_path / IN_PROGRESS).exists()
+    staging.mark_in_place(dd)  # an in-place run that failed
+    staging.end(dd, done=False)
+    assert staging.failed_in_place(dd)
+    staging.begin(dd)  # the next run, staged, fails too: the debris stays marked
+    staging.end(dd, done=False)
+    assert staging.failed_in_place(dd)
+    staging.begin(dd)  # ... and once one succeeds the mark is gone
+    staging.end(dd, done=True)
+    assert not (tmp_path / IN_PROGRESS).exists()
