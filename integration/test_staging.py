@@ -124,6 +124,11 @@ def test_tight_disk_auto_joins_in_place(lab: Lab, donor: Node, method: str) -> N
         assert "free, incoming copy estimated at" in lines[0] and "WARNING" in lines[0]
         print(f"{method}: tmpfs {fs}, {lines[0].split('staging=auto: ')[1]}")
         joiner.stop()
+        # Galera wrote the joined state over the invalidated grastate.dat: a restart is an
+        # IST, not another full SST.
+        with open(os.path.join(joiner.datadir, "grastate.dat"), encoding="ascii") as f:
+            state = f.read()
+        assert staging.ZERO_UUID not in state and "seqno:   -1" not in state, state
     lab.remove_node(joiner)
 
 

@@ -174,14 +174,18 @@ def fsync_dir(path: str) -> None:
 
 def invalidate_grastate(datadir: str) -> bytes:
     """Rewrite grastate.dat as a node without state has it (zero UUID, seqno -1, not safe
-    to bootstrap), through a new file renamed over it, fsynced, owned as the old one was;
-    returns the old content (b'' if there was none) so an IST can put it back."""
+    to bootstrap), fsynced; returns the old content (b'' if there was none or it was not a
+    regular file) so an IST can put it back.
+
+    The running mariadbd holds grastate.dat open and Galera rewrites it through that
+    descriptor when it has joined: a new file renamed over it would be an inode Galera never
+    writes again, and the zero state would outlive a successful join. So an existing regular
+    file is rewritten in place (opened with O_NOFOLLOW, never created or followed through a
+    link); anything else (missing, a symlink, a FIFO) is replaced by a new private file
+    renamed into place (pidfile.replace_file)."""
     path = os.path.join(datadir, GRASTATE)
-    owner: tuple[int, int] | None = None
     try:
-        st = os.lstat(path)
-        owner = (st.st_uid, st.st_gid)
-        old = read_small(path)  # a symlink or FIFO there is replaced, never read or followed
+        old = read_small(path)  # a symlink or FIFO is refused here, never followed
     except OSError:
         old = b""
     version = re.search(rb"^version:\s*(\S+)", old, re.M)
@@ -192,23 +196,38 @@ def invalidate_grastate(datadir: str) -> bytes:
         "seqno:   -1\n"
         "safe_to_bootstrap: 0\n"
     )
-    _write_owned(path, text.encode("ascii"), owner)
+    _rewrite(path, text.encode("ascii"))
     return old
 
 
 def restore_grastate(datadir: str, old: bytes) -> None:
     """Put grastate.dat back as invalidate_grastate found it (an IST kept the data)."""
     if old:
-        path = os.path.join(datadir, GRASTATE)
-        st = os.lstat(path)
-        _write_owned(path, old, (st.st_uid, st.st_gid))
+        _rewrite(os.path.join(datadir, GRASTATE), old)
 
 
-def _write_owned(path: str, data: bytes, owner: tuple[int, int] | None) -> None:
+def _rewrite(path: str, data: bytes) -> None:
+    """Given a path and its new content: an existing regular file is overwritten in place
+    (the same inode, truncated, fsynced); otherwise a new 0660 file is renamed there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:  # missing, or a symlink (ELOOP)
+        fd = -1
+    if fd >= 0:
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+                os.fsync(fd)
+                return
+        finally:
+            os.close(fd)
     replace_file(path, data, 0o660, sync=True)
-    if owner is not None and os.geteuid() == 0:
-        os.chown(path, *owner, follow_symlinks=False)
-    fsync_dir(os.path.dirname(path))
+    folder = os.path.dirname(path)
+    if os.geteuid() == 0:  # the server (the datadir's owner) rewrites it
+        st = os.stat(folder)
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+    fsync_dir(folder)
 
 
 def remove_entry(path: str) -> None:

@@ -131,6 +131,23 @@ def test_grastate_invalidated_and_restored(tmp_path: Path) -> None:
     assert path.read_text() == GRASTATE
 
 
+def test_grastate_rewritten_in_the_inode_galera_holds_open(tmp_path: Path) -> None:
+    """Galera keeps grastate.dat open and writes its joined state through that descriptor:
+    the invalidation must land in the same inode, and Galera's later write must win."""
+    path = tmp_path / "grastate.dat"
+    path.write_text(GRASTATE)
+    with open(path, "r+b") as held:
+        inode = os.fstat(held.fileno()).st_ino
+        staging.invalidate_grastate(str(tmp_path))
+        assert os.stat(path).st_ino == inode
+        held.seek(0)
+        assert b"seqno:   -1" in held.read()
+        held.seek(0)
+        held.truncate()
+        held.write(GRASTATE.encode())  # what Galera does once joined
+    assert path.read_text() == GRASTATE
+
+
 def test_grastate_symlink_replaced_not_followed(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("keep")
