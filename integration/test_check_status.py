@@ -222,7 +222,8 @@ def test_check_finds_each_misconfiguration(lab: Lab, donor: Node, certs: CertPat
         write_variant(lab, donor, "pw", good), env={**os.environ, "WSREP_SST_OPT_AUTH": "sst:wrong"}
     )
     assert code == 1 and "cannot log in" in rows["SST credentials"]["detail"]
-    # too little disk: a datadir on a 4 MiB filesystem holding 3.5 MiB
+    # too little disk for a second copy: a datadir on a 4 MiB filesystem holding 3.5 MiB;
+    # staging=auto goes in place (a warning), staging=always cannot work (a failure)
     small = os.path.join(lab.base, "check-small")
     os.makedirs(small, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small], check=True)
@@ -230,12 +231,19 @@ def test_check_finds_each_misconfiguration(lab: Lab, donor: Node, certs: CertPat
         os.makedirs(os.path.join(small, "data"))
         with open(os.path.join(small, "data", "ibdata1"), "wb") as f:
             f.write(b"\0" * (3 * 2**20 + 2**19))
-        code, rows = check_rows(
-            write_variant(lab, donor, "disk", good, {"datadir": os.path.join(small, "data")})
+        on_small = {"datadir": os.path.join(small, "data")}
+        _, rows = check_rows(write_variant(lab, donor, "disk", good, on_small))
+        code2, rows2 = check_rows(
+            write_variant(lab, donor, "disk2", {**good, "staging": "always"}, on_small)
         )
     finally:
         subprocess.run(["umount", small], check=False)
-    assert code == 1 and rows["disk space for staging"]["level"] == "fail"
+    row = rows["staging policy"]
+    assert row["level"] == "warn", rows
+    assert row["detail"].startswith("in-place: staging=auto: no room for a second copy"), row
+    assert "incoming copy estimated at 3.5 MiB (3670016 bytes)" in row["detail"], row
+    row = rows2["staging policy"]
+    assert code2 == 1 and row["level"] == "fail" and "does not fit" in row["detail"], rows2
 
 
 def test_status_shows_a_running_sst(lab: Lab, donor: Node) -> None:

@@ -443,7 +443,7 @@ def test_joiner_disk_full(lab: Lab, donor: Node, seeded: str, method: str) -> No
     joiner = seeded_joiner(lab, seeded, OURS[method])
     used = demo.datadir_bytes(joiner.datadir) // 2**20
     with small_filesystem(joiner, used + 60):  # the old copy fits; a second one does not
-        set_method(donor, joiner, method)
+        set_method(donor, joiner, method, staging="always")  # auto would go in place
         donor.sst_options = {}
         before = start_faulty(lab, joiner)
         gave_up(joiner, 120)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sst import config, login, net, optionfiles, options, tls, tools, versions
+from sst import config, login, net, optionfiles, options, staging, tls, tools, versions
+from sst import datadir as datadir_mod
 from sst.config import MYSQLD, Options, TLSFiles
 from sst.errors import SSTError
 from sst.methods import base as registry
@@ -248,27 +248,52 @@ def _port(opts: Options) -> list[Finding]:
     ]
 
 
-def _disk(datadir: str) -> list[Finding]:
+def _disk(datadir: str, method: Method, opts: Options) -> list[Finding]:
+    """Which staging policy applies on this joiner, and why: free space against the
+    estimated incoming copy (the old datadir's size; sst/staging.py)."""
+    if method.family not in ("rsync", "mariabackup"):
+        return []
     if not os.path.isdir(datadir):
-        return [Finding("disk space", "warn", f"datadir {datadir} does not exist yet")]
-    used = 0
-    for root, _, files in os.walk(datadir):
-        for f in files:
-            try:
-                used += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                continue
-    free = shutil.disk_usage(datadir).free
-    ok = free > used * 1.1
-    return [
-        Finding.judged(
-            "disk space for staging",
-            ok,
-            f"{free / 2**30:.1f} GiB free, datadir {used / 2**30:.1f} GiB (the joiner "
-            "stages a full copy before replacing the old one)",
-            "free space, or move the datadir to a larger filesystem",
+        return [Finding("staging policy", "warn", f"datadir {datadir} does not exist yet")]
+    errors: list[str] = []
+    value = config.staging_policy(opts, method.family, errors)
+    if errors:
+        return [
+            Finding(
+                "staging policy",
+                "fail",
+                errors[0],
+                "[sst] staging: " + ", ".join(config.STAGING_POLICIES),
+            )
+        ]
+    decision, estimate = staging.for_datadir(value, [datadir])
+    out = []
+    if staging.failed_in_place(datadir):
+        out.append(
+            Finding(
+                "staging policy",
+                "warn",
+                f"{datadir} holds the debris of an in-place SST that did not finish "
+                "(sst_in_progress says in-place; grastate.dat is invalidated)",
+                "let the node SST again; do not start a server on it by hand",
+            )
         )
-    ]
+    if value == staging.ALWAYS:
+        auto = staging.decide(staging.AUTO, datadir_mod.free_bytes(datadir), estimate, empty=False)
+        if not auto.stage:
+            return [
+                *out,
+                Finding(
+                    "staging policy",
+                    "fail",
+                    f"staged: {decision.reason}: a second copy does not fit",
+                    "free space, move the datadir to a larger filesystem, or set "
+                    "[sst] staging=auto (in place when a second copy does not fit)",
+                ),
+            ]
+    level = "pass" if decision.stage else "warn"
+    fix = "" if decision.stage else "free space to keep the old datadir until the new one is in"
+    return [*out, Finding("staging policy", level, f"{decision.mode}: {decision.reason}", fix)]
 
 
 def _credentials(req: Request, opts: Options) -> list[Finding]:
@@ -426,7 +451,7 @@ def run(
         )
     findings.append(_sources(defaults))
     if "joiner" in roles:
-        findings += _port(opts) + _disk(datadir)
+        findings += _port(opts) + _disk(datadir, spec, opts)
     if "donor" in roles:
         findings += _credentials(base, opts)
     return findings

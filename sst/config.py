@@ -156,6 +156,7 @@ class RsyncSettings:
     bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
     peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
     precopy: bool = True  # [sst] rsync-precopy: copy before the read lock, the delta under it
+    staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
 
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
@@ -259,6 +260,17 @@ def option_rate(opts: Options, name: str, method: str, errors: list[str]) -> str
     return text
 
 
+STAGING_POLICIES = ("auto", "always", "in-place")
+
+
+def staging_policy(opts: Options, method: str, errors: list[str]) -> str:
+    """[sst] staging, lower-cased; a value not in STAGING_POLICIES is added to errors."""
+    value = option(opts, "staging", method).strip().lower()
+    if value not in STAGING_POLICIES:
+        errors.append(f"staging={value!r} is not one of {', '.join(STAGING_POLICIES)}")
+    return value
+
+
 def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     """Freeze the rsync method's settings; every invalid value is reported at once."""
     groups = options.SERVER_SST
@@ -292,6 +304,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     precopy = option_switch(opts, "rsync-precopy", "rsync", errors)
     if peer_certs and not mode.startswith("VERIFY"):
         errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
+    staging = staging_policy(opts, "rsync", errors)
     if errors:
         raise ConfigError("; ".join(errors))
 
@@ -308,6 +321,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
         peer_certs=peer_certs,
         precopy=precopy,
+        staging=staging,
     )
 
 
@@ -353,6 +367,7 @@ class MariabackupSettings:
     cpat: str  # a Python regex matched against full paths of depth-1 entries
     server: ServerDirs
     credentials: Credentials = field(default_factory=Credentials)
+    staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
 
 
 def _argv_option(name: str, value: str, errors: list[str]) -> tuple[str, ...]:
@@ -488,6 +503,7 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
         cpat=cpat,
         credentials=credentials(req, opts),
         server=server_dirs(req, opts),
+        staging=staging_policy(opts, "mariabackup", errors),
     )
     if errors:
         raise ConfigError("; ".join(errors))

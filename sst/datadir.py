@@ -287,12 +287,27 @@ def first_foreign_entry(root: str) -> str:
     """Given a received tree, the first entry no datadir holds (a device, FIFO or socket,
     or a regular file with a set-user/group-id bit), or '' when there is none. Symlinks
     are not followed."""
+    found = foreign_entries(root)
+    return found[0] if found else ""
+
+
+def foreign_entries(root: str, since: float = 0.0, *, first_only: bool = True) -> list[str]:
+    """Given a tree, its entries no datadir holds (see first_foreign_entry) whose inode
+    changed at or after `since` (a time.time(); an in-place joiner's live datadir holds
+    the server's own older entries, a socket perhaps); only the first unless first_only
+    is False."""
+    out: list[str] = []
     for dirpath, dirs, files in os.walk(root):
         for name in (*dirs, *files):
             path = os.path.join(dirpath, name)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:  # a live datadir's file went away meanwhile
                 continue
-            if not stat.S_ISREG(mode) or mode & (stat.S_ISUID | stat.S_ISGID):
-                return path
-    return ""
+            if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode) or st.st_ctime < since:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                out.append(path)
+                if first_only:
+                    return out
+    return out

@@ -178,6 +178,17 @@ TABLE: tuple[Option, ...] = (
         "a PEM file of the only peer certificates accepted, both roles (stunnel `verifyPeer`; "
         "VERIFY modes only; `docs/tls.md` 5)",
     ),
+    Option(
+        ("staging",),
+        SST,
+        "auto",
+        ("rsync", "mariabackup"),
+        "joiner: `always` receives a second copy and swaps it in (a failure keeps the old "
+        "datadir; needs room for both); `in-place` overwrites the old datadir as the stock "
+        "rsync script does (one copy; a failure leaves no usable data); `auto` stages while "
+        "the filesystem has room for the incoming copy plus a margin, else goes in place "
+        "(README, Staging)",
+    ),
     # mariabackup, continued
     Option(("transferfmt",), SST, "socat", ("mariabackup",), "only `socat` is supported"),
     Option(

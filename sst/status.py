@@ -42,6 +42,7 @@ class Snapshot:
     eta_seconds: float | None = None
     exit_code: int | None = None
     error: str = ""
+    staging: str = ""  # joiner: `staged` or `in-place`, and why (sst/staging.py)
 
 
 class Status:
@@ -94,6 +95,11 @@ class Status:
         if time.time() - s.updated >= WRITE:
             self.write()
 
+    def staging(self, text: str) -> None:
+        """Record the staging decision (`staged: ...` or `in-place: ...`)."""
+        self.snap.staging = text
+        self.write()
+
     def finish(self, code: int, error: str = "") -> None:
         """Record the outcome."""
         self.snap.state = "succeeded" if code == 0 else "failed"
@@ -121,7 +127,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "eta_seconds": (int, float, type(None)),
     "exit_code": (int, type(None)),
     "error": (str,),
+    "staging": (str,),
 }
+OPTIONAL = {"staging": ""}  # fields an older galera-sst did not write
 assert set(_TYPES) == {f.name for f in fields(Snapshot)}
 
 
@@ -130,6 +138,8 @@ def _valid(data: object) -> dict[str, Any] | None:
     (finite floats, 64-bit integers, no booleans), else None."""
     if not isinstance(data, dict):
         return None
+    for name, value in OPTIONAL.items():
+        data.setdefault(name, value)
     for name, types in _TYPES.items():
         v = data.get(name)
         if isinstance(v, bool) or not isinstance(v, types):
@@ -202,6 +212,8 @@ def describe(data: dict[str, Any]) -> str:
             + f", {data.get('rate', 0) / 2**20:.1f} MiB/s"
             + (f", ETA {data['eta_seconds']:.0f} s" if data.get("eta_seconds") else "")
         )
+    if data.get("staging"):
+        lines.append(f"staging: {p(data['staging'])}")
     if data["state"] == "running":
         lines.append(f"last progress {now - data['last_progress']:.0f} s ago")
     if data.get("error"):

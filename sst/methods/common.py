@@ -29,6 +29,7 @@ from sst.process import pidfile
 from sst.process.runner import ParentWatch, Supervisor, cleanup_shield, tree_io
 from sst.protocol import State, Stdout
 from sst.request import NO_NAME, Address, Request
+from sst.staging import Decision
 from sst.status import Status
 
 if TYPE_CHECKING:  # sst.tls pulls in cryptography, which the backup method never needs
@@ -44,6 +45,11 @@ class Run:
     out: Stdout
     rundir: str
     status: Status | None = None
+
+    def staging(self, decision: Decision) -> None:
+        """Record the joiner's staging decision in the status file."""
+        if self.status is not None:
+            self.status.staging(f"{decision.mode}: {decision.reason}")
 
     def phase(
         self, name: str, *, expected: int = 0, tls: str = "", watch: tuple[int, ...] = ()

@@ -43,8 +43,9 @@ from sst import (
     tools,
     versions,
 )
+from sst import staging as policy
 from sst.config import MariabackupSettings, SocatPlan
-from sst.datadir import IN_PROGRESS, STAGING_MB
+from sst.datadir import STAGING_MB
 from sst.errors import (
     ConfigError,
     PortBusy,
@@ -74,6 +75,7 @@ GATE_MARK = "galera-sst-gate"  # ... "and wants the secret's preamble first on b
 # stage 2 if the state files (which carried the secret) say GATE_TAG 2".
 GATE2_MARK = "galera-sst-gate2"
 GATE_TAG = "galera-sst-gate"
+SIZE_TAG = "galera-sst-size"  # our donor's estimate of the backup's bytes (stage 1)
 PREAMBLE_TIMEOUT = 10.0  # our donor sends the preamble as soon as it is connected
 LISTEN_TIMEOUT = 30.0
 ACK_TIMEOUT = 60.0
@@ -207,16 +209,17 @@ def joiner(run: Run, s: MariabackupSettings) -> None:
     mbstream = _tool("mbstream")
     backup = _tool("mariadb-backup")
     checked = _preflight(s, "joiner", socat)
-    marker = os.path.join(dd, IN_PROGRESS)
     staging = os.path.join(dd, STAGING_MB)
-    datadir.touch(marker)
+    policy.begin(dd)
+    done = False
     try:
         _joiner(
             run, s, socat=socat, mbstream=mbstream, backup=backup, checked=checked, staging=staging
         )
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        datadir.remove(marker)
+        policy.end(dd, done=done)  # a failed in-place SST keeps its mark
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,6 +431,8 @@ def _joiner(
     gate2 = gated or tags.get(GATE_TAG) == "2"
     if not gate2:
         log.info("The donor does not prove the secret on stage 2 (a stock script): as stock")
+    if not _decide(run, s, tags).stage:
+        _wipe(req.datadir, s)
     _stage2(
         run,
         s,
@@ -453,6 +458,40 @@ def _joiner(
     _swap(run, s, common, staging)
     log.info(f"Galera co-ords from the donor: {line}")
     run.out.coordinates(line)
+
+
+def _decide(run: Run, s: MariabackupSettings, tags: dict[str, str]) -> policy.Decision:
+    """The staging decision, from the size our donor announced in its state files (or a
+    stock donor's `total`), else from the old datadir's; logged and in the status file."""
+    dd = run.req.datadir
+    if policy.failed_in_place(dd):
+        log.warning(f"{dd} holds the debris of an in-place SST that did not finish")
+    said = tags.get(SIZE_TAG, "") or tags.get("total", "")
+    announced = int(said) if said.isdigit() else 0
+    decision, _ = policy.for_datadir(s.staging, _fill_dirs(dd, s), announced)
+    policy.warn(decision, "mariabackup")
+    run.staging(decision)
+    return decision
+
+
+def _fill_dirs(dd: str, s: MariabackupSettings) -> list[str]:
+    """The directories move-back fills: the datadir, then separate ones outside it."""
+    separate = list(s.server.by_module(dd).values())
+    return [dd, *[p for p in separate if not p.startswith(dd + os.sep) and p != dd]]
+
+
+def _wipe(dd: str, s: MariabackupSettings) -> None:
+    """In place: before the backup arrives, mark the datadir, invalidate grastate.dat and
+    remove what move-back would replace (all but `cpat`'s entries and galera-sst's own),
+    so that the datadir's filesystem holds one copy at a time."""
+    policy.mark_in_place(dd)
+    policy.invalidate_grastate(dd)
+    plan = swap.fill_plan(_fill_dirs(dd, s), s.cpat, [os.path.join(dd, n) for n in mb.LEGACY_FILES])
+    for m in plan.aside:
+        policy.remove_entry(m.src)
+    for d in plan.fill:
+        policy.fsync_dir(d)
+    log.info(f"Removed {len(plan.aside)} entries of the old datadir before receiving")
 
 
 def _prepare(run: Run, s: MariabackupSettings, backup: str, staging: str) -> mb.Common:
@@ -680,8 +719,7 @@ def _swap(run: Run, s: MariabackupSettings, common: mb.Common, staging: str) -> 
     (sst/swap.py): a failure or an interruption puts the old datadir back whole."""
     req = run.req
     dd = req.datadir
-    separate = list(s.server.by_module(dd).values())
-    dirs = [dd, *[p for p in separate if not p.startswith(dd + os.sep) and p != dd]]
+    dirs = _fill_dirs(dd, s)
     for d in dirs:
         datadir.ensure_dir(d)
     # A previous SST's metadata goes aside with the rest, even where a custom cpat keeps it.
@@ -947,8 +985,10 @@ def _magic_files(run: Run, s: MariabackupSettings) -> tuple[str, list[str], int]
     if req.address.lsn == GATE2_MARK:
         lines.append(f"{GATE_TAG} 2")  # stage 2 starts with the preamble
     size = 0
-    if not req.bypass and (req.progress == 1 or s.progress not in ("", "none")):
+    if not req.bypass:
         size = footprint(req.datadir)
+        lines.append(f"{SIZE_TAG} {size}")  # for the joiner's staging decision
+    if not req.bypass and (req.progress == 1 or s.progress not in ("", "none")):
         log.info(f"Estimated transfer size: {size} bytes")
         if req.progress == 1:
             lines.append(f"total {size}")

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import psutil
 
-from sst import config, datadir, log, net, snapshot, stock, swap, tls, tools
+from sst import config, datadir, log, net, snapshot, staging, stock, swap, tls, tools
 from sst.config import RsyncSettings, TLSFiles
-from sst.datadir import IN_PROGRESS, Area
+from sst.datadir import Area
 from sst.errors import (
     ConfigError,
     PortBusy,
@@ -115,6 +115,7 @@ class JoinerLayout:
 
     main: Area
     subs: dict[str, Area]  # module suffix -> area
+    in_place: bool = False  # modules on the live directories, but the redo log's
 
     @property
     def areas(self) -> list[Area]:
@@ -125,6 +126,11 @@ class JoinerLayout:
                 out.append(a)
         return out
 
+    @property
+    def holds(self) -> list[Area]:
+        """The areas received apart from their live directory (removed on every exit)."""
+        return [a for a in self.areas if a.staged != a.live]
+
 
 def joiner_layout(req: Request, s: RsyncSettings) -> JoinerLayout:
     """Map the datadir and the separate InnoDB/Aria directories to staging areas."""
@@ -133,6 +139,43 @@ def joiner_layout(req: Request, s: RsyncSettings) -> JoinerLayout:
     live = s.server.by_module(dd)
     subs = {k: Area(v, datadir.staging_for(dd, v), rs.SUBMODULE_FILES[k]) for k, v in live.items()}
     return JoinerLayout(main, subs)
+
+
+def in_place_layout(layout: JoinerLayout) -> JoinerLayout:
+    """The modules of an in-place SST: every live directory as it is, but the redo log's
+    module, which is received beside it and renamed in last (sst/staging.py)."""
+    main = Area(layout.main.live, layout.main.live)
+    subs = {
+        k: a if k == REDO_MODULE else Area(a.live, a.live, a.patterns)
+        for k, a in layout.subs.items()
+    }
+    return JoinerLayout(main, subs, in_place=True)
+
+
+REDO_MODULE = "log_dir"
+# The live datadir's names a donor may neither write nor delete during an in-place SST.
+IN_PLACE_PROTECT = tuple(
+    f"/{n}"
+    for n in (
+        *datadir.TRANSIENT,
+        "galera_sst_status.json",
+        staging.GRASTATE,
+        datadir.JOURNAL,
+    )
+    if n not in (rs.MAGIC_FILE, rs.BINLOG_TAR)
+)
+
+
+def _decide(run: Run, s: RsyncSettings, layout: JoinerLayout) -> staging.Decision:
+    """The staging decision for this joiner, logged (one WARNING line when in place) and
+    recorded in the status file."""
+    dd = run.req.datadir
+    if staging.failed_in_place(dd):
+        log.warning(f"{dd} holds the debris of an in-place SST that did not finish")
+    decision, _ = staging.for_datadir(s.staging, [a.live for a in layout.areas])
+    staging.warn(decision, "rsync")
+    run.staging(decision)
+    return decision
 
 
 def _module(req: Request) -> str:
@@ -154,15 +197,18 @@ def joiner(run: Run, s: RsyncSettings) -> None:
     layout = joiner_layout(req, s)
     for a in layout.areas:
         datadir.ensure_dir(a.live)
-    marker = os.path.join(dd, IN_PROGRESS)
-    datadir.touch(marker)
+    if not _decide(run, s, layout).stage:
+        layout = in_place_layout(layout)
+    staging.begin(dd)
+    done = False
     try:
         _joiner_receive(
             run, s=s, layout=layout, rsync_bin=rsync_bin, stunnel_bin=stunnel_bin, checked=checked
         )
+        done = True
     finally:
-        datadir.remove_staging(layout.areas)
-        datadir.remove(marker)
+        datadir.remove_staging(layout.holds)
+        staging.end(dd, done=done)  # a failed in-place SST keeps its `in-place` mark
         for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR):
             datadir.remove(os.path.join(dd, f))
 
@@ -182,11 +228,12 @@ def _joiner_receive(
     wan = is_wan(req)
     # Delta mode stages hard links of the old files; only our own donor (which never uses
     # --inplace) may write there, so a stock donor is refused rather than corrupting them.
-    hardlink = wan and req.name.ours
-    datadir.prepare_staging(layout.areas, hardlink_from_live=hardlink)
+    hardlink = wan and req.name.ours and not layout.in_place
+    datadir.prepare_staging(layout.holds, hardlink_from_live=hardlink)
     st_dd = os.stat(req.datadir)
     owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
     _private_staging(layout, owner)
+    since = time.time() - 1.0  # what changed from here on arrived (in place: foreign check)
 
     # Per-SST names and secret, announced only through Galera (docs/tls.md 2, rsync daemon).
     module = rs.module_name(_module(req), secrets.token_hex(16))
@@ -204,12 +251,15 @@ def _joiner_receive(
             owner=owner,
             secrets_file=_secrets_file(run, secret) if req.name.ours else "",
             refuse_inplace=hardlink,
+            protect=IN_PLACE_PROTECT if layout.in_place else (),
         ),
         bind=bind,
         rsync_bin=rsync_bin,
         stunnel_bin=stunnel_bin,
     )
     _wait_listening(run, daemon, addr.port)
+    # In place, the old datadir is given up here: after this, before the donor can know us.
+    old_grastate = _enter_in_place(layout) if layout.in_place else b""
     log.info(
         f"Listening on {listening_on(addr, bind)} "
         f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
@@ -223,20 +273,35 @@ def _joiner_receive(
 
     state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
     check_secret(tags, secret)
-    _refuse_foreign_files(layout)
+    _refuse_foreign_files(layout, since)
     state = State.parse(state_line)
+    _complete(run, s, layout, bypass="bypass" in tags, old_grastate=old_grastate)
+    log.info(f"Galera co-ords from the donor: {state}")
+    run.out.coordinates(state_line)
+
+
+def _complete(
+    run: Run, s: RsyncSettings, layout: JoinerLayout, *, bypass: bool, old_grastate: bytes
+) -> None:
+    """After the verified transfer: nothing for an IST (in place: the redo log and
+    grastate.dat back), else swap the staging in, or complete the in-place datadir."""
     tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
-    if "bypass" in tags:
+    if bypass:
         if os.path.exists(tar):
             log.warning("a binlog tar was transferred in IST mode; ignored")
         log.info("IST requested by the donor: the datadir is left as it is")
+        if layout.in_place:
+            _finish_in_place(layout, old_grastate)
         stock.mark_ist()
+    elif layout.in_place:
+        run.sup.check_parent()
+        run.phase("completing the datadir received in place")
+        _restore_binlogs(run, s, tar)
+        _finish_in_place(layout, b"")
     else:
         run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
         run.phase("swapping in the new datadir")
         _swap(run, s, layout, tar)
-    log.info(f"Galera co-ords from the donor: {state}")
-    run.out.coordinates(state_line)
 
 
 def write_private(path: str, text: str) -> str:
@@ -253,10 +318,40 @@ def _secrets_file(run: Run, secret: str) -> str:
     return write_private(os.path.join(run.rundir, "rsyncd.secrets"), rs.secrets_text(secret))
 
 
+def _enter_in_place(layout: JoinerLayout) -> bytes:
+    """Before the first byte of an in-place SST: mark the datadir, invalidate grastate.dat
+    and move the redo log into its hold directory (renamed back last); returns the old
+    grastate.dat (an IST puts it back)."""
+    dd = layout.main.live
+    staging.mark_in_place(dd)
+    old = staging.invalidate_grastate(dd)
+    redo = layout.subs.get(REDO_MODULE)
+    if redo is not None and redo.staged != redo.live:
+        for name in rs.SUBMODULE_FILES[REDO_MODULE]:
+            live = os.path.join(redo.live, name)
+            if os.path.isfile(live) and not os.path.islink(live):
+                os.rename(live, os.path.join(redo.staged, name))
+    return old
+
+
+def _finish_in_place(layout: JoinerLayout, old_grastate: bytes) -> None:
+    """The last step of an in-place SST: the redo log renamed in (fsynced); after an IST
+    the old grastate.dat is put back (the data is the old one)."""
+    redo = layout.subs.get(REDO_MODULE)
+    if redo is not None and redo.staged != redo.live:
+        for name in rs.SUBMODULE_FILES[REDO_MODULE]:
+            held = os.path.join(redo.staged, name)
+            if os.path.isfile(held) and not os.path.islink(held):
+                os.rename(held, os.path.join(redo.live, name))
+        staging.fsync_dir(redo.live)
+    staging.restore_grastate(layout.main.live, old_grastate)
+    log.info(f"Received the datadir in place into {layout.main.live}")
+
+
 def _private_staging(layout: JoinerLayout, owner: tuple[int, int] | None) -> None:
     """Staging roots 0700; as root, every staged directory belongs to the datadir's owner,
-    whom the daemon's transfers run as."""
-    for a in layout.areas:
+    whom the daemon's transfers run as. In place, only the hold directories."""
+    for a in layout.holds:
         os.chmod(a.staged, 0o700)
         if owner is None or owner == (os.geteuid(), os.getegid()):
             continue
@@ -266,14 +361,30 @@ def _private_staging(layout: JoinerLayout, owner: tuple[int, int] | None) -> Non
                 os.chown(os.path.join(root, d), *owner, follow_symlinks=False)
 
 
-def _refuse_foreign_files(layout: JoinerLayout) -> None:
+def _refuse_foreign_files(layout: JoinerLayout, since: float) -> None:
     """No datadir holds devices, FIFOs, sockets or set-id files: raises TransferError,
-    before anything is swapped in, when the staging does."""
-    for a in layout.areas:
-        bad = datadir.first_foreign_entry(a.staged)
+    before anything is swapped in, when the staging does. In place, those that arrived
+    (changed since `since`) are removed first."""
+    if layout.in_place:
+        bad = [
+            p
+            for a in layout.areas
+            for p in datadir.foreign_entries(a.staged, since, first_only=False)
+        ]
+        for p in bad:
+            datadir.remove(p)
         if bad:
             raise TransferError(
-                f"refusing the data: '{os.path.relpath(bad, a.staged)}' arrived as a device, "
+                f"refusing the data: {len(bad)} device(s), FIFO(s), socket(s) or set-id "
+                f"file(s) arrived, e.g. '{bad[0]}'; removed (received in place: the "
+                "datadir is not usable, grastate.dat is invalidated)"
+            )
+        return
+    for a in layout.areas:
+        bad1 = datadir.first_foreign_entry(a.staged)
+        if bad1:
+            raise TransferError(
+                f"refusing the data: '{os.path.relpath(bad1, a.staged)}' arrived as a device, "
                 "FIFO, socket or set-id file (nothing in the datadir was changed)"
             )
 
@@ -450,8 +561,21 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
         )
     swap.execute(dd, plan)
     log.info(f"Swapped {len(plan.into) + len(plan.replace)} received entries into {dd}")
+    _restore_binlogs(run, s, tar, members)
+
+
+def _restore_binlogs(
+    run: Run, s: RsyncSettings, tar: str, members: list[str] | None = None
+) -> None:
+    """Replace the joiner's binlogs by those of the donor's tar (members: its checked
+    listing, read here when None). Raises TransferError for an archive with anything but
+    plain binlog files."""
+    dd = run.req.datadir
+    binlogs = s.server.binlogs(dd)
     if binlogs is None:
         return
+    if members is None:
+        members = _binlog_members(run, tar) if os.path.exists(tar) else []
     binlogs.remove_all(dd)
     names = [n for n in members if datadir.BINLOG_NAME.fullmatch(n)]  # the index: rebuilt
     if names:

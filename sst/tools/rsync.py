@@ -212,6 +212,9 @@ class Daemon:
     owner: tuple[int, int] | None = None  # uid, gid of the transfers (see daemon_owner)
     secrets_file: str = ""  # demand rsync authentication of AUTH_USER (ours to ours)
     refuse_inplace: bool = False
+    # Daemon-excluded patterns (module-relative, no white space): a donor can neither write
+    # nor delete them; an in-place joiner protects its own files in the live datadir.
+    protect: tuple[str, ...] = ()
 
 
 def daemon_conf(d: Daemon) -> str:
@@ -238,7 +241,8 @@ def daemon_conf(d: Daemon) -> str:
         lines += [f"auth users = {AUTH_USER}", f"secrets file = {conf_path(d.secrets_file)}"]
         lines.append("strict modes = yes")
     for name, path in d.modules:
-        lines += [f"[{name}]", f"    path = {conf_path(path)}", "    exclude = .zfs"]
+        excludes = " ".join((".zfs", *d.protect))
+        lines += [f"[{name}]", f"    path = {conf_path(path)}", f"    exclude = {excludes}"]
     return "\n".join(lines) + "\n"
 
 
