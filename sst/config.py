@@ -155,6 +155,7 @@ class RsyncSettings:
     connect_timeout: float
     bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
     peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
+    resume_max_age: float = 86400.0  # [sst] sst-resume-max-age; 0: a failed transfer is not kept
 
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
@@ -272,6 +273,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     flush_t = option_seconds(opts, "sst-flush-timeout", "rsync", errors)
     idle_t = option_seconds(opts, "sst-idle-timeout", "rsync", errors)
     conn_t = option_seconds(opts, "sst-initial-timeout", "rsync", errors)
+    resume_t = option_seconds(opts, "sst-resume-max-age", "rsync", errors)
     rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync", options.RATE), errors)
     peer_certs = option(opts, "ssl-peer-certs", "rsync")
     if peer_certs and not mode.startswith("VERIFY"):
@@ -291,6 +293,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         connect_timeout=conn_t,
         bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
         peer_certs=peer_certs,
+        resume_max_age=resume_t,
     )
 
 

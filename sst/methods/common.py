@@ -15,7 +15,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from sst import log, net, stock, swap
-from sst.datadir import RSYNC_PID, SST_PID, STAGING, STAGING_MB, STUNNEL_PID, ensure_dir, remove
+from sst.datadir import (
+    BASIS,
+    RSYNC_PID,
+    SST_PID,
+    STAGING,
+    STAGING_MB,
+    STUNNEL_PID,
+    ensure_dir,
+    remove,
+)
 from sst.errors import (
     ConfigError,
     FlushFailed,
@@ -106,7 +115,7 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
 def _remove_stale_staging(datadir: str) -> None:
     """A crashed run of either method may have left its staging copy (received data only,
     never the server's own files): it would fill the disk and ride along."""
-    for stale in (STAGING, STAGING_MB):
+    for stale in (STAGING, BASIS, STAGING_MB):
         path = os.path.join(datadir, stale)
         if os.path.lexists(path):
             log.info(f"Removing {path} left by an earlier SST")
