@@ -204,6 +204,7 @@ def _joiner_receive(
     secret = secrets.token_hex(16)
     cn = announced_cn(s.ssl_mode, checked)
     bind = listen_address(addr)
+    received = rs.Received()
     daemon, disk, refusals = _start_daemon(
         run,
         s,
@@ -218,6 +219,7 @@ def _joiner_receive(
         bind=bind,
         rsync_bin=rsync_bin,
         stunnel_bin=stunnel_bin,
+        received=received,
     )
     _wait_listening(run, daemon, addr.port)
     log.info(
@@ -227,12 +229,13 @@ def _joiner_receive(
     )
     announce(run, cn, secret, f"{addr.hostport}/{module}")
     run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
-    received = (layout, basis) if basis else (layout,)
-    magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in received]
+    stagings = (layout, basis) if basis else (layout,)
+    magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in stagings]
     _await_magic(run, s, daemon, (disk, refusals), magics)
     _drain(run, daemon)
     run.sup.stop(daemon)  # nothing may write into staging from here on
-    layout = _completed(received)
+    layout = _completed(stagings)
+    log.info(f"Received: {received.summary()}")
 
     state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
     check_secret(tags, secret)
@@ -292,7 +295,14 @@ def _refuse_foreign_files(layout: JoinerLayout) -> None:
 
 
 def _start_daemon(
-    run: Run, s: RsyncSettings, d: rs.Daemon, *, bind: str, rsync_bin: str, stunnel_bin: str
+    run: Run,
+    s: RsyncSettings,
+    d: rs.Daemon,
+    *,
+    bind: str,
+    rsync_bin: str,
+    stunnel_bin: str,
+    received: rs.Received | None = None,
 ) -> tuple[Child, datadir.DiskWatch, Refusals]:
     """Given the daemon's settings, write rsyncd.conf (0600) and stunnel's config into the
     run directory and start the listener (stunnel with TLS, else rsync --daemon); returns
@@ -304,9 +314,10 @@ def _start_daemon(
     daemon_log = os.path.join(run.rundir, "rsyncd.log")
     disk = datadir.DiskWatch()
     refusals = Refusals()
+    counted = Refusals.both(disk.watch, received.watch) if received else disk.watch
     if not stunnel_bin:
         argv = rs.daemon_argv(rsync_bin, conf, addr.port, bind)
-        stage = Stage(argv, name="rsyncd", log_file=daemon_log, on_line=disk.watch)
+        stage = Stage(argv, name="rsyncd", log_file=daemon_log, on_line=counted)
         return run.sup.start(stage), disk, refusals
     accept = (
         f"{bind}:{addr.port}" if bind else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
@@ -328,7 +339,7 @@ def _start_daemon(
         st.argv(stunnel_bin, sconf),
         name="stunnel",
         log_file=daemon_log,
-        on_line=refusals.then(disk.watch),
+        on_line=refusals.then(counted),
         cwd=run.rundir,  # where execargs' relative --config is found
     )
     return run.sup.start(stage), disk, refusals
@@ -381,12 +392,17 @@ class Refusals:
 
     def then(self, other: Callable[[str], None]) -> Callable[[str], None]:
         """Given another line consumer; returns one feeding both (this one first)."""
+        return Refusals.both(self.watch, other)
 
-        def both(line: str) -> None:
-            self.watch(line)
+    @staticmethod
+    def both(first: Callable[[str], None], other: Callable[[str], None]) -> Callable[[str], None]:
+        """Given two line consumers; returns one feeding both (first first)."""
+
+        def feed(line: str) -> None:
+            first(line)
             other(line)
 
-        return both
+        return feed
 
     def watch(self, line: str) -> None:
         """Given one stunnel log line; a failed handshake ends with an SSL_accept error."""

@@ -251,6 +251,35 @@ class Daemon:
     basis_modules: Sequence[tuple[str, str]] = ()
 
 
+RECEIVED_TAG = "galera-sst-received"
+_RECEIVED = re.compile(RECEIVED_TAG + r" (\d+) (\d+) ")
+
+
+class Received:
+    """What the joiner's daemon received, from its transfer log lines (`%b %l`: bytes that
+    crossed the wire, the file's length): feed watch() with the daemon's stderr lines."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.wire = 0
+        self.length = 0
+
+    def watch(self, line: str) -> None:
+        """on_line callback for the daemon (or stunnel running it)."""
+        m = _RECEIVED.search(line)
+        if m:
+            self.files += 1
+            self.wire += int(m.group(1))
+            self.length += int(m.group(2))
+
+    def summary(self) -> str:
+        """One phrase for the log."""
+        return (
+            f"{self.files} file(s) of {self.length / 2**20:.1f} MiB arrived, "
+            f"{self.wire / 2**20:.1f} MiB of it over the wire"
+        )
+
+
 def daemon_conf(d: Daemon) -> str:
     """rsyncd.conf text, given the daemon's settings; raises ConfigError for a path with a
     line break. Every module is write-only and unlisted; received directories become
@@ -268,6 +297,8 @@ def daemon_conf(d: Daemon) -> str:
         "log file = /dev/stderr",  # errors (a full disk) reach the supervisor, not syslog
         f"refuse options = {refuse}",
         f"incoming chmod = {INCOMING_CHMOD}",
+        "transfer logging = yes",  # one line per received file: Received counts them
+        f"log format = {RECEIVED_TAG} %b %l %n",
     ]
     if d.owner is not None:
         lines += [f"uid = {d.owner[0]}", f"gid = {d.owner[1]}"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -61,6 +62,13 @@ def _donor(node_dir: Path, j_ready: str) -> Script:
     return start_script(
         "py_rsync", donor_args(node_dir, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
     )
+
+
+def _wire_bytes(stderr: str) -> float:
+    """The joiner's `Received:` line: bytes that crossed the wire."""
+    m = re.search(r"Received: \d+ file\(s\) of [0-9.]+ MiB arrived, ([0-9.]+) MiB", stderr)
+    assert m, stderr
+    return float(m.group(1)) * 2**20
 
 
 def _kill_tree(s: Script) -> None:
@@ -133,6 +141,10 @@ def test_failed_transfer_is_kept_and_the_retry_resumes_from_it(
     err = j2.stderr()
     assert f"Offering the partial transfer from {UUID}:5 as the basis" in err, err
     assert "Removing the kept partial transfer" in err
+    # Only what was missing crossed: at most the files that had not arrived (of 256 KiB).
+    wire = _wire_bytes(err)
+    missing = (FILES - len(inodes)) * (256 << 10)
+    assert 0 < wire <= missing + (64 << 10), (wire, missing, err)
     for p in (dd / "db2").iterdir():
         assert (jd / "db2" / p.name).read_bytes() == p.read_bytes()
     # What arrived the first time did not cross again: the same files (inodes) were kept.
