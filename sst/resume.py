@@ -27,6 +27,7 @@ from sst.process.pidfile import replace_file
 from sst.tools.rsync import ORIGIN_FILE, cluster_uuid
 
 MARKER = ".sst-kept.json"  # inside the kept directory
+DEFAULT_MAX_AGE = 86400.0  # sst-resume-max-age's default (sst/options.py)
 MIN_FREE = 0.10  # a kept transfer is dropped when its file system has less free than this
 
 

@@ -205,3 +205,31 @@ def test_kept_transfer_of_another_cluster_is_dropped_after_a_full_sst(
     assert not (jd / datadir.KEPT).exists()
     got = (jd / "db1" / "t.ibd").read_bytes()
     assert got == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+
+
+def test_staging_left_by_a_killed_joiner_is_kept_for_the_next(
+    joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    """A joiner killed outright (SIGKILL, power cut) cannot keep its staging itself: the
+    next rsync joiner keeps what our donor's origin file marks, instead of deleting it, and
+    offers it as the basis."""
+    jd = joiner_dir / "data"
+    left = jd / datadir.STAGING
+    (left / "db1").mkdir(parents=True)
+    (left / "db1" / "t.ibd").write_bytes(b"arrived")
+    (left / rs.ORIGIN_FILE).write_text(f"{UUID}:5\n")
+    p = _parent(sleeper)
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), p.pid))
+    ready = j.readline()
+    assert ready.endswith("_b" + UUID.replace("-", "")), ready
+    assert (jd / datadir.BASIS / "db1" / "t.ibd").read_bytes() == b"arrived"
+    p.kill()
+    p.wait()
+    assert j.wait() != 0
+    err = j.stderr()
+    assert f"Offering the partial transfer from {UUID}:5" in err, err
+    # Nothing new arrived, so the kept transfer stays for the next attempt.
+    kept = resume.read(str(jd))
+    assert kept is not None and kept.position == f"{UUID}:5"
+    assert (jd / datadir.KEPT / "db1" / "t.ibd").read_bytes() == b"arrived"
+    assert not left.exists() and not (jd / datadir.BASIS).exists()

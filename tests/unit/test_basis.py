@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import datadir, resume
+from sst import datadir, options, resume
 from sst.tools import rsync as rs
 
 UUID = "3f2a9c1e-7b4d-11ee-9c2a-0242ac120002"
@@ -163,3 +163,8 @@ def test_basis_links_kept_files_first_then_live(tmp_path: Path) -> None:
     assert (b / "db" / "a.ibd").read_bytes() == b"kept a"
     assert (b / "db" / "b.ibd").stat().st_ino == (dd / "db" / "b.ibd").stat().st_ino
     assert not (b / rs.ORIGIN_FILE).exists() and not (b / datadir.KEPT).exists()
+
+
+def test_default_max_age_is_the_options_default() -> None:
+    row = next(o for o in options.TABLE if o.name == "sst-resume-max-age")
+    assert float(row.default) == resume.DEFAULT_MAX_AGE
