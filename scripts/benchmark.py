@@ -345,10 +345,13 @@ def stale_case(lb: Lab, donor: Node) -> str:
                 timeout=600,
             )
         settle(donor)
-        at = len(joiner.log_text())
+        at, d_at = len(joiner.log_text()), len(donor.log_text())
         stale_s = lb.join(joiner, timeout=1800)
         donor.wait_synced(300)
         stale_mib = wire_mib(joiner)
+        print(f"    full SST:\n{timeline(joiner.log_text()[:at])}", flush=True)
+        print(f"    stale rejoin:\n{timeline(joiner.log_text()[at:])}", flush=True)
+        print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
         if "IST requested by the donor" in joiner.log_text()[at:]:
             return f"stale rejoin: an IST ({stale_s:.1f} s), not an SST: gcache too large"
         same = labmod.checksums(donor, ["bench"]) == labmod.checksums(joiner, ["bench"])
