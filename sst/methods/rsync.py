@@ -599,12 +599,11 @@ def _keep_partial(
 
 def _basis_push(req: Request, push: rs.Push) -> rs.Push:
     """The donor's rule (rs.basis_decision), said in one INFO line: into the joiner's basis
-    modules with --checksum when its data belongs to this cluster (changed files whole for
-    rsync, where sending beats computing deltas on a LAN; as deltas for rsync_wan), else
-    the full transfer."""
+    modules with --checksum when its data belongs to this cluster (changed files as deltas,
+    also for rsync: a big table with a few changed pages sends those pages), else the full
+    transfer."""
     use, why = rs.basis_decision(_module(req), req.gtid)
-    how = " (whole: a LAN method)" if push.whole_file else " (as deltas: delta mode)"
-    log.info(f"Basis rule: {'basis' if use else 'full transfer'}: {why}{how if use else ''}")
+    log.info(f"Basis rule: {'basis' if use else 'full transfer'}: {why}")
     return replace(push, url=push.url + rs.BASIS_SUFFIX, basis=True) if use else push
 
 

@@ -68,8 +68,7 @@ class Push:
     # Why a pass failed, from its stderr (the tunnel's TLS verdict): the runner's Stage.explain.
     explain: Callable[[Sequence[str]], str] | None = field(default=None, compare=False)
     password_file: str = ""  # 0600, in the private run directory; never argv or env
-    # Into the joiner's basis: equal files (by checksum) are skipped; changed ones go whole
-    # or, without whole_file (rsync_wan), as deltas.
+    # Into the joiner's basis: equal files (by checksum) are skipped, changed ones go as deltas.
     basis: bool = False
 
     def auth(self) -> tuple[str, ...]:
@@ -88,7 +87,7 @@ class Push:
             "--delete",
             "--quiet",
         ]
-        if self.whole_file:  # with a basis too: a changed file is sent whole (LAN)
+        if self.whole_file and not self.basis:  # into a basis, changed files go as deltas
             out.append("--whole-file")
         if self.rsh:
             out.append(f"--rsh={self.rsh}")
@@ -184,7 +183,7 @@ def basis_decision(announced: str, donor_gtid: str) -> tuple[bool, str]:
         return False, (
             f"the joiner's data belongs to cluster {joiner_uuid}, not this cluster {ours}"
         )
-    return True, f"same cluster UUID {ours}: only changed files are sent"
+    return True, f"same cluster UUID {ours}: only changed files are sent, as deltas"
 
 
 # What rsync (3.2 to 3.5) expands in rsyncd.conf string values: `%`, an upper-case letter,
