@@ -17,18 +17,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
 
 from sst import log
 from sst.datadir import KEPT
-from sst.process.pidfile import replace_file
+from sst.process.pidfile import read_small, replace_file
+from sst.status import printable
 from sst.tools.rsync import ORIGIN_FILE, cluster_uuid
 
 MARKER = ".sst-kept.json"  # inside the kept directory
 DEFAULT_MAX_AGE = 86400.0  # sst-resume-max-age's default (sst/options.py)
 MIN_FREE = 0.10  # a kept transfer is dropped when its file system has less free than this
+# The donor's position as its origin file and the marker carry it: `uuid:seqno`.
+POSITION = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:-?[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -59,15 +63,15 @@ def tree_bytes(root: str) -> int:
 
 def read(datadir: str) -> Kept | None:
     """The kept transfer of datadir; None when there is none or its marker is unreadable."""
-    try:
-        with open(os.path.join(path(datadir), MARKER), encoding="utf-8") as f:
-            data = json.load(f)
+    try:  # never blocks on a FIFO, never reads more than a marker's size
+        data = json.loads(read_small(os.path.join(path(datadir), MARKER), 4096))
         kept = Kept(
             str(data["uuid"]), str(data["position"]), float(data["kept_at"]), int(data["size"])
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return kept if cluster_uuid(kept.uuid) else None
+    ok = cluster_uuid(kept.uuid) and POSITION.fullmatch(kept.position)
+    return kept if ok else None
 
 
 def drop(datadir: str, why: str) -> None:
@@ -120,12 +124,11 @@ def keep(datadir: str, staged_root: str, max_age: float) -> bool:
     it was kept. Never raises (a failed keep only costs the next SST bandwidth)."""
     origin = os.path.join(staged_root, ORIGIN_FILE)
     try:
-        with open(origin, encoding="utf-8", errors="replace") as f:
-            position = f.readline().strip()
+        position = read_small(origin, 256).decode("ascii", "replace").strip()
     except OSError:
         return False
     uuid = cluster_uuid(position)
-    if not uuid or max_age <= 0 or tight(datadir):
+    if not uuid or not POSITION.fullmatch(position) or max_age <= 0 or tight(datadir):
         return False
     target = path(datadir)
     try:
@@ -152,13 +155,14 @@ def keep(datadir: str, staged_root: str, max_age: float) -> bool:
 
 def describe(datadir: str) -> str:
     """One line for `galera-sst status` about the kept transfer; '' when there is none."""
+    where = printable(path(datadir))
     if not os.path.lexists(path(datadir)):
         return ""
     kept = read(datadir)
     if kept is None:
-        return f"kept partial transfer: {path(datadir)} (marker unreadable; removed at next SST)"
+        return f"kept partial transfer: {where} (marker unreadable; removed at next SST)"
     age = max(0.0, time.time() - kept.kept_at)
     return (
         f"kept partial transfer: {kept.size // 2**20} MiB from {kept.position}, "
-        f"{age / 60:.0f} min old, in {path(datadir)} (resumes the next SST from this cluster)"
+        f"{age / 60:.0f} min old, in {where} (resumes the next SST from this cluster)"
     )

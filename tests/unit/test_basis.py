@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,22 @@ def test_basis_links_kept_files_first_then_live(tmp_path: Path) -> None:
 def test_default_max_age_is_the_options_default() -> None:
     row = next(o for o in options.TABLE if o.name == "sst-resume-max-age")
     assert float(row.default) == resume.DEFAULT_MAX_AGE
+
+
+@pytest.mark.parametrize(
+    "origin", [f"{UUID}:12\x1b[2J", "junk", f"{UUID}", f"{rs.ZERO_UUID}:1", f"{UUID}:1:2"]
+)
+def test_an_origin_file_that_is_not_a_position_is_not_kept(tmp_path: Path, origin: str) -> None:
+    staged = tmp_path / datadir.STAGING
+    staged.mkdir()
+    (staged / rs.ORIGIN_FILE).write_text(origin + "\n")
+    assert not resume.keep(str(tmp_path), str(staged), 3600.0)
+    assert resume.describe(str(tmp_path)) == ""
+
+
+def test_a_marker_that_is_not_a_file_is_unreadable(tmp_path: Path) -> None:
+    kept = Path(resume.path(str(tmp_path)))
+    kept.mkdir()
+    os.mkfifo(kept / resume.MARKER)
+    assert resume.read(str(tmp_path)) is None  # returns at once: a FIFO is never opened
+    assert "marker unreadable" in resume.describe(str(tmp_path))
