@@ -46,7 +46,7 @@ import psutil
 
 # The test harness is not installed (the wheel ships sst/ only): take it from this checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sst import demo
+from sst import demo, status
 from testsupport import lab as labmod
 from testsupport import writer as wr
 from testsupport.lab import Lab, Node
@@ -406,13 +406,146 @@ def run_case(
     return r
 
 
+# ---------------------------------------------------------------------------------------
+# Scale cases (issue 15): a stale rejoin and a resumed transfer, ours only (py_rsync), each
+# against a full SST into a fresh node in the same run. Not the CASES table's stock/ours pairs.
+# ---------------------------------------------------------------------------------------
+
+RECEIVED = re.compile(r"Received: \d+ file\(s\) of [0-9.]+ MiB arrived, ([0-9.]+) MiB")
+
+
+def wire_mib(node: Node) -> float:
+    """MiB over the wire in the joiner's last `Received:` line (0 when there is none)."""
+    found = RECEIVED.findall(node.log_text())
+    return float(found[-1]) if found else 0.0
+
+
+def small_gcache(lb: Lab, donor: Node) -> None:
+    """Restart the donor with a 16 MiB gcache in 16 MiB pages: the writes of the stale case
+    are past IST."""
+    if "gcache.size" in donor.provider_options:
+        return
+    donor.provider_options = ";".join(
+        x for x in (donor.provider_options, "gcache.size=16M;gcache.page_size=16M") if x
+    )
+    lb.configure()
+    donor.stop()
+    donor.start(new_cluster=True)
+    donor.wait_synced(600)
+
+
+def full_join(lb: Lab, donor: Node) -> tuple[Node, float, float]:
+    """A fresh py_rsync joiner: the node, seconds to Synced, MiB over the wire."""
+    donor.sst_method = "py_rsync"
+    donor.sst_options = {"sst-log-archive": "0"}
+    joiner = lb.add_node(
+        sst_method="py_rsync", mysqld_options={"wsrep_sst_donor": donor.galera_name}
+    )
+    joiner.sst_options = {"sst-log-archive": "0"}
+    took = lb.join(joiner, timeout=1800)
+    donor.wait_synced(300)
+    return joiner, took, wire_mib(joiner)
+
+
+def stale_case(lb: Lab, donor: Node) -> str:
+    """A member stopped, one table of the 16 rewritten (past the gcache), the rejoin (an SST
+    onto the old files) against the full SST that made it a member."""
+    small_gcache(lb, donor)
+    joiner, full_s, full_mib = full_join(lb, donor)
+    try:
+        joiner.stop()
+        rows = int(donor.sql("SELECT MAX(id) FROM bench.t3").strip() or 0)
+        for lo in range(0, rows, 10000):
+            donor.sql(
+                f"UPDATE bench.t3 SET a = MD5(id + 1) WHERE id > {lo} AND id <= {lo + 10000}",
+                timeout=600,
+            )
+        settle(donor)
+        at, d_at = len(joiner.log_text()), len(donor.log_text())
+        stale_s = lb.join(joiner, timeout=1800)
+        donor.wait_synced(300)
+        stale_mib = wire_mib(joiner)
+        print(f"    full SST:\n{timeline(joiner.log_text()[:at])}", flush=True)
+        print(f"    stale rejoin:\n{timeline(joiner.log_text()[at:])}", flush=True)
+        print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
+        if "IST requested by the donor" in joiner.log_text()[at:]:
+            return f"stale rejoin: an IST ({stale_s:.1f} s), not an SST: gcache too large"
+        same = labmod.checksums(donor, ["bench"]) == labmod.checksums(joiner, ["bench"])
+    finally:
+        lb.remove_node(joiner)
+    return (
+        f"stale rejoin: full SST {full_s:.1f} s, {full_mib:.0f} MiB on the wire; stale rejoin "
+        f"{stale_s:.1f} s ({stale_s / full_s:.2f}x), {stale_mib:.0f} MiB "
+        f"({stale_mib / max(full_mib, 1e-9):.2f}x); data equal: {same}"
+    )
+
+
+def staged_bytes(datadir: str) -> int:
+    """Bytes in the rsync joiner's staging so far."""
+    return demo.datadir_bytes(os.path.join(datadir, ".sst-staging"))
+
+
+def resume_case(lb: Lab, donor: Node, fraction: float = 0.7) -> str:
+    """A fresh joiner whose donor dies at about fraction of the data; the retry's time and
+    bytes against a full SST."""
+    size = copied_bytes(donor.datadir)
+    first, full_s, full_mib = full_join(lb, donor)
+    lb.remove_node(first)
+    joiner = lb.add_node(
+        sst_method="py_rsync", mysqld_options={"wsrep_sst_donor": donor.galera_name}
+    )
+    try:
+        lb.configure()
+        joiner.start()
+        deadline = time.monotonic() + 1800
+        while staged_bytes(joiner.datadir) < fraction * size and time.monotonic() < deadline:
+            time.sleep(0.1)
+        arrived = staged_bytes(joiner.datadir)
+        assert donor.proc is not None
+        for c in psutil.Process(donor.proc.pid).children(recursive=True):
+            try:
+                if any("wsrep_sst_" in a for a in c.cmdline()[:2]):
+                    for v in [c, *c.children(recursive=True)]:
+                        v.kill()
+            except psutil.Error:
+                continue
+        joiner.wait_exit(300)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the joiner's script keeps what arrived
+            st = status.read(joiner.datadir)
+            if st is not None and st["state"] != "running":
+                break
+            time.sleep(0.2)
+        joiner.stop()
+        donor.wait_synced(300)
+        open(joiner.error_log, "w").close()
+        retry_s = lb.join(joiner, timeout=1800)
+        donor.wait_synced(300)
+        retry_mib = wire_mib(joiner)
+        same = labmod.checksums(donor, ["bench"]) == labmod.checksums(joiner, ["bench"])
+    finally:
+        lb.remove_node(joiner)
+    return (
+        f"resume: full SST {full_s:.1f} s, {full_mib:.0f} MiB; donor killed at "
+        f"{arrived / size:.0%} arrived; retry {retry_s:.1f} s, {retry_mib:.0f} MiB "
+        f"({retry_mib / max(full_mib, 1e-9):.2f}x); data equal: {same}"
+    )
+
+
+SCALE_CASES = {"stale": stale_case, "resume": resume_case}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--gib", type=float, default=2.0, help="data on the donor (default 2)")
     p.add_argument("--runs", type=int, default=3, help="joins per implementation and case")
-    p.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ",".join(CASES))
+    p.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help="comma-separated: " + ",".join([*CASES, *SCALE_CASES]),
+    )
     p.add_argument("--base", default="", help="where node directories go (default /var/tmp)")
     p.add_argument("--timeline", action="store_true", help="print our joiner's phases per run")
     p.add_argument(
@@ -463,10 +596,14 @@ def main() -> int:
             took = lb.join(ours_donor, timeout=1800)
             print(f"second donor (ours under the stock names) joined in {took:.1f} s", flush=True)
         wr.create_table(donor.sql)  # replicated to the second donor
-        results = {
-            case: run_case(lb, donor=donor, ours_donor=ours_donor, certs=certs, case=case, ns=ns)
-            for case in cases
-        }
+        results: dict[str, Result] = {}
+        for case in cases:
+            if case in SCALE_CASES:
+                print(f"  {SCALE_CASES[case](lb, donor)}", flush=True)
+                continue
+            results[case] = run_case(
+                lb, donor=donor, ours_donor=ours_donor, certs=certs, case=case, ns=ns
+            )
         print()
         print(report(results, ns.runs, size, limit, tls))
         if ns.load:

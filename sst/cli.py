@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from sst import __version__, log, stdin_auth
@@ -279,11 +280,15 @@ def _command(ns: Any) -> int:
 
 def _status(datadir: str, *, as_json: bool) -> int:
     """`galera-sst status`: 0 running or succeeded, 1 failed or interrupted, 2 none."""
-    from sst import status
+    from sst import resume, status
 
     data = status.read(datadir)
     if data is None:
         print(f"no galera-sst status in {status.printable(datadir)}", file=sys.stderr)
         return 2
-    print(json.dumps(data) if as_json else status.describe(data))
+    kept = resume.read(datadir)
+    if as_json:
+        print(json.dumps({**data, "kept": asdict(kept) if kept else None}))
+    else:
+        print("\n".join(x for x in (status.describe(data), resume.describe(datadir)) if x))
     return 0 if data["state"] in ("running", "succeeded") else 1

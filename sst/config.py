@@ -157,6 +157,7 @@ class RsyncSettings:
     peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
     precopy: bool = True  # [sst] rsync-precopy: copy before the read lock, the delta under it
     staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
+    resume_max_age: float = 86400.0  # [sst] sst-resume-max-age; 0: a failed transfer is not kept
 
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)$")
@@ -299,6 +300,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     flush_t = option_seconds(opts, "sst-flush-timeout", "rsync", errors)
     idle_t = option_seconds(opts, "sst-idle-timeout", "rsync", errors)
     conn_t = option_seconds(opts, "sst-initial-timeout", "rsync", errors)
+    resume_t = option_seconds(opts, "sst-resume-max-age", "rsync", errors)
     rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync", options.RATE), errors)
     peer_certs = option(opts, "ssl-peer-certs", "rsync")
     precopy = option_switch(opts, "rsync-precopy", "rsync", errors)
@@ -322,6 +324,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         peer_certs=peer_certs,
         precopy=precopy,
         staging=staging,
+        resume_max_age=resume_t,
     )
 
 

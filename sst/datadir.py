@@ -20,6 +20,8 @@ from sst.errors import NoSpace, TransferError, from_oserror
 from sst.process.pidfile import replace_file
 
 STAGING = ".sst-staging"
+BASIS = ".sst-basis"  # the rsync joiner's staging onto hard links of its old files
+KEPT = ".sst-kept"  # a failed rsync transfer's data, kept for the next SST (sst/resume.py)
 OLD = ".sst-old"
 JOURNAL = ".sst-swap.journal"  # the swap's plan and state (sst/swap.py)
 IN_PROGRESS = "sst_in_progress"
@@ -68,6 +70,7 @@ TRANSIENT = (
     IN_PROGRESS,
     SST_PID,
     STAGING,
+    BASIS,
     OLD,
     JOURNAL,
     ".sst",
@@ -82,6 +85,8 @@ TRANSIENT = (
 # Top-level names of the datadir that a transfer never replaces or deletes.
 PROTECTED_TOP = (
     STAGING,
+    BASIS,
+    KEPT,  # not TRANSIENT: it outlives a failed SST on purpose, until it expires or is used
     OLD,
     "lost+found",
     ".zfs",
@@ -109,15 +114,16 @@ class Area:
     patterns: tuple[str, ...] = ()  # top-level files this area carries ('' = everything)
 
 
-def staging_for(datadir: str, live: str) -> str:
-    """Where a live directory is staged: inside the datadir's staging if it is under it."""
-    root = os.path.join(datadir, STAGING)
+def staging_for(datadir: str, live: str, name: str = STAGING) -> str:
+    """Where a live directory is staged (in the staging called name): inside the datadir's
+    staging if it is under it."""
+    root = os.path.join(datadir, name)
     if live == datadir:
         return root
     rel = os.path.relpath(live, datadir)
     if not rel.startswith(".."):
         return os.path.join(root, rel)
-    return os.path.join(live, STAGING)
+    return os.path.join(live, name)
 
 
 def prepare_staging(areas: Sequence[Area], *, hardlink_from_live: bool) -> None:
@@ -131,6 +137,31 @@ def prepare_staging(areas: Sequence[Area], *, hardlink_from_live: bool) -> None:
     if hardlink_from_live:
         for a in areas:
             _link_tree(a.live, a.staged, top=True)
+
+
+def link_basis(areas: Sequence[Area], kept: str, *, live: bool) -> None:
+    """Fill prepared (empty) stagings with hard links, the basis rsync reconstructs from:
+    first the tree at kept (a failed transfer's data, mirroring the main staging; '' for
+    none), then, when live, each area's live files not linked yet. A file that cannot be
+    linked is left out (it then crosses the wire whole)."""
+    if kept:
+        _link_tree(kept, areas[0].staged, top=True)
+    if live:
+        for a in areas:
+            _link_tree(a.live, a.staged, top=True)
+
+
+def grastate_uuid(datadir: str) -> str:
+    """The cluster UUID grastate.dat names (lower case); '' when the file is missing or
+    unreadable, or names none (all zeros)."""
+    try:
+        with open(os.path.join(datadir, "grastate.dat"), encoding="utf-8", errors="replace") as f:
+            text = f.read(4096)
+    except OSError:
+        return ""
+    m = re.search(r"^uuid:\s*([0-9a-fA-F-]{36})\s*$", text, re.MULTILINE)
+    uuid = m.group(1).lower() if m else ""
+    return "" if not uuid or set(uuid) <= {"0", "-"} else uuid
 
 
 def _link_tree(src: str, dst: str, *, top: bool = False) -> None:

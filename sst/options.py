@@ -144,6 +144,15 @@ TABLE: tuple[Option, ...] = (
         SECONDS,
     ),
     Option(
+        ("sst-resume-max-age",),
+        SST,
+        "86400",
+        ("rsync",),
+        "joiner: seconds a failed transfer's data is kept for the next SST to resume from "
+        "(0 = never kept); also dropped when its file system is under 10% free",
+        SECONDS,
+    ),
+    Option(
         ("sst-flush-timeout",),
         SST,
         "600",

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 from sst import log
 from sst.datadir import (
+    BASIS,
     JOURNAL,
     OLD,
     PROTECTED_TOP,
@@ -546,7 +547,7 @@ def recover_offline(datadir: str) -> str:
     not meet them."""
     pidfile.wait_stale(os.path.join(datadir, SST_PID), "an SST script", attempts=1, delay=0)
     done = recover(datadir)
-    for name in (STAGING, STAGING_MB):
+    for name in (STAGING, BASIS, STAGING_MB):
         path = os.path.join(datadir, name)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)

@@ -14,8 +14,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from sst import log, net, stock, swap
-from sst.datadir import RSYNC_PID, SST_PID, STAGING, STAGING_MB, STUNNEL_PID, ensure_dir, remove
+from sst import log, net, resume, stock, swap
+from sst.datadir import (
+    BASIS,
+    JOURNAL,
+    RSYNC_PID,
+    SST_PID,
+    STAGING,
+    STAGING_MB,
+    STUNNEL_PID,
+    ensure_dir,
+    remove,
+)
 from sst.errors import (
     ConfigError,
     FlushFailed,
@@ -76,7 +86,7 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
     code, error = 0, ""
     try:
         if req.role == "joiner":
-            _remove_stale_staging(req.datadir)
+            _remove_stale_staging(req.datadir, resumable=req.name.family == "rsync")
         rundir = _make_rundir(tmpdir)
         status = Status(
             req.datadir, req.method, req.role, req.address.hostport if req.address else ""
@@ -109,11 +119,18 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
             pidfile.remove(pid_path)
 
 
-def _remove_stale_staging(datadir: str) -> None:
+def _remove_stale_staging(datadir: str, *, resumable: bool = False) -> None:
     """A crashed run of either method may have left its staging copy (received data only,
-    never the server's own files): it would fill the disk and ride along."""
-    for stale in (STAGING, STAGING_MB):
+    never the server's own files): it would fill the disk and ride along. For an rsync
+    joiner, an rsync staging that our donor's origin file reached is kept for a resume
+    instead (a joiner killed outright could not keep it itself; never while a swap's
+    journal is pending)."""
+    journal = os.path.lexists(os.path.join(datadir, JOURNAL))
+    for stale in (STAGING, BASIS, STAGING_MB):
         path = os.path.join(datadir, stale)
+        resumed = resumable and stale != STAGING_MB and not journal and os.path.isdir(path)
+        if resumed and resume.keep(datadir, path, resume.DEFAULT_MAX_AGE):
+            continue
         if os.path.lexists(path):
             log.info(f"Removing {path} left by an earlier SST")
             if os.path.isdir(path) and not os.path.islink(path):

@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 
 import psutil
 
-from sst import config, datadir, log, net, snapshot, staging, stock, swap, tls, tools
+from sst import config, datadir, log, net, resume, snapshot, staging, stock, swap, tls, tools
 from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import Area
 from sst.errors import (
     ConfigError,
+    NoSpace,
     PortBusy,
     SSTError,
     Timeout,
@@ -132,12 +133,15 @@ class JoinerLayout:
         return [a for a in self.areas if a.staged != a.live]
 
 
-def joiner_layout(req: Request, s: RsyncSettings) -> JoinerLayout:
-    """Map the datadir and the separate InnoDB/Aria directories to staging areas."""
+def joiner_layout(req: Request, s: RsyncSettings, name: str = datadir.STAGING) -> JoinerLayout:
+    """Map the datadir and the separate InnoDB/Aria directories to staging areas (in the
+    stagings called name: datadir.STAGING, or datadir.BASIS for the basis)."""
     dd = req.datadir
-    main = Area(dd, datadir.staging_for(dd, dd))
+    main = Area(dd, datadir.staging_for(dd, dd, name))
     live = s.server.by_module(dd)
-    subs = {k: Area(v, datadir.staging_for(dd, v), rs.SUBMODULE_FILES[k]) for k, v in live.items()}
+    subs = {
+        k: Area(v, datadir.staging_for(dd, v, name), rs.SUBMODULE_FILES[k]) for k, v in live.items()
+    }
     return JoinerLayout(main, subs)
 
 
@@ -195,19 +199,26 @@ def joiner(run: Run, s: RsyncSettings) -> None:
         datadir.remove(os.path.join(dd, stale))
 
     layout = joiner_layout(req, s)
+    basis = joiner_layout(req, s, datadir.BASIS)
     for a in layout.areas:
         datadir.ensure_dir(a.live)
     if not _decide(run, s, layout).stage:
         layout = in_place_layout(layout)
     staging.begin(dd)
     done = False
+    outcome: BaseException | None = None
     try:
         _joiner_receive(
             run, s=s, layout=layout, rsync_bin=rsync_bin, stunnel_bin=stunnel_bin, checked=checked
         )
         done = True
+    except BaseException as exc:
+        outcome = exc
+        raise
     finally:
-        datadir.remove_staging(layout.holds)
+        if not layout.in_place:  # in place, nothing was staged: there is nothing to keep
+            _keep_partial(run, s, (layout, basis), outcome)
+        datadir.remove_staging([*layout.holds, *basis.areas])
         staging.end(dd, done=done)  # a failed in-place SST keeps its `in-place` mark
         for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR):
             datadir.remove(os.path.join(dd, f))
@@ -226,36 +237,39 @@ def _joiner_receive(
     addr = req.address
     assert addr is not None
     wan = is_wan(req)
-    # Delta mode stages hard links of the old files; only our own donor (which never uses
-    # --inplace) may write there, so a stock donor is refused rather than corrupting them.
-    hardlink = wan and req.name.ours and not layout.in_place
-    datadir.prepare_staging(layout.holds, hardlink_from_live=hardlink)
+    # The announced modules stage into an empty directory (a stock donor's --inplace is
+    # harmless there); the old files are offered as a basis only on separate modules, and
+    # not in place, where the live files are what the donor writes into.
+    datadir.prepare_staging(layout.holds, hardlink_from_live=False)
+    basis, uuid = (None, "") if layout.in_place else _prepare_basis(run, s)
     st_dd = os.stat(req.datadir)
     owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
-    _private_staging(layout, owner)
+    for lay in (layout, basis) if basis else (layout,):
+        _private_staging(lay, owner)
     since = time.time() - 1.0  # what changed from here on arrived (in place: foreign check)
 
     # Per-SST names and secret, announced only through Galera (docs/tls.md 2, rsync daemon).
-    module = rs.module_name(_module(req), secrets.token_hex(16))
+    module = rs.basis_module_name(rs.module_name(_module(req), secrets.token_hex(16)), uuid)
     secret = secrets.token_hex(16)
     cn = announced_cn(s.ssl_mode, checked)
     bind = listen_address(addr)
+    received = rs.Received()
     daemon, disk, refusals = _start_daemon(
         run,
         s,
         rs.Daemon(
             pid_file=os.path.join(req.datadir, RSYNC_PID),
-            modules=[(module, layout.main.staged)]
-            + [(f"{module}-{k}", a.staged) for k, a in layout.subs.items()],
+            modules=_modules(module, layout),
             timeout=int(s.idle_timeout) or 300,
             owner=owner,
             secrets_file=_secrets_file(run, secret) if req.name.ours else "",
-            refuse_inplace=hardlink,
             protect=IN_PLACE_PROTECT if layout.in_place else (),
+            basis_modules=_modules(module + rs.BASIS_SUFFIX, basis) if basis else (),
         ),
         bind=bind,
         rsync_bin=rsync_bin,
         stunnel_bin=stunnel_bin,
+        received=received,
     )
     _wait_listening(run, daemon, addr.port)
     # In place, the old datadir is given up here: after this, before the donor can know us.
@@ -267,9 +281,13 @@ def _joiner_receive(
     )
     announce(run, cn, secret, f"{addr.hostport}/{module}")
     run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
-    _await_magic(run, s, daemon, (disk, refusals), os.path.join(layout.main.staged, rs.MAGIC_FILE))
+    stagings = (layout, basis) if basis else (layout,)
+    magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in stagings]
+    _await_magic(run, s, daemon, (disk, refusals), magics)
     _drain(run, daemon)
     run.sup.stop(daemon)  # nothing may write into staging from here on
+    layout = _completed(stagings)
+    log.info(f"Received: {received.summary()}")
 
     state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
     check_secret(tags, secret)
@@ -390,7 +408,14 @@ def _refuse_foreign_files(layout: JoinerLayout, since: float) -> None:
 
 
 def _start_daemon(
-    run: Run, s: RsyncSettings, d: rs.Daemon, *, bind: str, rsync_bin: str, stunnel_bin: str
+    run: Run,
+    s: RsyncSettings,
+    d: rs.Daemon,
+    *,
+    bind: str,
+    rsync_bin: str,
+    stunnel_bin: str,
+    received: rs.Received | None = None,
 ) -> tuple[Child, datadir.DiskWatch, Refusals]:
     """Given the daemon's settings, write rsyncd.conf (0600) and stunnel's config into the
     run directory and start the listener (stunnel with TLS, else rsync --daemon); returns
@@ -402,9 +427,10 @@ def _start_daemon(
     daemon_log = os.path.join(run.rundir, "rsyncd.log")
     disk = datadir.DiskWatch()
     refusals = Refusals()
+    counted = Refusals.both(disk.watch, received.watch) if received else disk.watch
     if not stunnel_bin:
         argv = rs.daemon_argv(rsync_bin, conf, addr.port, bind)
-        stage = Stage(argv, name="rsyncd", log_file=daemon_log, on_line=disk.watch)
+        stage = Stage(argv, name="rsyncd", log_file=daemon_log, on_line=counted)
         return run.sup.start(stage), disk, refusals
     accept = (
         f"{bind}:{addr.port}" if bind else (f":::{addr.port}" if addr.is_ipv6 else str(addr.port))
@@ -426,7 +452,7 @@ def _start_daemon(
         st.argv(stunnel_bin, sconf),
         name="stunnel",
         log_file=daemon_log,
-        on_line=refusals.then(disk.watch),
+        on_line=refusals.then(counted),
         cwd=run.rundir,  # where execargs' relative --config is found
     )
     return run.sup.start(stage), disk, refusals
@@ -437,7 +463,7 @@ def _await_magic(
     s: RsyncSettings,
     daemon: Child,
     watches: tuple[datadir.DiskWatch, Refusals],
-    magic: str,
+    magics: Sequence[str],
 ) -> None:
     """Wait until the completion file exists; raises Timeout when no donor connects within
     sst-initial-timeout or the transfer stalls for sst-idle-timeout, NoSpace on a full disk,
@@ -449,7 +475,7 @@ def _await_magic(
     t0 = time.monotonic()
 
     def arrived() -> bool:
-        if os.path.exists(magic):
+        if any(os.path.exists(m) for m in magics):
             return True
         disk.check(run.req.datadir)
         idle = activity.idle()
@@ -479,12 +505,17 @@ class Refusals:
 
     def then(self, other: Callable[[str], None]) -> Callable[[str], None]:
         """Given another line consumer; returns one feeding both (this one first)."""
+        return Refusals.both(self.watch, other)
 
-        def both(line: str) -> None:
-            self.watch(line)
+    @staticmethod
+    def both(first: Callable[[str], None], other: Callable[[str], None]) -> Callable[[str], None]:
+        """Given two line consumers; returns one feeding both (first first)."""
+
+        def feed(line: str) -> None:
+            first(line)
             other(line)
 
-        return both
+        return feed
 
     def watch(self, line: str) -> None:
         """Given one stunnel log line; a failed handshake ends with an SSL_accept error."""
@@ -552,7 +583,9 @@ def _swap(run: Run, s: RsyncSettings, layout: JoinerLayout, tar: str) -> None:
         if a.staged.startswith(main.staged + os.sep)
     ]
     plan, refused = swap.rsync_plan(
-        Area(main.live, main.staged), _sub_areas(layout), (rs.MAGIC_FILE, rs.BINLOG_TAR, *nested)
+        Area(main.live, main.staged),
+        _sub_areas(layout),
+        (rs.MAGIC_FILE, rs.BINLOG_TAR, rs.ORIGIN_FILE, *nested),
     )
     if refused:
         log.warning(
@@ -617,6 +650,99 @@ def _binlog_members(run: Run, tar: str) -> list[str]:
         members,
         lambda n: bool(datadir.BINLOG_NAME.fullmatch(n) or datadir.BINLOG_INDEX.fullmatch(n)),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# the joiner's basis and resume (README, "Stale joiners and resume")
+# ---------------------------------------------------------------------------------------
+
+
+def _modules(module: str, layout: JoinerLayout) -> list[tuple[str, str]]:
+    """The daemon's modules onto one staging: module itself and `<module>-<sub>`, the
+    names a donor (stock or ours) builds from the announced one."""
+    return [(module, layout.main.staged)] + [
+        (f"{module}-{k}", a.staged) for k, a in layout.subs.items()
+    ]
+
+
+def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str]:
+    """The basis staging, filled with hard links of a kept partial transfer and then of the
+    old files, and the cluster UUID it holds data of; (None, '') when there is nothing to
+    offer. The old files go in only when grastate.dat names the kept transfer's cluster
+    (or there is none kept)."""
+    req = run.req
+    dd = req.datadir
+    kept = resume.usable(dd, s.resume_max_age)
+    own = datadir.grastate_uuid(dd)
+    uuid = kept.uuid if kept else own
+    if not uuid:
+        log.info("No basis offered: grastate.dat names no cluster and no partial transfer is kept")
+        return None, ""
+    layout = joiner_layout(req, s, datadir.BASIS)
+    datadir.prepare_staging(layout.areas, hardlink_from_live=False)
+    datadir.link_basis(layout.areas, resume.path(dd) if kept else "", live=own == uuid)
+    parts = [f"the partial transfer from {kept.position}"] if kept else []
+    if own == uuid:
+        parts.append("the old datadir")
+    log.info(f"Offering {' and '.join(parts)} as the basis (cluster {uuid}) to a donor of it")
+    return layout, uuid
+
+
+def _completed(received: Sequence[JoinerLayout]) -> JoinerLayout:
+    """The staging the donor completed (the one holding the completion file); raises
+    TransferError when both do (a donor writes into one only)."""
+    done = [lay for lay in received if os.path.exists(os.path.join(lay.main.staged, rs.MAGIC_FILE))]
+    if len(done) != 1:
+        raise TransferError("completion files arrived in both stagings; refusing the data")
+    if done[0] is not received[0]:
+        log.info("The donor sent into the basis staging: only changed files crossed")
+    return done[0]
+
+
+def _keep_partial(
+    run: Run, s: RsyncSettings, layouts: Sequence[JoinerLayout], outcome: BaseException | None
+) -> None:
+    """After the joiner's transfer: on success the kept transfer is obsolete; on a failure
+    before the data was complete, the staging holding our donor's origin file is kept
+    (sst/resume.py), but not when the disk filled up."""
+    dd = run.req.datadir
+    if outcome is None:
+        resume.drop(dd, "the SST succeeded")
+        return
+    if isinstance(outcome, NoSpace):
+        resume.drop(dd, "the disk filled up")
+        return
+    roots = [
+        lay.main.staged
+        for lay in layouts
+        if os.path.exists(os.path.join(lay.main.staged, rs.ORIGIN_FILE))
+        and not os.path.exists(os.path.join(lay.main.staged, rs.MAGIC_FILE))
+    ]
+    if roots:
+        run.sup.close()  # no receiver may still write into what is kept
+        resume.keep(dd, roots[-1], s.resume_max_age)
+
+
+def _basis_push(req: Request, push: rs.Push) -> rs.Push:
+    """The donor's rule (rs.basis_decision), said in one INFO line: into the joiner's basis
+    modules with --checksum when its data belongs to this cluster (changed files as deltas,
+    also for rsync: a big table with a few changed pages sends those pages), else the full
+    transfer."""
+    use, why = rs.basis_decision(_module(req), req.gtid)
+    log.info(f"Basis rule: {'basis' if use else 'full transfer'}: {why}")
+    return replace(push, url=push.url + rs.BASIS_SUFFIX, basis=True) if use else push
+
+
+def _send_origin(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> None:
+    """First of all, our donor's position into the joiner's staging (only a galera-sst
+    joiner's: a stock one would keep the file in its datadir), so that a failure after
+    it leaves a partial transfer the next SST resumes from."""
+    req = run.req
+    if not rs.cluster_uuid(req.gtid) or not rs.announced_by_galera_sst(_module(req)):
+        return
+    origin = write_private(os.path.join(run.rundir, rs.ORIGIN_FILE), f"{req.gtid}\n")
+    child = run.sup.start(_rsync(rs.origin_pass(rsync_bin, push, origin), push))
+    run.sup.wait([child], what="sending the origin file", timeout=max(s.idle_timeout, 60))
 
 
 # ---------------------------------------------------------------------------------------
@@ -749,7 +875,8 @@ def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[P
     dbs = sorted(
         e.name
         for e in os.scandir(dd)
-        if e.is_dir() and e.name not in (*rs.EXCLUDED_TOP, datadir.STAGING, datadir.OLD)
+        if e.is_dir()
+        and e.name not in (*rs.EXCLUDED_TOP, *rs.EXCLUDED_OURS, datadir.STAGING, datadir.OLD)
     )
     for db in dbs:
         argv = rs.database_pass(rsync_bin, push, dd, db)
@@ -973,6 +1100,9 @@ def donor(run: Run, s: RsyncSettings) -> None:
     stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
     preflight_tls(s, "donor")
     push = _push(run, s, stunnel_bin)
+    if not req.bypass:
+        push = _basis_push(req, push)
+        _send_origin(run, s, push, rsync_bin)
     tar = os.path.join(req.datadir, rs.BINLOG_TAR)
     datadir.remove(tar)
     try:

@@ -20,11 +20,18 @@ MAGIC_FILE = "rsync_sst_complete"
 BINLOG_TAR = "wsrep_sst_binlog.tar"
 DEFAULT_MODULE = "rsync_sst"
 AUTH_USER = "sst"  # the rsync user of an authenticated module (ours to ours)
+# The joiner's basis (README, "Stale joiners and resume"): the announced module name ends in
+# `_b<cluster uuid, 32 hex digits>` when the joiner holds data of that cluster; the modules
+# onto its basis staging are the announced names with BASIS_SUFFIX (sub-modules after it).
+BASIS_SUFFIX = ".basis"
+ORIGIN_FILE = ".sst-origin"  # our donor's first file: its `uuid:seqno` (resume marker)
 # Received directories private (the staging root too), set-user/group-id bits cleared.
 INCOMING_CHMOD = "Dgo-rwx,ug-s"
 
 # Top-level names never sent (stock filter) and never deleted on the joiner.
 EXCLUDED_TOP = ("lost+found", ".zfs", ".fseventsd", ".Trashes", ".pid", ".conf", ".snapshot")
+# ... and galera-sst's own directories a donor may hold from its own time as a joiner.
+EXCLUDED_OURS = (".sst-basis", ".sst-kept")
 
 # Which files each sub-module carries (rsync filter patterns, relative to the module root).
 SUBMODULE_FILES = {
@@ -68,6 +75,8 @@ class Push:
     # Why a pass failed, from its stderr (the tunnel's TLS verdict): the runner's Stage.explain.
     explain: Callable[[Sequence[str]], str] | None = field(default=None, compare=False)
     password_file: str = ""  # 0600, in the private run directory; never argv or env
+    # Into the joiner's basis: equal files (by checksum) are skipped, changed ones go as deltas.
+    basis: bool = False
 
     def auth(self) -> tuple[str, ...]:
         """`--password-file=` when the joiner's module demands authentication."""
@@ -75,10 +84,12 @@ class Push:
 
     def common(self, *, delete: bool = True) -> tuple[str, ...]:
         """Flags on every pass (a list of files is sent without --delete). No --inplace: a
-        staged joiner shares inodes with its old copy."""
-        out = ["--owner", "--group", "--perms", "--links", "--specials", "--ignore-times"]
+        staged joiner shares inodes with its old copy. Into a basis, files whose content is
+        equal are skipped (--checksum) and changed ones go as deltas."""
+        out = ["--owner", "--group", "--perms", "--links", "--specials"]
+        out.append("--checksum" if self.basis else "--ignore-times")
         out += ["--delete", "--quiet"] if delete else ["--quiet"]
-        if self.whole_file:
+        if self.whole_file and not self.basis:
             out.append("--whole-file")
         if self.rsh:
             out.append(f"--rsh={self.rsh}")
@@ -90,7 +101,7 @@ class Push:
 def top_level_pass(binary: str, push: Push, datadir: str) -> tuple[str, ...]:
     """Pass 1: the datadir's directories (not recursive) and the binlog tar."""
     filters: list[str] = []
-    for name in EXCLUDED_TOP:
+    for name in (*EXCLUDED_TOP, *EXCLUDED_OURS):
         filters += ["-f", f"- /{name}" + ("/" if name == ".snapshot" else "")]
     filters += ["-f", f"+ /{BINLOG_TAR}", "-f", "+ /*/", "-f", "- /*"]
     return (binary, *push.common(), "--dirs", *filters, f"{datadir}/", push.url)
@@ -149,6 +160,67 @@ def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
     """The completion file, sent last."""
     rsh = (f"--rsh={push.rsh}",) if push.rsh else ()
     return (binary, *rsh, *push.auth(), "--archive", "--quiet", "--checksum", magic_path, push.url)
+
+
+def origin_pass(binary: str, push: Push, origin_path: str) -> tuple[str, ...]:
+    """The origin file (the donor's `uuid:seqno`), sent first: the joiner keeps what arrived
+    after it when the transfer fails (sst/resume.py)."""
+    rsh = (f"--rsh={push.rsh}",) if push.rsh else ()
+    return (binary, *rsh, *push.auth(), "--archive", "--quiet", origin_path, push.url)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BASIS_TAIL = re.compile(r"_b([0-9a-f]{32})")
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def cluster_uuid(text: str) -> str:
+    """Given a `uuid:seqno` (or a bare uuid), the lower-case uuid; '' when it is missing,
+    malformed or all zeros (no cluster)."""
+    uuid = text.strip().split(":", 1)[0].lower()
+    return uuid if _UUID.fullmatch(uuid) and uuid != ZERO_UUID else ""
+
+
+def basis_module_name(module: str, uuid: str) -> str:
+    """The announced module of a joiner that offers its data of cluster uuid as a basis;
+    the module itself when uuid is '' (no basis)."""
+    return f"{module}_b{uuid.replace('-', '')}" if uuid else module
+
+
+def announced_basis(module: str) -> str:
+    """Given the module a joiner announced, the cluster uuid of its basis; '' when it
+    offers none (a stock joiner, or ours with no cluster data)."""
+    m = _BASIS_TAIL.search(module)
+    if m is None or m.end() != len(module):
+        return ""
+    h = m.group(1)
+    return cluster_uuid(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+
+
+_OURS = re.compile(r".*_[0-9a-f]{32}(_b[0-9a-f]{32})?")
+
+
+def announced_by_galera_sst(module: str) -> bool:
+    """Whether an announced module has our joiner's per-SST token (a stock joiner announces
+    its configured name, `rsync_sst` by default)."""
+    return _OURS.fullmatch(module) is not None
+
+
+def basis_decision(announced: str, donor_gtid: str) -> tuple[bool, str]:
+    """The donor's rule: push into the joiner's basis only when the joiner's data belongs
+    to the donor's own cluster. Given the announced module and the donor's `uuid:seqno`;
+    returns (use the basis, the reason as one log phrase)."""
+    joiner_uuid = announced_basis(announced)
+    ours = cluster_uuid(donor_gtid)
+    if not joiner_uuid:
+        return False, "the joiner offers no basis (no cluster data, or not galera-sst's)"
+    if not ours:
+        return False, f"the donor's own state UUID is unknown (--gtid {donor_gtid!r})"
+    if joiner_uuid != ours:
+        return False, (
+            f"the joiner's data belongs to cluster {joiner_uuid}, not this cluster {ours}"
+        )
+    return True, f"same cluster UUID {ours}: only changed files are sent, as deltas"
 
 
 # What rsync (3.2 to 3.5) expands in rsyncd.conf string values: `%`, an upper-case letter,
@@ -215,6 +287,37 @@ class Daemon:
     # Daemon-excluded patterns (module-relative, no white space): a donor can neither write
     # nor delete them; an in-place joiner protects its own files in the live datadir.
     protect: tuple[str, ...] = ()
+    # Modules onto hard links of the old files: --inplace would write into the live inodes.
+    basis_modules: Sequence[tuple[str, str]] = ()
+
+
+RECEIVED_TAG = "galera-sst-received"
+_RECEIVED = re.compile(RECEIVED_TAG + r" (\d+) (\d+) ")
+
+
+class Received:
+    """What the joiner's daemon received, from its transfer log lines (`%b %l`: bytes that
+    crossed the wire, the file's length): feed watch() with the daemon's stderr lines."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.wire = 0
+        self.length = 0
+
+    def watch(self, line: str) -> None:
+        """on_line callback for the daemon (or stunnel running it)."""
+        m = _RECEIVED.search(line)
+        if m:
+            self.files += 1
+            self.wire += int(m.group(1))
+            self.length += int(m.group(2))
+
+    def summary(self) -> str:
+        """One phrase for the log."""
+        return (
+            f"{self.files} file(s) of {self.length / 2**20:.1f} MiB arrived, "
+            f"{self.wire / 2**20:.1f} MiB of it over the wire"
+        )
 
 
 def daemon_conf(d: Daemon) -> str:
@@ -234,6 +337,8 @@ def daemon_conf(d: Daemon) -> str:
         "log file = /dev/stderr",  # errors (a full disk) reach the supervisor, not syslog
         f"refuse options = {refuse}",
         f"incoming chmod = {INCOMING_CHMOD}",
+        "transfer logging = yes",  # one line per received file: Received counts them
+        f"log format = {RECEIVED_TAG} %b %l %n",
     ]
     if d.owner is not None:
         lines += [f"uid = {d.owner[0]}", f"gid = {d.owner[1]}"]
@@ -243,6 +348,9 @@ def daemon_conf(d: Daemon) -> str:
     for name, path in d.modules:
         excludes = " ".join((".zfs", *d.protect))
         lines += [f"[{name}]", f"    path = {conf_path(path)}", f"    exclude = {excludes}"]
+    for name, path in d.basis_modules:
+        lines += [f"[{name}]", f"    path = {conf_path(path)}", "    exclude = .zfs"]
+        lines.append("    refuse options = devices inplace")
     return "\n".join(lines) + "\n"
 
 

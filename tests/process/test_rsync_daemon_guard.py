@@ -73,7 +73,10 @@ def evil(tmp_path: Path) -> Path:
 def ready_parts(j: Script) -> tuple[str, str, str, str]:
     """cn, secret, host:port, module from the joiner's `ready` line."""
     line = j.readline()
-    m = re.fullmatch(r"ready ([^:@]*):([0-9a-f]{32})@([0-9.]+:\d+)/(rsync_sst_[0-9a-f]{32})", line)
+    m = re.fullmatch(
+        r"ready ([^:@]*):([0-9a-f]{32})@([0-9.]+:\d+)/(rsync_sst_[0-9a-f]{32}(?:_b[0-9a-f]{32})?)",
+        line,
+    )
     assert m, line
     return m.group(1), m.group(2), m.group(3), m.group(4)
 
@@ -243,23 +246,26 @@ def test_root_datadir_special_files_refused_before_the_swap(
 def test_rsync_wan_staging_is_private_and_unreadable(
     node_dir: Path, mysql_joiner: Path, parent: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
-    """Delta mode stages hard links to the current datadir: nobody reads them through the
-    daemon, not even with the password, and the staging is 0700."""
+    """The basis staging holds hard links to the current datadir: nobody reads them through
+    the daemon, not even with the password, and both stagings are 0700."""
+    (mysql_joiner / "data" / "grastate.dat").write_text(f"uuid: {UUID}\nseqno: -1\n")
     port = free_port()
     j = start_script("py_rsync_wan", joiner_args(mysql_joiner, port, parent.pid))
     _, secret, hostport, module = ready_parts(j)
-    staged = mysql_joiner / "data" / ".sst-staging"
-    assert stat.S_IMODE(staged.stat().st_mode) == 0o700
+    staged = mysql_joiner / "data" / ".sst-basis"
+    for root in (staged, mysql_joiner / "data" / ".sst-staging"):
+        assert stat.S_IMODE(root.stat().st_mode) == 0o700
     assert (staged / "db1" / "t.ibd").stat().st_ino == (
         mysql_joiner / "data" / "db1" / "t.ibd"
     ).stat().st_ino
     right = password_file(tmp_path, "right", secret)
     out = tmp_path / "read"
-    for what in ("", "db1/t.ibd", "grastate.dat"):
-        read = rsync_client(
-            f"--password-file={right}", "-r", f"rsync://sst@{hostport}/{module}/{what}", f"{out}/"
-        )
-        assert read.returncode != 0 and "module is write only" in read.stderr
+    for mod in (module, module + ".basis"):
+        for what in ("", "db1/t.ibd", "grastate.dat"):
+            read = rsync_client(
+                f"--password-file={right}", "-r", f"rsync://sst@{hostport}/{mod}/{what}", f"{out}/"
+            )
+            assert read.returncode != 0 and "module is write only" in read.stderr
     assert not out.exists() or not any(out.iterdir())
     d = start_script(
         "py_rsync_wan",

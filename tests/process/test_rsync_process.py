@@ -17,6 +17,7 @@ import pytest
 
 from sst import datadir, net
 from sst.request import NO_NAME
+from sst.tools import rsync as rs
 from testsupport import lab
 from testsupport.process import (
     ROOT,
@@ -246,46 +247,51 @@ def test_unknown_method_name() -> None:
     assert "unknown SST method 'py_nonsense'" in error_lines(s.stderr())[0]
 
 
-@pytest.mark.parametrize(
-    ("name", "linked"),
-    [("rsync_wan", False), ("py_rsync_wan", True)],
-    ids=["stock-name-full-copy", "own-name-hard-links"],
-)
-def test_rsync_wan_staging_by_name(
+@pytest.mark.parametrize("name", ["rsync_wan", "py_rsync_wan", "rsync", "py_rsync"])
+def test_rsync_basis_staging_by_name(
     node_dir: Path,
     joiner_dir: Path,
     parent: subprocess.Popen[bytes],
     name: str,
-    linked: bool,
 ) -> None:
-    """Delta mode from argv[0]. Under the stock name (a stock donor may use --inplace, which
-    would write into shared inodes) the staging is a full copy: it starts empty, nothing of
-    the old datadir linked in. Under our own name it starts as hard links of the old files
-    (the same inodes). Seen in the staging directory while the joiner waits for its donor."""
+    """Whatever the name, the announced modules stage into an empty directory (a stock
+    donor's --inplace is harmless there) and, when grastate.dat names a cluster, the old
+    files are hard-linked (the same inodes) into the separate basis staging that only
+    `<module>.basis` modules reach. Our donor of that cluster sends into the basis and
+    says so. Seen in the staging directories while the joiner waits for its donor."""
     jd = joiner_dir / "data"
+    (jd / "grastate.dat").write_text(f"version: 2.1\nuuid:    {UUID}\nseqno:   -1\n")
     port = free_port()
     j = start_script(name, joiner_args(joiner_dir, port, parent.pid))
     ready = j.readline()
     assert ready.startswith("ready "), j.stderr()
+    assert ready.endswith("_b" + UUID.replace("-", "")), ready
     staged = jd / datadir.STAGING
-    live_files = {p.relative_to(jd) for p in jd.rglob("*") if p.is_file()}
     staged_files = {p.relative_to(staged) for p in staged.rglob("*") if p.is_file()}
-    if linked:
-        shared = {
-            rel for rel in staged_files if (staged / rel).stat().st_ino == (jd / rel).stat().st_ino
-        }
-        assert Path("db1/t.ibd") in shared and Path("ibdata1") in shared, (shared, live_files)
-    else:
-        assert staged.is_dir() and staged_files == set(), staged_files
+    assert staged.is_dir() and staged_files == set(), staged_files
+    basis = jd / datadir.BASIS
+    shared = {
+        rel
+        for rel in (p.relative_to(basis) for p in basis.rglob("*") if p.is_file())
+        if (basis / rel).stat().st_ino == (jd / rel).stat().st_ino
+    }
+    assert Path("db1/t.ibd") in shared and Path("ibdata1") in shared, shared
     auth, _, address = ready[6:].rpartition("@")
     env = {"WSREP_SST_OPT_REMOTE_AUTH": auth} if name.startswith("py_") else None
     d = start_script(name, donor_args(node_dir, address if env else ready[6:]), env=env)
     act_as_donor_server(d, node_dir / "data")
     assert d.wait() == 0, d.stderr()
+    assert f"Basis rule: basis: same cluster UUID {UUID}" in d.stderr()
     assert j.readline() == f"{UUID}:5 0"
     assert j.wait() == 0, j.stderr()
-    assert "delta mode" in j.stderr()
-    assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+    err = j.stderr()
+    assert "Offering the old datadir as the basis" in err
+    assert "The donor sent into the basis staging" in err
+    assert ("delta mode" in err) == name.endswith("_wan")
+    for rel in ("db1/t.ibd", "ibdata1"):
+        assert (jd / rel).read_bytes() == (node_dir / "data" / rel).read_bytes()
+    assert not (jd / "dropped_db").exists()
+    assert not basis.exists() and not staged.exists() and not (jd / rs.ORIGIN_FILE).exists()
 
 
 def test_mysqldump_refuses_transfer_to_itself(node_dir: Path) -> None:

@@ -1,0 +1,174 @@
+"""Stale joiners and resumed transfers on real nodes (py_rsync): a node that was a member
+rejoins past the donor's gcache and receives only what changed; a join that failed midway
+resumes from what arrived; another cluster's data is never the basis."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import psutil
+
+from sst import datadir, resume, status
+from testsupport import lab as labmod
+from testsupport.cluster import assert_clean, join, nothing_left, wait_for
+from testsupport.lab import Lab, Node
+
+RECEIVED = re.compile(r"Received: (\d+) file\(s\) of ([0-9.]+) MiB arrived, ([0-9.]+) MiB")
+
+
+def _wire_mib(log: str) -> float:
+    """MiB over the wire in the joiner's last `Received:` line of log."""
+    found = RECEIVED.findall(log)
+    assert found, log[-3000:]
+    return float(found[-1][2])
+
+
+def _small_gcache(lab: Lab, donor: Node) -> None:
+    """The donor with a 1 MiB gcache (restarted: it applies at start; the shared fixture
+    restores it afterwards): a few MiB of writes are past what IST could send."""
+    uuid = donor.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'").split()[1]
+    donor.provider_options += ";gcache.size=1M;gcache.page_size=1M"
+    lab.configure()
+    donor.stop()
+    donor.start(new_cluster=True)
+    donor.wait_synced()
+    assert donor.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'").split()[1] == uuid
+
+
+def _stale_tables(donor: Node) -> None:
+    labmod.load_data(donor, 1500, database="stale", tables=10)
+
+
+def _write_past_gcache(donor: Node) -> None:
+    """One table in ten changes, with about 4 MiB of writesets."""
+    for chunk in range(4):
+        lo = 100_000 + chunk * 2000
+        donor.sql(
+            f"INSERT INTO stale.t3 SELECT seq, MD5(seq), seq/3, REPEAT('z', 400), NOW() "
+            f"FROM stale.seq_{lo}_to_{lo + 1999}"
+        )
+
+
+def test_stale_rejoin_sends_only_what_changed(lab: Lab, donor: Node) -> None:
+    _small_gcache(lab, donor)
+    _stale_tables(donor)
+    donor.sst_method = "py_rsync"
+    donor.sst_options = {}
+    joiner = lab.add_node(sst_method="py_rsync")
+    join(lab, donor, joiner)
+    full = _wire_mib(joiner.log_text())
+    joiner.stop()
+    uuid = datadir.grastate_uuid(joiner.datadir)
+    assert uuid, "the member's grastate.dat names its cluster"
+    _write_past_gcache(donor)
+    j_at, d_at = len(joiner.log_text()), len(donor.log_text())
+    join(lab, donor, joiner)
+    jlog, dlog = joiner.log_text()[j_at:], donor.log_text()[d_at:]
+    assert "IST requested by the donor" not in jlog  # a full SST, not an IST
+    assert f"Offering the old datadir as the basis (cluster {uuid})" in jlog
+    assert f"Basis rule: basis: same cluster UUID {uuid}" in dlog
+    assert "The donor sent into the basis staging" in jlog
+    stale = _wire_mib(jlog)
+    assert stale <= 0.3 * full, (stale, full)
+    assert labmod.checksums(donor, ["stale"]) == labmod.checksums(joiner, ["stale"])
+    assert not os.path.exists(os.path.join(joiner.datadir, datadir.BASIS))
+    assert_clean(lab, joiner)
+    lab.remove_node(joiner)
+    nothing_left(lab, donor)
+
+
+def test_another_clusters_data_is_not_a_basis(lab: Lab, donor: Node) -> None:
+    """A joiner whose grastate.dat names another cluster (its data is that cluster's as far
+    as Galera and the SST know) gets everything, and the donor says why."""
+    donor.sst_method = "py_rsync"
+    donor.sst_options = {}
+    joiner = lab.add_node(sst_method="py_rsync")
+    join(lab, donor, joiner)
+    joiner.stop()
+    other = "0badc0de-1111-11ee-8000-000000000042"
+    grastate = os.path.join(joiner.datadir, "grastate.dat")
+    with open(grastate, encoding="utf-8") as f:
+        text = f.read()
+    ours = datadir.grastate_uuid(joiner.datadir)
+    with open(grastate, "w", encoding="utf-8") as f:
+        f.write(text.replace(ours, other))
+    j_at, d_at = len(joiner.log_text()), len(donor.log_text())
+    join(lab, donor, joiner)
+    jlog, dlog = joiner.log_text()[j_at:], donor.log_text()[d_at:]
+    assert (
+        f"Basis rule: full transfer: the joiner's data belongs to cluster {other}, "
+        f"not this cluster {ours}"
+    ) in dlog
+    assert "sent into the basis staging" not in jlog
+    assert labmod.checksums(donor) == labmod.checksums(joiner)
+    lab.remove_node(joiner)
+    nothing_left(lab, donor)
+
+
+def _donor_script(donor: Node) -> psutil.Process | None:
+    """The donor's running SST script (a child of its mariadbd)."""
+    assert donor.proc is not None
+    for c in psutil.Process(donor.proc.pid).children(recursive=True):
+        try:
+            if any("wsrep_sst_" in part for part in c.cmdline()[:2]):
+                return c
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_failed_join_resumes_from_what_arrived(lab: Lab, donor: Node) -> None:
+    """The donor's SST script dies once InnoDB's system and redo files arrived; the joiner
+    keeps them, and the retry moves less than a full SST, with the data equal."""
+    donor.sst_method = "py_rsync"
+    donor.sst_options = {"rlimit": "4m"}
+    joiner = lab.add_node(sst_method="py_rsync")
+    lab.configure()
+    joiner.start()
+    staged = os.path.join(joiner.datadir, datadir.STAGING)
+    wait_for(
+        lambda: os.path.exists(os.path.join(staged, "ib_logfile0")), 120, "the redo log arrived"
+    )
+    script = _donor_script(donor)
+    assert script is not None
+    for p in [script, *script.children(recursive=True)]:
+        p.kill()
+    joiner.wait_exit(120)
+    wait_for(
+        lambda: (st := status.read(joiner.datadir)) is not None and st["state"] != "running",
+        60,
+        "the joiner's script to give up",
+    )
+    kept = resume.read(joiner.datadir)
+    assert kept is not None, os.listdir(joiner.datadir)
+    assert kept.size >= 32 << 20  # the redo log at least
+    assert os.stat(resume.path(joiner.datadir)).st_mode & 0o777 == 0o700
+    joiner.stop()
+    donor.wait_synced(60)
+    donor.sst_options = {}
+    open(joiner.error_log, "w").close()  # the failed attempt's ERROR line is expected
+    join(lab, donor, joiner)
+    jlog = joiner.log_text()
+    assert f"Offering the partial transfer from {kept.position}" in jlog
+    retry = _wire_mib(jlog)
+    total = datadir_mib(donor)
+    assert retry <= total - 0.8 * kept.size / 2**20, (retry, total, kept.size)
+    assert not os.path.exists(resume.path(joiner.datadir))
+    assert labmod.checksums(donor) == labmod.checksums(joiner)
+    lab.remove_node(joiner)
+    nothing_left(lab, donor)
+
+
+def datadir_mib(node: Node) -> float:
+    """The size of what an SST of node's datadir sends, in MiB (about)."""
+    total = 0
+    for root, _, files in os.walk(node.datadir):
+        for f in files:
+            if f == "galera.cache" or re.fullmatch(r"donor-bin\.[0-9]+", f):
+                continue  # never sent (the newest binlog goes in a tar: counted in full)
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                continue
+    return total / 2**20

@@ -1,0 +1,235 @@
+"""The joiner's basis and the kept partial transfer with real rsync (no server): a failed
+transfer is kept and the next SST resumes from it; another cluster's data is not a basis."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sst import datadir, resume
+from sst.tools import rsync as rs
+from testsupport.process import (
+    UUID,
+    Script,
+    act_as_donor_server,
+    assert_no_debris,
+    donor_args,
+    free_port,
+    joiner_args,
+    no_processes_left,
+    start_script,
+    write_cnf,
+)
+
+FILES = 12  # of 256 KiB each in db2, sent at 512 KiB/s: about 6 s when throttled
+
+
+@pytest.fixture
+def sleeper() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Stand-ins for mariadbd (a joiner's --parent), all killed afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _parent(procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(["sleep", "300"])
+    procs.append(p)
+    return p
+
+
+def _donor_data(node_dir: Path) -> Path:
+    dd = node_dir / "data"
+    (dd / "db2").mkdir()
+    for i in range(FILES):
+        (dd / "db2" / f"t{i:02}.ibd").write_bytes(os.urandom(256 << 10))
+    return dd
+
+
+def _donor(node_dir: Path, j_ready: str) -> Script:
+    auth, _, address = j_ready.rpartition("@")
+    return start_script(
+        "py_rsync", donor_args(node_dir, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+    )
+
+
+def _wire_bytes(stderr: str) -> float:
+    """The joiner's `Received:` line: bytes that crossed the wire."""
+    m = re.search(r"Received: \d+ file\(s\) of [0-9.]+ MiB arrived, ([0-9.]+) MiB", stderr)
+    assert m, stderr
+    return float(m.group(1)) * 2**20
+
+
+def _kill_tree(s: Script) -> None:
+    kids = s.descendants()
+    s.proc.kill()
+    for k in kids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            k.kill()
+    s.wait()
+
+
+def _arrived(staged: Path) -> int:
+    db2 = staged / "db2"
+    return len([p for p in db2.iterdir() if p.name.endswith(".ibd")]) if db2.is_dir() else 0
+
+
+def test_failed_transfer_is_kept_and_the_retry_resumes_from_it(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    dd = _donor_data(node_dir)
+    jd = joiner_dir / "data"
+    # First SST, throttled: the donor is killed when a third of db2 arrived.
+    p1 = _parent(sleeper)
+    write_cnf(node_dir, {"rlimit": "512k", "backup-threads": "1"})
+    port = free_port()
+    j = start_script("py_rsync", joiner_args(joiner_dir, port, p1.pid))
+    ready = j.readline()
+    assert ready.startswith("ready ") and "_b" not in ready.rpartition("/")[2], ready
+    d = _donor(node_dir, ready[6:])
+    assert d.readline() == "flush tables"
+    (dd / "tables_flushed").write_text(f"{UUID}:5 0\n")
+    staged = jd / datadir.STAGING
+    deadline = time.monotonic() + 60
+    while _arrived(staged) < FILES // 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _arrived(staged) >= FILES // 3
+    assert (staged / rs.ORIGIN_FILE).read_text() == f"{UUID}:5\n"
+    donor_pids = [d.proc.pid] + [c.pid for c in d.descendants()]
+    _kill_tree(d)
+    p1.kill()  # mariadbd gives up on the failed SST
+    p1.wait()
+    assert j.wait() != 0
+    err = j.stderr()
+    assert f"that arrived from {UUID}:5 in {jd / datadir.KEPT}" in err, err
+    kept = resume.read(str(jd))
+    assert kept is not None and kept.uuid == UUID and kept.position == f"{UUID}:5"
+    assert os.stat(jd / datadir.KEPT).st_mode & 0o777 == 0o700
+    assert not staged.exists() and not (jd / "db2").exists()  # nothing swapped in
+    assert (jd / "db1" / "t.ibd").read_bytes() == b"old" * 100  # the old datadir as it was
+    inodes = {p.name: p.stat().st_ino for p in (jd / datadir.KEPT / "db2").iterdir() if p.is_file()}
+    status = subprocess.run(
+        ["galera-sst", "status", "--datadir", str(jd), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(status.stdout)["kept"]["position"] == f"{UUID}:5", status
+    # The retry: the joiner offers the kept data of the donor's cluster as the basis.
+    p2 = _parent(sleeper)
+    write_cnf(node_dir, {})
+    j2 = start_script("py_rsync", joiner_args(joiner_dir, free_port(), p2.pid))
+    ready = j2.readline()
+    assert ready.endswith("_b" + UUID.replace("-", "")), ready
+    d2 = _donor(node_dir, ready[6:])
+    act_as_donor_server(d2, dd)
+    assert d2.wait() == 0, d2.stderr()
+    assert f"Basis rule: basis: same cluster UUID {UUID}" in d2.stderr()
+    assert j2.readline() == f"{UUID}:5 0"
+    assert j2.wait() == 0, j2.stderr()
+    err = j2.stderr()
+    assert f"Offering the partial transfer from {UUID}:5 as the basis" in err, err
+    assert "Removing the kept partial transfer" in err
+    # Only what was missing crossed: at most the files that had not arrived (of 256 KiB).
+    wire = _wire_bytes(err)
+    missing = (FILES - len(inodes)) * (256 << 10)
+    assert 0 < wire <= missing + (64 << 10), (wire, missing, err)
+    for p in (dd / "db2").iterdir():
+        assert (jd / "db2" / p.name).read_bytes() == p.read_bytes()
+    # What arrived the first time did not cross again: the same files (inodes) were kept.
+    assert inodes and all((jd / "db2" / n).stat().st_ino == i for n, i in inodes.items())
+    assert not (jd / datadir.KEPT).exists() and not (jd / datadir.BASIS).exists()
+    assert_no_debris(jd)
+    assert no_processes_left(donor_pids)
+
+
+def test_another_clusters_data_is_not_a_basis(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    other = "0badc0de-0000-11ee-8000-000000000099"
+    jd = joiner_dir / "data"
+    (jd / "grastate.dat").write_text(f"version: 2.1\nuuid:    {other}\nseqno:   -1\n")
+    before = (jd / "db1" / "t.ibd").stat().st_ino
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j.readline()
+    assert ready.endswith("_b" + other.replace("-", "")), ready
+    d = _donor(node_dir, ready[6:])
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert (
+        f"Basis rule: full transfer: the joiner's data belongs to cluster {other}, "
+        f"not this cluster {UUID}"
+    ) in d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert "sent into the basis staging" not in j.stderr()
+    got = jd / "db1" / "t.ibd"
+    assert got.read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+    assert got.stat().st_ino != before
+    assert not (jd / datadir.BASIS).exists() and not (jd / datadir.KEPT).exists()
+
+
+def test_kept_transfer_of_another_cluster_is_dropped_after_a_full_sst(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    """A kept transfer names its cluster: a donor of another one sends everything, and the
+    joiner's successful SST removes the obsolete kept data."""
+    other = "0badc0de-0000-11ee-8000-000000000099"
+    jd = joiner_dir / "data"
+    keep_from = jd / datadir.STAGING
+    (keep_from / "db1").mkdir(parents=True)
+    (keep_from / "db1" / "t.ibd").write_bytes(b"partial")
+    (keep_from / rs.ORIGIN_FILE).write_text(f"{other}:9\n")
+    assert resume.keep(str(jd), str(keep_from), 3600.0)
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j.readline()
+    assert ready.endswith("_b" + other.replace("-", "")), ready
+    d = _donor(node_dir, ready[6:])
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert f"belongs to cluster {other}, not this cluster {UUID}" in d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert "Removing the kept partial transfer" in j.stderr()
+    assert not (jd / datadir.KEPT).exists()
+    got = (jd / "db1" / "t.ibd").read_bytes()
+    assert got == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+
+
+def test_staging_left_by_a_killed_joiner_is_kept_for_the_next(
+    joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    """A joiner killed outright (SIGKILL, power cut) cannot keep its staging itself: the
+    next rsync joiner keeps what our donor's origin file marks, instead of deleting it, and
+    offers it as the basis."""
+    jd = joiner_dir / "data"
+    left = jd / datadir.STAGING
+    (left / "db1").mkdir(parents=True)
+    (left / "db1" / "t.ibd").write_bytes(b"arrived")
+    (left / rs.ORIGIN_FILE).write_text(f"{UUID}:5\n")
+    p = _parent(sleeper)
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), p.pid))
+    ready = j.readline()
+    assert ready.endswith("_b" + UUID.replace("-", "")), ready
+    assert (jd / datadir.BASIS / "db1" / "t.ibd").read_bytes() == b"arrived"
+    p.kill()
+    p.wait()
+    assert j.wait() != 0
+    err = j.stderr()
+    assert f"Offering the partial transfer from {UUID}:5" in err, err
+    # Nothing new arrived, so the kept transfer stays for the next attempt.
+    kept = resume.read(str(jd))
+    assert kept is not None and kept.position == f"{UUID}:5"
+    assert (jd / datadir.KEPT / "db1" / "t.ibd").read_bytes() == b"arrived"
+    assert not left.exists() and not (jd / datadir.BASIS).exists()
