@@ -182,6 +182,13 @@ _REASONS = (
         "the peer's certificate did not verify (unknown CA, expired or not yet valid)",
     ),
     ("wrong version number", "not TLS (the peer speaks cleartext?)"),
+    (
+        "connection reset by peer",
+        # TLS 1.3: the client's handshake ends before the server judges its certificate, and
+        # a refusal's alert is lost when the server's close resets this side's next write.
+        "the peer reset the connection (a peer that refuses this side's certificate may "
+        "do so before its alert arrives: its log says why)",
+    ),
 )
 
 

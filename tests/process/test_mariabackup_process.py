@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -134,7 +135,12 @@ def test_rejected_donor_never_prints_done(tmp_path: Path, parent: subprocess.Pop
     errors = error_lines(ds.stderr())
     print(errors)
     assert len(errors) == 1 and "(stage 1)" in errors[0]
-    assert "the TLS connection to the joiner failed: unknown CA" in errors[0]
+    # Under TLS 1.3 the joiner's alert can be lost to the reset of the donor's next write
+    # (a race): the donor then says so, and the joiner's line below names the reason.
+    assert re.search(
+        r"the TLS connection to the joiner failed: (unknown CA|the peer reset the connection)",
+        errors[0],
+    ), errors[0]
     assert js.wait(30) == 32
     jerrors = error_lines(js.stderr())
     print(jerrors)

@@ -199,9 +199,9 @@ def test_without_precopy_everything_is_copied_under_the_lock(
 
 # A real rsync whose full passes (not the lists sent under the lock, their deletion passes
 # or the completion file) end as if a source file had vanished.
-VANISHING_RSYNC = """
+VANISHING_RSYNC = r"""
 /usr/bin/rsync "$@" || exit $?
-case " $* " in *--files-from=*|*--ignore-existing*|*--checksum*) exit 0 ;; esac
+case " $* " in *--files-from=*|*--ignore-existing*|*--checksum*|*/.sst-origin\ *) exit 0 ;; esac
 echo 'file has vanished: "/x/db1/#sql-gone.ibd"' >&2
 exit 24
 """
