@@ -343,25 +343,30 @@ def _enter_in_place(layout: JoinerLayout) -> bytes:
     dd = layout.main.live
     staging.mark_in_place(dd)
     old = staging.invalidate_grastate(dd)
-    redo = layout.subs.get(REDO_MODULE)
-    if redo is not None and redo.staged != redo.live:
-        for name in rs.SUBMODULE_FILES[REDO_MODULE]:
-            live = os.path.join(redo.live, name)
-            if os.path.isfile(live) and not os.path.islink(live):
-                os.rename(live, os.path.join(redo.staged, name))
+    _move_redo(layout, into_hold=True)
     return old
+
+
+def _move_redo(layout: JoinerLayout, *, into_hold: bool) -> bool:
+    """Rename the redo log files (regular files only) between the live redo directory and
+    its hold directory, into the hold or back out of it; False when the layout has no
+    separate hold for them."""
+    redo = layout.subs.get(REDO_MODULE)
+    if redo is None or redo.staged == redo.live:
+        return False
+    src, dst = (redo.live, redo.staged) if into_hold else (redo.staged, redo.live)
+    for name in rs.SUBMODULE_FILES[REDO_MODULE]:
+        path = os.path.join(src, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.rename(path, os.path.join(dst, name))
+    return True
 
 
 def _finish_in_place(layout: JoinerLayout, old_grastate: bytes) -> None:
     """The last step of an in-place SST: the redo log renamed in (fsynced); after an IST
     the old grastate.dat is put back (the data is the old one)."""
-    redo = layout.subs.get(REDO_MODULE)
-    if redo is not None and redo.staged != redo.live:
-        for name in rs.SUBMODULE_FILES[REDO_MODULE]:
-            held = os.path.join(redo.staged, name)
-            if os.path.isfile(held) and not os.path.islink(held):
-                os.rename(held, os.path.join(redo.live, name))
-        staging.fsync_dir(redo.live)
+    if _move_redo(layout, into_hold=False):
+        staging.fsync_dir(layout.subs[REDO_MODULE].live)
     staging.restore_grastate(layout.main.live, old_grastate)
     log.info(f"Received the datadir in place into {layout.main.live}")
 
