@@ -350,6 +350,45 @@ class SocatPlan:
 
 
 @dataclass(frozen=True)
+class StreamCrypt:
+    """encrypt=1: stock's `openssl enc` stage on the mbstream stream (no authentication)."""
+
+    algo: str  # an `openssl enc` cipher name without the dash, e.g. aes-256-ctr
+    key: str = field(default="", repr=False)  # written to a 0600 file, never on argv
+    keyfile: str = ""  # encrypt-key-file, when key is unset: handed to -kfile as is
+
+
+KFILE_MAX = 127  # `openssl enc -kfile` reads the first line into a 128-byte buffer
+
+
+def stream_crypt(opts: Options, errors: list[str]) -> StreamCrypt:
+    """encrypt=1's options, as stock reads them (the key file only when the key is unset)."""
+    fmt = option(opts, "encrypt-format", "mariabackup")
+    if fmt == "xbcrypt":
+        errors.append(
+            "encrypt-format=xbcrypt is not supported (it needs the xbcrypt tool, which Debian "
+            "does not ship); use encrypt-format=openssl"
+        )
+    elif fmt != "openssl":
+        errors.append(f"encrypt-format={fmt!r} is not one of openssl, xbcrypt")
+    algo = option(opts, "encrypt-algo", "mariabackup")
+    if not algo:
+        errors.append("encrypt=1 needs encrypt-algo (an openssl cipher, e.g. aes-256-ctr)")
+    elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", algo):
+        errors.append(f"encrypt-algo={algo!r} is not an openssl cipher name")
+    key = option(opts, "encrypt-key", "mariabackup")
+    keyfile = "" if key else option(opts, "encrypt-key-file", "mariabackup")
+    if not key and not keyfile:
+        errors.append("encrypt=1 needs encrypt-key or encrypt-key-file")
+    if len(key.encode()) > KFILE_MAX or any(c in key for c in "\r\n\0"):
+        errors.append(
+            f"encrypt-key is longer than {KFILE_MAX} bytes or holds a line break: openssl "
+            "would not read it from a key file as the stock script's `-k` uses it"
+        )
+    return StreamCrypt(algo, key, keyfile)
+
+
+@dataclass(frozen=True)
 class MariabackupSettings:
     """Everything the mariabackup method reads from the option files."""
 
@@ -371,6 +410,7 @@ class MariabackupSettings:
     server: ServerDirs
     credentials: Credentials = field(default_factory=Credentials)
     staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
+    crypt: StreamCrypt | None = None  # encrypt=1
 
 
 def _argv_option(name: str, value: str, errors: list[str]) -> tuple[str, ...]:
@@ -421,13 +461,15 @@ def socat_plan(opts: Options, role: str, errors: list[str]) -> SocatPlan:
         errors.append(f"encrypt={enc_text!r} is not a number")
         return SocatPlan("plain", None)
     if encrypt == 1:
-        errors.append(
-            "encrypt=1 (stream encryption with a key on the command line) is not "
-            "supported; use TLS: encrypt=3 or 4, or ssl-mode"
-        )
-        return SocatPlan("plain", None)
+        if mode != "DISABLED":
+            errors.append(
+                f"encrypt=1 with ssl-mode={mode}: the stock script then ignores ssl-mode "
+                "and sends without TLS; choose one (encrypt=1 for openssl stream "
+                "encryption, or TLS with ssl-mode or encrypt=3/4)"
+            )
+        return SocatPlan("openssl stream encryption (encrypt=1)", None, encrypt=1)
     if encrypt not in (0, 2, 3, 4):
-        errors.append(f"encrypt={encrypt} is not one of 0, 2, 3, 4")
+        errors.append(f"encrypt={encrypt} is not one of 0, 1, 2, 3, 4")
         return SocatPlan("plain", None)
     if encrypt == 0 and mode == "DISABLED":
         return SocatPlan("plain", None)
@@ -507,6 +549,7 @@ def mariabackup_settings(req: Request, opts: Options) -> MariabackupSettings:
         credentials=credentials(req, opts),
         server=server_dirs(req, opts),
         staging=staging_policy(opts, "mariabackup", errors),
+        crypt=stream_crypt(opts, errors) if plan.encrypt == 1 else None,
     )
     if errors:
         raise ConfigError("; ".join(errors))

@@ -67,8 +67,38 @@ TABLE: tuple[Option, ...] = (
         "0",
         ("mariabackup",),
         "0 none (TLS still on if `ssl-mode` asks), 2/3/4 TLS as stock (the joiner listens "
-        "with socat, our donor connects through stunnel); 1 (a key on the command line) is "
-        "refused",
+        "with socat, our donor connects through stunnel); 1 openssl stream encryption with "
+        "a shared key, as stock (no authentication: prefer TLS)",
+    ),
+    Option(
+        ("encrypt-format",),
+        ENC,
+        "openssl",
+        ("mariabackup",),
+        "encrypt=1: only `openssl` (`xbcrypt` is refused: Debian ships no xbcrypt)",
+    ),
+    Option(
+        ("encrypt-algo",),
+        ENC,
+        "",
+        ("mariabackup",),
+        "encrypt=1: an `openssl enc` cipher, e.g. `aes-256-ctr` (required)",
+    ),
+    Option(
+        ("encrypt-key",),
+        ENC,
+        "",
+        ("mariabackup",),
+        "encrypt=1: the shared key (at most 127 characters); handed to openssl in a 0600 "
+        "file, never on a command line",
+        secret=True,
+    ),
+    Option(
+        ("encrypt-key-file",),
+        ENC,
+        "",
+        ("mariabackup",),
+        "encrypt=1, when `encrypt-key` is unset: a file whose first line is the key",
     ),
     Option(
         ("ssl-mode",),

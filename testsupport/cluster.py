@@ -99,14 +99,25 @@ def set_tls(donor: Node, joiner: Node, certs: CertPaths, mode: str) -> None:
     joiner.sst_options = labmod.tls_options(certs, joiner.name, mode)
 
 
-def join(lab: Lab, donor: Node, joiner: Node, *, expect_ours: bool = True) -> None:
+def join(
+    lab: Lab,
+    donor: Node,
+    joiner: Node,
+    *,
+    expect_ours: bool = True,
+    argv_secrets: tuple[str, ...] = (),
+) -> None:
     """Join, then assert equal checksums, no SST error, no debris on either side, and no
     secret in any argv, child environment or log while our scripts ran (expect_ours: at
-    least one of them did; False only for stock-to-stock)."""
+    least one of them did; False only for stock-to-stock). argv_secrets: more secrets
+    watched for in our scripts' and their children's argv and environment only (a stock
+    peer may log them, as stock's encrypt=1 logs its `-k KEY`)."""
     donor_log_at = len(donor.log_text())
     with watching(labmod.SST_PASSWORD) as watch:
+        watch.secrets.update(argv_secrets)
         lab.join(joiner)
         donor.wait_synced(60)
+    watch.secrets.difference_update(argv_secrets)
     watch.scan_text("the joiner's error log", joiner.log_text())
     watch.scan_text("the donor's error log", donor.log_text()[donor_log_at:])
     for node in (donor, joiner):  # what the SST left behind (its tmpdir is in there)

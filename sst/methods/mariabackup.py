@@ -64,6 +64,7 @@ from sst.protocol import State
 from sst.request import Request
 from sst.tools import mariabackup as mb
 from sst.tools import mysql as my
+from sst.tools import openssl as ossl
 from sst.tools import pv
 from sst.tools import socat as sc
 from sst.tools import stunnel as st
@@ -191,9 +192,53 @@ def _progress_stages(run: Run, s: MariabackupSettings, role: str, size: int = 0)
     return []
 
 
-def _filters(s: MariabackupSettings, *, send: bool) -> list[Stage]:
+def _filters(s: MariabackupSettings, *, send: bool, crypt: tuple[Stage, ...] = ()) -> list[Stage]:
+    """The compressor (or decompressor) and encrypt=1's openssl stage, in stock's order:
+    the sender encrypts before compressing, the receiver decompresses before decrypting."""
     argv = s.compressor if send else s.decompressor
-    return [Stage(argv, name=os.path.basename(argv[0]))] if argv else []
+    comp = [Stage(argv, name=os.path.basename(argv[0]))] if argv else []
+    return [*crypt, *comp] if send else [*comp, *crypt]
+
+
+CRYPT_NAME = "openssl enc"
+KEY_FILE = "encrypt.key"
+
+
+def _crypt(run: Run, s: MariabackupSettings, role: str) -> tuple[Stage, ...]:
+    """encrypt=1: stock's `openssl enc` stage, its key in a 0600 file in the run directory
+    (or encrypt-key-file as is), with the key derivation flags stock picks for this openssl.
+    () without encrypt=1. Raises ToolMissing, ConfigError (cipher, unreadable key file)."""
+    c = s.crypt
+    if c is None:
+        return ()
+    binary = tools.find("openssl")
+    helped = run_capture((binary, "enc", "-help"), timeout=10)
+    kdf = ossl.enc_kdf(helped.stdout + helped.stderr)
+    if c.algo not in ossl.enc_ciphers(run_capture((binary, "enc", "-list"), timeout=10).stdout):
+        raise ConfigError(
+            f"encrypt-algo={c.algo}: not a cipher this openssl's enc supports (see `openssl "
+            "enc -list`; AEAD modes such as GCM are not)"
+        )
+    if c.key:
+        keyfile = rsync.write_private(os.path.join(run.rundir, KEY_FILE), c.key + "\n")
+    else:
+        keyfile = c.keyfile
+        try:
+            with open(keyfile, "rb") as f:
+                first = f.readline().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"encrypt-key-file '{keyfile}' cannot be read: {exc.strerror}"
+            ) from exc
+        if not first:
+            raise ConfigError(f"encrypt-key-file '{keyfile}': its first line (the key) is empty")
+    log.warning(
+        f"encrypt=1: the stream is encrypted with openssl enc -{c.algo} and a shared key, "
+        "but neither the peer nor the stream is authenticated (no MAC); prefer TLS "
+        "(encrypt=3/4 or ssl-mode)"
+    )
+    argv = ossl.enc_argv(binary, c.algo, kdf, keyfile, decrypt=role == "joiner")
+    return (Stage(argv, name=CRYPT_NAME),)
 
 
 # ---------------------------------------------------------------------------------------
@@ -209,12 +254,20 @@ def joiner(run: Run, s: MariabackupSettings) -> None:
     mbstream = _tool("mbstream")
     backup = _tool("mariadb-backup")
     checked = _preflight(s, "joiner", socat)
+    crypt = _crypt(run, s, "joiner")
     staging = os.path.join(dd, STAGING_MB)
     policy.begin(dd)
     done = False
     try:
         _joiner(
-            run, s, socat=socat, mbstream=mbstream, backup=backup, checked=checked, staging=staging
+            run,
+            s,
+            socat=socat,
+            mbstream=mbstream,
+            backup=backup,
+            checked=checked,
+            staging=staging,
+            crypt=crypt,
         )
         done = True
     finally:
@@ -334,6 +387,7 @@ def _receive(
             )
             return kids
         except SSTError as exc:
+            _undecryptable(kids, st_, exc)
             tls_reason = sc.tls_failure(list(kids[0].tail))
             if tls_reason and not st_.secret:  # the gate saw the pipe end too: not the cause
                 raise TransferError(
@@ -361,6 +415,22 @@ def _receive(
             "reached mbstream. Waiting for the donor"
         )
         kids = relisten()
+
+
+def _undecryptable(kids: Sequence[Child], st_: _Stream, exc: SSTError) -> None:
+    """With encrypt=1, raise TransferError if mbstream found no stream in what openssl
+    decrypted: the donor's key or cipher is not this joiner's."""
+    if not any(stage.name == CRYPT_NAME for stage in st_.tail):
+        return
+    last = kids[-1]
+    if last.reader is not None:
+        last.reader.join(timeout=2)
+    if last.poll() not in (None, 0) and any("wrong chunk magic" in ln for ln in last.tail):
+        raise TransferError(
+            f"{st_.what}: the stream could not be decrypted (mbstream found no stream in "
+            "openssl's output): wrong encrypt-key or encrypt-algo? Both must be the same "
+            "on the donor and the joiner"
+        ) from exc
 
 
 def _nobody_got_through(st_: _Stream, timeout: float, refused: str) -> SecretMismatch:
@@ -396,6 +466,7 @@ def _joiner(
     backup: str,
     checked: tls.CheckedTLS | None,
     staging: str,
+    crypt: tuple[Stage, ...],
 ) -> None:
     req = run.req
     addr = req.address
@@ -416,6 +487,7 @@ def _joiner(
         secret=secret,
         gated=gated,
         backup=backup,
+        crypt=crypt,
     )
     if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
         log.info("IST requested by the donor: the datadir is left as it is")
@@ -442,6 +514,7 @@ def _joiner(
         staging=staging,
         secret=secret if gate2 else "",
         tags=tags,
+        crypt=crypt,
     )
     common = _prepare(run, s, backup, staging)
     line = (
@@ -530,6 +603,7 @@ def _stage1(
     secret: str,
     gated: bool,
     backup: str,
+    crypt: tuple[Stage, ...],
 ) -> tuple[str, dict[str, str]]:
     """Listen, print `ready` with `CN:secret@`, receive the state files into statdir and
     check the secret in them; returns the magic file's first line and tags. Raises
@@ -544,7 +618,7 @@ def _stage1(
     extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
     one = _Stream(
         1,
-        (*_filters(s, send=False), extract),
+        (*_filters(s, send=False, crypt=crypt), extract),
         secret if gated else "",
         "receiving the donor's state files (stage 1)",
     )
@@ -616,6 +690,7 @@ def _stage2(
     staging: str,
     secret: str,
     tags: dict[str, str],
+    crypt: tuple[Stage, ...],
 ) -> None:
     """Receive the backup into staging (gated by secret unless it is ''), check it and
     acknowledge it. Raises SSTError subclasses (NoSpace when the disk filled up)."""
@@ -629,7 +704,7 @@ def _stage2(
     )
     two = _Stream(
         2,
-        (*_progress_stages(run, s, "joiner"), *_filters(s, send=False), extract2),
+        (*_progress_stages(run, s, "joiner"), *_filters(s, send=False, crypt=crypt), extract2),
         secret,
         "receiving the backup stream (stage 2)",
     )
@@ -1005,7 +1080,7 @@ def _magic_files(run: Run, s: MariabackupSettings) -> tuple[str, list[str], int]
 
 
 def _backup_stages(
-    run: Run, s: MariabackupSettings, backup: str, size: int
+    run: Run, s: MariabackupSettings, backup: str, size: int, crypt: tuple[Stage, ...]
 ) -> tuple[list[Stage], mb.LockClock]:
     """Stage 2's pipeline: mariadb-backup --backup (credentials in a 0600 option file),
     the compressor, pv; and the clock its stage lines feed."""
@@ -1045,7 +1120,7 @@ def _backup_stages(
             errno_for=lambda rc: errno.EINVAL,
             on_line=clock.feed,
         ),
-        *_filters(s, send=True),
+        *_filters(s, send=True, crypt=crypt),
         *_progress_stages(run, s, "donor", size),
     ]
     return stages, clock
@@ -1079,6 +1154,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     _preflight(s, "donor", socat)
     if s.plan.files is not None:
         _stunnel()  # missing: exit 2 before `flush tables`, never cleartext
+    crypt = _crypt(run, s, "donor")
     secret = req.remote_auth.secret
     if says.gate2 and not secret:
         raise SecretMismatch(
@@ -1094,7 +1170,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
         files += versions.write_donor_version(magic, backup)  # joiner: versions.py
     stage1 = [
         Stage(mb.mbstream_create(mbstream, files), name="mbstream", cwd=magic),
-        *_filters(s, send=True),
+        *_filters(s, send=True, crypt=crypt),
     ]
     _send(
         run,
@@ -1108,7 +1184,7 @@ def donor(run: Run, s: MariabackupSettings) -> None:
     if req.bypass:
         run.out.done(req.gtid)
         return
-    stage2, clock = _backup_stages(run, s, backup, size)
+    stage2, clock = _backup_stages(run, s, backup, size, crypt)
     assert req.address is not None
     log.info(f"Streaming the backup to the joiner at {req.address.hostport}")
     _send(

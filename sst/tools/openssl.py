@@ -1,4 +1,5 @@
-"""openssl(1): OpenSSL's own verdict on a certificate's identity (docs/tls.md, "Identity").
+"""openssl(1): OpenSSL's own verdict on a certificate's identity (docs/tls.md, "Identity"),
+and `openssl enc`, the stock mariabackup script's encrypt=1 stream encryption.
 
 `openssl x509 -checkhost` runs X509_check_host with no flags and `-checkip` runs
 X509_check_ip_asc: the very calls (and flags) stunnel makes for `checkHost` and `checkIP`,
@@ -6,6 +7,8 @@ so asking the openssl program gives the tunnel's verdict without re-implementing
 """
 
 from __future__ import annotations
+
+import re
 
 from sst.errors import ConfigError
 
@@ -34,3 +37,30 @@ def identity_matches(stdout: str, name: str) -> bool | None:
                 if rest == "NOT match certificate":
                     return False
     return None
+
+
+def enc_kdf(help_text: str) -> tuple[str, ...]:
+    """The key derivation flags the stock script adds, from `openssl enc -help`'s output:
+    -pbkdf2 if listed (OpenSSL 1.1.1+), else `-iter 1`, else `-md sha256`, else none."""
+    for word, flags in (("-pbkdf2", ("-pbkdf2",)), ("-iter", ("-iter", "1"))):
+        if re.search(rf"(?<!\w){word}(?!\w)", help_text):
+            return flags
+    if re.search(r"(?<!\w)-md(?!\w)", help_text):
+        return ("-md", "sha256")
+    return ()
+
+
+def enc_ciphers(list_text: str) -> frozenset[str]:
+    """The cipher names `openssl enc -list` prints (without their dash)."""
+    return frozenset(w[1:] for w in list_text.split() if w.startswith("-") and len(w) > 1)
+
+
+def enc_argv(
+    binary: str, algo: str, kdf: tuple[str, ...], keyfile: str, *, decrypt: bool
+) -> tuple[str, ...]:
+    """`openssl enc -ALGO [KDF] -kfile FILE [-d]`: stock's ecmd with the key read from a
+    file (the first line of FILE is what stock passes with `-k`), never on the command line.
+    Raises ConfigError for a cipher name openssl would read as something else."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", algo):
+        raise ConfigError(f"encrypt-algo={algo!r} is not an openssl cipher name")
+    return (binary, "enc", f"-{algo}", *kdf, "-kfile", keyfile, *(("-d",) if decrypt else ()))

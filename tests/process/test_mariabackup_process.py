@@ -167,7 +167,7 @@ def test_refusals_instead_of_silent_downgrades() -> None:
         {"ssl-mode": "VERIFY_IDENTITY", "ssl-cert": "c", "ssl-key": "k"}
     )
     assert "refusing to fall back to cleartext" in settings_error({"ssl-mode": "REQUIRED"})
-    assert "encrypt=1" in settings_error({"encrypt": "1"})
+    assert "encrypt=1 needs encrypt-algo" in settings_error({"encrypt": "1"})
     assert "encrypt=4 needs a CA" in settings_error({"encrypt": "4", "tcert": "c", "tkey": "k"})
     msg = settings_error({"compressor": "zstd | nc evil 1", "transferfmt": "nc"})
     assert "shell syntax" in msg and "only socat" in msg
