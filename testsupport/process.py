@@ -21,6 +21,7 @@ import pytest
 
 from sst import datadir
 from sst.status import FILE as STATUS_FILE
+from sst.tools import rsync as rs
 from testsupport import lab
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
@@ -209,7 +210,7 @@ def donor_args(base: Path, address: str, bypass: bool = False) -> list[str]:
     return [*args, "--bypass"] if bypass else args
 
 
-DEBRIS = datadir.TRANSIENT
+DEBRIS = (*datadir.TRANSIENT, rs.ORIGIN_FILE)  # the origin file: in place, in the datadir
 
 
 def snapshot(d: Path) -> dict[str, bytes]:

@@ -220,7 +220,8 @@ def joiner(run: Run, s: RsyncSettings) -> None:
             _keep_partial(run, s, (layout, basis), outcome)
         datadir.remove_staging([*layout.holds, *basis.areas])
         staging.end(dd, done=done)  # a failed in-place SST keeps its `in-place` mark
-        for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR):
+        # In place, our donor's origin file lands in the live datadir (staged, in staging).
+        for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR, rs.ORIGIN_FILE):
             datadir.remove(os.path.join(dd, f))
 
 
