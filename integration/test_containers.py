@@ -355,7 +355,7 @@ def files(node: CNode) -> dict[str, str]:
     for line in out.splitlines():
         rel, size, mtime = line.rsplit(" ", 2)
         top = rel.split("/")[0]
-        if top in datadir.TRANSIENT or top in ("grastate.dat", "gvwstate.dat"):
+        if top in (*datadir.TRANSIENT, datadir.KEPT) or top in ("grastate.dat", "gvwstate.dat"):
             continue
         if top.startswith("galera_sst_status") or top == "galera.cache":
             continue

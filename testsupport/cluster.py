@@ -270,13 +270,19 @@ def receiving(node: Node) -> bool:
 def previous_data_intact(lab: Lab, joiner: Node, before: dict[str, tuple[int, int]]) -> None:
     """The seeded datadir is as it was, and a server started on it finds its rows."""
     after = snapshot(joiner.datadir)
-    # A SIGKILLed script cannot clean up; its debris is the next run's to remove.
+    # A SIGKILLed script cannot clean up; its debris is the next run's to remove. What a
+    # failed rsync transfer kept for the next one to resume from (README, "Stale joiners
+    # and resume") is kept on purpose, private to the node's user.
     changed = {
         k
         for k in set(before) | set(after)
-        if before.get(k) != after.get(k) and k.split("/")[0] not in datadir.TRANSIENT
+        if before.get(k) != after.get(k)
+        and k.split("/")[0] not in (*datadir.TRANSIENT, datadir.KEPT)
     }
     assert changed == set(), f"the joiner's datadir changed: {sorted(changed)[:10]}"
+    kept = os.path.join(joiner.datadir, datadir.KEPT)
+    if os.path.lexists(kept):
+        assert os.lstat(kept).st_mode & 0o7777 == 0o700, oct(os.lstat(kept).st_mode)
     with standalone(lab, joiner):
         assert joiner.sql("SELECT COUNT(*) FROM mine.t").strip() == str(SEED_ROWS)
 
