@@ -257,12 +257,21 @@ def joiner_start(run: Run) -> str:
 
 def announced_cn(mode: str, checked: CheckedTLS | None) -> str:
     """The CN in the joiner's `CN:secret@`: the certificate's in VERIFY modes (a donor in
-    VERIFY_IDENTITY checks it); otherwise NO_NAME, which our donors read as no name at all
+    VERIFY_IDENTITY checks it); otherwise the certificate's CN if it has one it matches, else
+    NO_NAME, which our donors read as no name at all
     (docs/contract.md 1.7, 5.4): MariaDB 11 hands the donor the secret only after a
     non-empty name (an empty one made our 11.8 joiners refuse every non-VERIFY SST).
     Raises ConfigError for a VERIFY certificate without a CN, TLSError for one that does not
     match its own CN."""
     if not mode.startswith("VERIFY"):
+        # A stock donor that checks a name (mariabackup encrypt=3/4: socat's commonname)
+        # checks the announced one: with a certificate, its own CN, when the certificate
+        # matches it; NO_NAME only where there is none (a stock donor then checks nothing).
+        if checked is not None and checked.cn:
+            from sst.tls import identity_matches  # noqa: PLC0415 (only with TLS: cryptography)
+
+            if identity_matches(checked.files.cert, checked.cn):
+                return checked.cn
         return NO_NAME
     assert checked is not None
     if not checked.cn:
