@@ -275,19 +275,19 @@ def build_node_image(client: docker.DockerClient, work: str, base: Base) -> None
     shutil.copy(os.path.join(ROOT, "container", "Dockerfile"), ctx)
     build_wheels(os.path.join(ctx, "wheels"), base.python)
     try:
-        client.images.build(
-            path=ctx,
-            tag=base.node_image,
-            buildargs={"BASE": base.base_image},
-            network_mode="host",  # apt in the build reaches the machine's mirror
-            rm=True,
-            forcerm=True,
-        )
-    except docker.errors.BuildError as exc:
-        lines = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
-        raise ContainerError(f"node image build failed: {exc}\n{lines[-3000:]}") from exc
+        _build(client, "node", path=ctx, tag=base.node_image, buildargs={"BASE": base.base_image})
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
+
+
+def _build(client: docker.DockerClient, what: str, **kw: Any) -> None:
+    """docker build with apt reaching the machine's mirror (host network); a failure is a
+    ContainerError with the build log's tail."""
+    try:
+        client.images.build(network_mode="host", rm=True, forcerm=True, **kw)
+    except docker.errors.BuildError as exc:
+        lines = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
+        raise ContainerError(f"{what} image build failed: {exc}\n{lines[-3000:]}") from exc
 
 
 def ensure_images(client: docker.DockerClient, bases: Sequence[Base] = (BOOKWORM,)) -> None:
@@ -315,17 +315,7 @@ def ensure_mtr_image(client: docker.DockerClient, base: Base) -> None:
         "--no-install-recommends mariadb-test && rm -rf /var/lib/apt/lists/*\n"
         'CMD ["sleep", "infinity"]\n'
     )
-    try:
-        client.images.build(
-            fileobj=io.BytesIO(dockerfile.encode()),
-            tag=mtr_image(base),
-            network_mode="host",  # apt in the build reaches the machine's mirror
-            rm=True,
-            forcerm=True,
-        )
-    except docker.errors.BuildError as exc:
-        lines = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)
-        raise ContainerError(f"mtr image build failed: {exc}\n{lines[-3000:]}") from exc
+    _build(client, "mtr", fileobj=io.BytesIO(dockerfile.encode()), tag=mtr_image(base))
 
 
 @dataclass(frozen=True)

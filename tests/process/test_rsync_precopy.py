@@ -207,12 +207,10 @@ exit 24
 """
 
 
-def test_a_file_vanishing_during_the_precopy_is_no_failure(
+def _pair_with_fake_rsync(
     node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], fakebin: Path
-) -> None:
-    fake_tool(fakebin, "rsync", VANISHING_RSYNC)
-    dd = node_dir / "data"
-    seed(dd, pause=0)
+) -> tuple[Script, Script]:
+    """Our joiner, and our donor with fakebin's rsync first on its PATH."""
     j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), parent.pid))
     auth, _, address = j.readline()[6:].rpartition("@")
     d = start_script(
@@ -221,6 +219,16 @@ def test_a_file_vanishing_during_the_precopy_is_no_failure(
         env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
         path_prefix=str(fakebin),
     )
+    return j, d
+
+
+def test_a_file_vanishing_during_the_precopy_is_no_failure(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes], fakebin: Path
+) -> None:
+    fake_tool(fakebin, "rsync", VANISHING_RSYNC)
+    dd = node_dir / "data"
+    seed(dd, pause=0)
+    j, d = _pair_with_fake_rsync(node_dir, joiner_dir, parent, fakebin)
     serve_with_changes(d, dd)
     assert d.wait() == 0
     assert j.readline() == f"{UUID}:5 0"
@@ -233,14 +241,7 @@ def test_a_file_vanishing_under_the_lock_fails_as_with_stock(
 ) -> None:
     fake_tool(fakebin, "rsync", VANISHING_RSYNC)
     write_cnf(node_dir, {"rsync-precopy": "0"})
-    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), parent.pid))
-    auth, _, address = j.readline()[6:].rpartition("@")
-    d = start_script(
-        "py_rsync",
-        donor_args(node_dir, address),
-        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
-        path_prefix=str(fakebin),
-    )
+    j, d = _pair_with_fake_rsync(node_dir, joiner_dir, parent, fakebin)
     assert d.readline() == "flush tables"
     (node_dir / "data" / "tables_flushed").write_text(f"{UUID}:5 0\n")
     assert d.wait() == 255
