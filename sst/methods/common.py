@@ -33,6 +33,7 @@ from sst.errors import (
     PortBusy,
     SecretMismatch,
     SSTError,
+    TransferError,
     from_oserror,
 )
 from sst.process import pidfile
@@ -237,8 +238,26 @@ def flush_tables(run: Run, timeout: float) -> str:
     with open(flushed, encoding="utf-8") as f:
         state = f.read().strip()
     remove(flushed)
-    State.parse(state)
+    locked_behind(State.parse(state), run.req.gtid)
     return state
+
+
+def locked_behind(locked: State, gtid: str) -> None:
+    """Raises FlushFailed if mariadbd locked the tables at no position (seqno -1) or at
+    another cluster's, where the donation started from a known one (`--gtid`): the server
+    left the donor state before the lock (a Galera race seen on 11.8: `uuid:-1` after
+    `--gtid uuid:4`), so nobody knows which position the snapshot holds, and a joiner given
+    it would diverge (docs/findings.md)."""
+    try:
+        start = State.parse(gtid)
+    except TransferError:
+        return  # no usable --gtid (a manual run): nothing to compare with
+    if locked.uuid != start.uuid or (locked.seqno < 0 <= start.seqno):
+        raise FlushFailed(
+            f"mariadbd locked the tables at {locked.uuid}:{locked.seqno}, not at a position "
+            f"of the donation's {start.uuid}:{start.seqno}: the server is no longer a donor "
+            "(a Galera state race); refusing to send a snapshot of unknown position"
+        )
 
 
 def joiner_start(run: Run) -> str:

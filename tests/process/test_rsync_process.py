@@ -198,6 +198,27 @@ def test_donor_flush_failed(node_dir: Path) -> None:
     assert not (node_dir / "data" / "sst_error").exists()
 
 
+def test_donor_refuses_a_lock_at_no_position(node_dir: Path, fakebin: Path) -> None:
+    """mariadbd wrote `uuid:-1` for the lock of a donation that started at `uuid:5` (the
+    server left the donor state first: a Galera race seen on 11.8): the donor sends nothing
+    and says why in one line, instead of handing the joiner a snapshot of unknown position."""
+    write_cnf(node_dir, {"rsync-precopy": "0"})
+    calls = fakebin / "calls"
+    fake_tool(fakebin, "rsync", f"echo called >> {calls}; exit 0")
+    d = start_script(
+        "py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"), path_prefix=str(fakebin)
+    )
+    assert d.readline() == "flush tables"
+    (node_dir / "data" / "tables_flushed").write_text(f"{UUID}:-1 0\n")
+    assert d.wait() == 255
+    errors = error_lines(d.stderr())
+    assert len(errors) == 1, errors
+    want = f"locked the tables at {UUID}:-1, not at a position of the donation's {UUID}:5"
+    assert want in errors[0]
+    assert not calls.exists()  # nothing was sent
+    assert_no_debris(node_dir / "data")
+
+
 def test_donor_flush_timeout(node_dir: Path) -> None:
     write_cnf(node_dir, {"sst-flush-timeout": "1", "rsync-precopy": "0"})
     d = start_script("py_rsync", donor_args(node_dir, "127.0.0.1:9/rsync_sst"))
