@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import net
+from sst import net, resume
 from sst.config import MYSQLD, Options, mariabackup_settings
 from sst.errors import ConfigError
 from sst.methods import mariabackup as mbm
@@ -17,6 +17,7 @@ from sst.methods.common import Run
 from sst.process.runner import Stage, Supervisor
 from sst.protocol import Stdout
 from sst.request import parse_request
+from sst.tools import rsync as rs
 from testsupport import lab
 from testsupport.process import (
     UUID,
@@ -80,6 +81,42 @@ def test_ist_over_tls_with_acknowledgement(tmp_path: Path, parent: subprocess.Po
     assert js.readline() == f"{UUID}:5 0"
     assert js.wait() == 0
     assert "IST requested by the donor" in js.stderr()
+    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_ist_removes_a_kept_partial_transfer(
+    tmp_path: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """A partial rsync transfer kept by an earlier failed SST (.sst-kept) is of an older
+    state once a mariabackup SST or IST succeeded: the skeleton's successful end removes it
+    (one INFO line), or a server started on the datadir lists it as `#mysql50#.sst-kept`."""
+    j, d = setup_pair(tmp_path, {}, {})
+    dd = j / "data"
+    staged = dd / ".sst-staging"
+    staged.mkdir()
+    (staged / rs.ORIGIN_FILE).write_text(f"{UUID}:3\n")
+    (staged / "t1.ibd").write_bytes(b"x" * 4096)
+    assert resume.keep(str(dd), str(staged), 3600.0)
+    kept = resume.path(str(dd))
+    assert os.path.isdir(kept)
+    port = free_port()
+    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
+    auth, _, address = js.readline()[6:].rpartition("@")
+    ds = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+    )
+    assert ds.readline() == "continue"
+    assert ds.readline() == f"done {UUID}:5"
+    assert ds.wait() == 0
+    assert js.readline() == f"{UUID}:5 0"
+    assert js.wait() == 0
+    err = js.stderr()
+    assert "IST requested by the donor" in err
+    assert f"Removing the kept partial transfer {kept}: the SST succeeded" in err, err
+    assert not os.path.lexists(kept)
+    assert not [n for n in os.listdir(dd) if n.startswith(".sst")], os.listdir(dd)
     assert not net.port_in_use(port, "127.0.0.1")
 
 
