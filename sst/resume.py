@@ -4,12 +4,14 @@ joiners and resume").
 Our donor sends its origin file (rs.ORIGIN_FILE: its `uuid:seqno`) first. When the joiner
 fails after it arrived, the staging that received it is renamed to `<datadir>/.sst-kept`
 (0700, the node's user; a name beginning with a dot, one level above any database
-directory: no server start takes it for data, and sst/swap.py and the lists in sst/datadir.py
-treat it as galera-sst's own) with a marker naming the cluster and the donor's position. The
-next SST whose donor belongs to that cluster uses it as the basis, then it is removed. It
-expires after sst-resume-max-age seconds, and whenever its file system is under MIN_FREE
-free. Only the datadir's staging is kept: files of separate InnoDB/Aria directories outside
-the datadir are sent again.
+directory: no server start takes its files for InnoDB data, though a server started on the
+datadir lists it as database `#mysql50#.sst-kept`, and sst/swap.py and the lists in
+sst/datadir.py treat it as galera-sst's own) with a marker naming the cluster and the
+donor's position. The next SST whose donor belongs to that cluster uses it as the basis;
+any successful joiner, whatever its method, removes it (sst/methods/joiner.py). It expires
+after sst-resume-max-age seconds, and whenever its file system is under MIN_FREE free. Only
+the datadir's staging is kept: files of separate InnoDB/Aria directories outside the
+datadir are sent again.
 """
 
 from __future__ import annotations

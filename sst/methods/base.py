@@ -6,7 +6,8 @@ A method module (imported only when its method runs, so that every start stays f
 - `load_settings(req) -> settings`: read the option files and freeze every value, reporting
   every invalid one at once (ConfigError) before anything connects; the settings carry
   `tmpdir` ([sst] tmpdir, '' for the system's);
-- `donor(run, settings)`, and `joiner(run, settings)` unless the method has no joiner.
+- `donor(run, settings)`, and `joiner(run, settings)` unless the method has no joiner: it
+  hands the method's `JoinerTransport` to the one joiner skeleton (sst/methods/joiner.py).
 
 The registry says which names the method answers to, which programs it runs (for `check`),
 and which front ends offer it.

@@ -22,7 +22,6 @@ import dataclasses
 import errno
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -58,9 +57,9 @@ from sst.errors import (
 )
 from sst.methods import common as shared
 from sst.methods import rsync
-from sst.methods.common import Run, TreeActivity, joiner_start, listen_address, listening_on
+from sst.methods.common import Run, TreeActivity, listen_address, listening_on
+from sst.methods.joiner import Received, run_joiner
 from sst.process.runner import Child, Stage, run_capture
-from sst.protocol import State
 from sst.request import Request
 from sst.tools import mariabackup as mb
 from sst.tools import mysql as my
@@ -246,35 +245,6 @@ def _crypt(run: Run, s: MariabackupSettings, role: str) -> tuple[Stage, ...]:
 # ---------------------------------------------------------------------------------------
 
 
-def joiner(run: Run, s: MariabackupSettings) -> None:
-    """Receive both stages, prepare, swap in; print the coordinates."""
-    dd = joiner_start(run)
-    _archive_logs(run.req)
-    socat = tools.find("socat")
-    mbstream = _tool("mbstream")
-    backup = _tool("mariadb-backup")
-    checked = _preflight(s, "joiner", socat)
-    crypt = _crypt(run, s, "joiner")
-    staging = os.path.join(dd, STAGING_MB)
-    policy.begin(dd)
-    done = False
-    try:
-        _joiner(
-            run,
-            s,
-            socat=socat,
-            mbstream=mbstream,
-            backup=backup,
-            checked=checked,
-            staging=staging,
-            crypt=crypt,
-        )
-        done = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        policy.end(dd, done=done)  # a failed in-place SST keeps its mark
-
-
 @dataclasses.dataclass(frozen=True)
 class _Stream:
     """One stage's receiving end: the listener, what follows it, and the gate's secret."""
@@ -457,80 +427,164 @@ def _ack(child: Child, ok: bool) -> None:
         child.popen.wait(timeout=ACK_TIMEOUT)
 
 
-def _joiner(
-    run: Run,
-    s: MariabackupSettings,
-    *,
-    socat: str,
-    mbstream: str,
-    backup: str,
-    checked: tls.CheckedTLS | None,
-    staging: str,
-    crypt: tuple[Stage, ...],
-) -> None:
-    req = run.req
-    addr = req.address
-    assert addr is not None
-    bind = listen_address(addr)
+def joiner(run: Run, s: MariabackupSettings) -> None:
+    """Receive both stages, prepare, swap in; print the coordinates."""
+    run_joiner(run, MariabackupJoiner(s))
 
-    secret = secrets.token_hex(16)
-    gated = req.name.ours
-    statdir = os.path.join(run.rundir, "stage1")
-    first, tags = _stage1(
-        run,
-        s,
-        socat=socat,
-        mbstream=mbstream,
-        bind=bind,
-        checked=checked,
-        statdir=statdir,
-        secret=secret,
-        gated=gated,
-        backup=backup,
-        crypt=crypt,
-    )
-    if os.path.exists(os.path.join(statdir, mb.IST_FILE)):
-        log.info("IST requested by the donor: the datadir is left as it is")
-        stock.mark_ist()
-        line = _first_line(os.path.join(statdir, mb.DONOR_INFO_FILE)) or first
-        State.parse(line)
-        log.info(f"Galera co-ords from the donor: {line}")
-        run.out.coordinates(line)
-        return
 
-    # Under a stock name, our donor says in the state files (proven by the secret in
-    # them) that it sends the preamble on stage 2 too; a stock donor does not.
-    gate2 = gated or tags.get(GATE_TAG) == "2"
-    if not gate2:
-        log.info("The donor does not prove the secret on stage 2 (a stock script): as stock")
-    if not _decide(run, s, tags).stage:
-        _wipe(req.datadir, s)
-    _stage2(
-        run,
-        s,
-        socat=socat,
-        mbstream=mbstream,
-        bind=bind,
-        staging=staging,
-        secret=secret if gate2 else "",
-        tags=tags,
-        crypt=crypt,
-    )
-    common = _prepare(run, s, backup, staging)
-    line = (
-        _first_line(os.path.join(staging, mb.DONOR_INFO_FILE))
-        or _first_line(mb.either(staging, mb.INFO_FILE))
-        or first
-    )
-    State.parse(line)
-    _drop_received_binlogs(staging)
+class MariabackupJoiner:
+    """The mariabackup joiner's steps in the skeleton (sst/methods/joiner.py): socat
+    receives the state files (stage 1), then the backup (stage 2) into `<datadir>/.sst`,
+    which is prepared and moved back (journaled)."""
 
-    # The irreversible part: only for a live server, and undone if move-back fails.
-    run.sup.check_parent()
-    run.phase("moving the backup into the datadir")
-    _swap(run, s, common, staging)
-    log.info(f"Galera co-ords from the donor: {line}")
-    run.out.coordinates(line)
+    socat: str
+    mbstream: str
+    backup: str
+    crypt: tuple[Stage, ...]
+    staging: str  # <datadir>/.sst: the backup
+    statdir: str  # the state files, in the run directory
+    gated: bool  # the donor is ours by construction: it proves the secret on both stages
+    bind: str
+    one: _Stream
+    kids: list[Child]  # stage 1's listener and its tail
+    common: mb.Common
+
+    def __init__(self, s: MariabackupSettings) -> None:
+        self.s = s
+
+    @property
+    def tls_mode(self) -> str:
+        """The ssl-mode of the socat plan."""
+        return self.s.plan.mode
+
+    def preflight(self, run: Run) -> tls.CheckedTLS | None:
+        """The old logs archived, the tools found, TLS and encryption checked."""
+        _archive_logs(run.req)
+        self.socat = tools.find("socat")
+        self.mbstream = _tool("mbstream")
+        self.backup = _tool("mariadb-backup")
+        checked = _preflight(self.s, "joiner", self.socat)
+        self.crypt = _crypt(run, self.s, "joiner")
+        self.staging = os.path.join(run.req.datadir, STAGING_MB)
+        self.statdir = os.path.join(run.rundir, "stage1")
+        self.gated = run.req.name.ours
+        return checked
+
+    def listen(self, run: Run, secret: str) -> str:
+        """Listen for stage 1 (gated by the secret when the donor is ours); returns
+        `host:port/module/<mark>/1`."""
+        addr = run.req.address
+        assert addr is not None
+        self.bind = listen_address(addr)
+        # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the
+        # donor is ours and must prove it before mbstream sees a byte; under a stock name it
+        # may be a stock script, which only writes it into the stage-1 magic file.
+        os.mkdir(self.statdir)
+        extract = Stage(mb.mbstream_extract(self.mbstream), name="mbstream", cwd=self.statdir)
+        self.one = _Stream(
+            1,
+            (*_filters(self.s, send=False, crypt=self.crypt), extract),
+            secret if self.gated else "",
+            "receiving the donor's state files (stage 1)",
+        )
+        self.kids = _listen(run, self.s, self.socat, self.bind, self.one)
+        mark = GATE_MARK if self.gated else GATE2_MARK
+        log.info(f"Listening on {listening_on(addr, self.bind)} ({self.s.plan.label})")
+        return f"{addr.hostport}/{addr.module or MODULE}/{mark}/1"
+
+    def receive(self, run: Run, secret: str) -> Received:
+        """Stage 1; for an SST, the staging decision, stage 2 and the prepare."""
+        s = self.s
+        first, tags = self._stage1(run, secret)
+        if os.path.exists(os.path.join(self.statdir, mb.IST_FILE)):
+            line = _first_line(os.path.join(self.statdir, mb.DONOR_INFO_FILE)) or first
+            return Received(line, tags, bypass=True, shown=line)
+        # Under a stock name, our donor says in the state files (proven by the secret in
+        # them) that it sends the preamble on stage 2 too; a stock donor does not.
+        gate2 = self.gated or tags.get(GATE_TAG) == "2"
+        if not gate2:
+            log.info("The donor does not prove the secret on stage 2 (a stock script): as stock")
+        if not _decide(run, s, tags).stage:
+            _wipe(run.req.datadir, s)
+        _stage2(
+            run,
+            s,
+            socat=self.socat,
+            mbstream=self.mbstream,
+            bind=self.bind,
+            staging=self.staging,
+            secret=secret if gate2 else "",
+            tags=tags,
+            crypt=self.crypt,
+        )
+        self.common = _prepare(run, s, self.backup, self.staging)
+        line = (
+            _first_line(os.path.join(self.staging, mb.DONOR_INFO_FILE))
+            or _first_line(mb.either(self.staging, mb.INFO_FILE))
+            or first
+        )
+        return Received(line, tags, shown=line)
+
+    def _stage1(self, run: Run, secret: str) -> tuple[str, dict[str, str]]:
+        """Receive the state files into statdir and check the secret in them; returns the
+        magic file's first line and tags. Raises SecretMismatch, TransferError (TLS reason),
+        Timeout."""
+        s, one, statdir = self.s, self.one, self.statdir
+
+        def listen1() -> list[Child]:
+            shutil.rmtree(statdir)
+            os.mkdir(statdir)
+            return _listen(run, s, self.socat, self.bind, one)
+
+        run.phase("receiving the state files", tls=s.plan.label)
+        kids = self.kids
+        deadline = time.monotonic() + s.initial_timeout
+        while True:
+            left = max(deadline - time.monotonic(), 0.1) if s.initial_timeout else 0.0
+            listener = _receive(
+                run, s, kids, one, listen1, timeout=left, configured=s.initial_timeout
+            )[0]
+            try:
+                first, tags = _state_files(statdir, secret)
+                break
+            except TransferError as exc:
+                _ack(listener, False)
+                # Ungated (a stock name), these state files may be a third party's: drop
+                # them and wait on for the donor, whose stage 1 carries the secret.
+                if self.gated or (s.initial_timeout and time.monotonic() >= deadline):
+                    raise
+                log.warning(
+                    f"Refused a connection on the SST port ({one.what}): {exc.message}; its "
+                    "state files were discarded. Waiting for the donor"
+                )
+                kids = listen1()
+        try:
+            versions.check_donor_version(statdir, self.backup)  # an older joiner than its donor
+        except SSTError:
+            _ack(listener, False)
+            raise
+        _ack(listener, True)
+        if run.req.progress == 1 and tags.get("total", "").isdigit():
+            run.out.total(int(tags["total"]))
+        run.sup.check_parent()
+        return first, tags
+
+    def verify(self, run: Run, got: Received) -> None:
+        """Nothing beyond the skeleton's: the secret was checked in stage 1 already."""
+
+    def keep(self, run: Run, got: Received) -> None:
+        """Nothing to undo: an IST receives no backup."""
+
+    def install(self, run: Run, got: Received) -> None:
+        """The received binlogs dropped, the prepared backup moved into the datadir (the old
+        one put back if move-back fails)."""
+        _drop_received_binlogs(self.staging)
+        run.phase("moving the backup into the datadir")
+        _swap(run, self.s, self.common, self.staging)
+
+    def cleanup(self, run: Run, outcome: BaseException | None) -> None:
+        """The staging goes on every exit."""
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _decide(run: Run, s: MariabackupSettings, tags: dict[str, str]) -> policy.Decision:
@@ -589,81 +643,6 @@ def _prepare(run: Run, s: MariabackupSettings, backup: str, staging: str) -> mb.
     )
     run.sup.wait([prep], what="mariadb-backup --prepare (the old datadir is untouched)")
     return common
-
-
-def _stage1(
-    run: Run,
-    s: MariabackupSettings,
-    *,
-    socat: str,
-    mbstream: str,
-    bind: str,
-    checked: tls.CheckedTLS | None,
-    statdir: str,
-    secret: str,
-    gated: bool,
-    backup: str,
-    crypt: tuple[Stage, ...],
-) -> tuple[str, dict[str, str]]:
-    """Listen, print `ready` with `CN:secret@`, receive the state files into statdir and
-    check the secret in them; returns the magic file's first line and tags. Raises
-    SecretMismatch, TransferError (TLS reason), Timeout, PortBusy."""
-    addr = run.req.address
-    assert addr is not None
-    # Every mode gets a secret (stock: VERIFY_* only). Started as py_mariabackup the donor
-    # is ours and must prove it before mbstream sees a byte; under a stock name it may be a
-    # stock script, which only writes it into the stage-1 magic file (checked below).
-    cn = shared.announced_cn(s.plan.mode, checked)
-    os.mkdir(statdir)
-    extract = Stage(mb.mbstream_extract(mbstream), name="mbstream", cwd=statdir)
-    one = _Stream(
-        1,
-        (*_filters(s, send=False, crypt=crypt), extract),
-        secret if gated else "",
-        "receiving the donor's state files (stage 1)",
-    )
-
-    def listen1() -> list[Child]:
-        shutil.rmtree(statdir)
-        os.mkdir(statdir)
-        return _listen(run, s, socat, bind, one)
-
-    kids = _listen(run, s, socat, bind, one)
-    mark = GATE_MARK if gated else GATE2_MARK
-    log.info(f"Listening on {listening_on(addr, bind)} ({s.plan.label})")
-    shared.announce(run, cn, secret, f"{addr.hostport}/{addr.module or MODULE}/{mark}/1")
-    run.phase("receiving the state files", tls=s.plan.label)
-    deadline = time.monotonic() + s.initial_timeout
-    while True:
-        left = max(deadline - time.monotonic(), 0.1) if s.initial_timeout else 0.0
-        listener = _receive(run, s, kids, one, listen1, timeout=left, configured=s.initial_timeout)[
-            0
-        ]
-        try:
-            first, tags = _state_files(statdir, secret)
-            break
-        except TransferError as exc:
-            _ack(listener, False)
-            # Ungated (a stock name), these state files may be a third party's: drop them
-            # and wait on for the donor, whose stage 1 carries the secret.
-            if gated or (s.initial_timeout and time.monotonic() >= deadline):
-                raise
-            log.warning(
-                f"Refused a connection on the SST port ({one.what}): {exc.message}; its "
-                "state files were discarded. Waiting for the donor"
-            )
-            kids = listen1()
-    try:
-        versions.check_donor_version(statdir, backup)  # an older joiner than its donor
-    except SSTError:
-        _ack(listener, False)
-        raise
-    _ack(listener, True)
-    if run.req.progress == 1 and tags.get("total", "").isdigit():
-        run.out.total(int(tags["total"]))
-    run.sup.check_parent()
-
-    return first, tags
 
 
 def _state_files(statdir: str, secret: str) -> tuple[str, dict[str, str]]:

@@ -26,16 +26,12 @@ from sst.errors import (
 from sst.methods.common import (
     Run,
     TreeActivity,
-    announce,
-    announced_cn,
-    check_secret,
     flush_tables,
-    joiner_start,
     listen_address,
     listening_on,
 )
+from sst.methods.joiner import Received, run_joiner
 from sst.process.runner import Child, Stage
-from sst.protocol import State
 from sst.request import Request
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
@@ -189,138 +185,151 @@ def _module(req: Request) -> str:
 
 def joiner(run: Run, s: RsyncSettings) -> None:
     """Receive the state into staging, verify it, swap it in, print the coordinates."""
-    req = run.req
-    dd = joiner_start(run)
-    rsync_bin = tools.find("rsync")
-    stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
-    checked = preflight_tls(s, "joiner")
-
-    for stale in (rs.MAGIC_FILE, rs.BINLOG_TAR):
-        datadir.remove(os.path.join(dd, stale))
-
-    layout = joiner_layout(req, s)
-    basis = joiner_layout(req, s, datadir.BASIS)
-    for a in layout.areas:
-        datadir.ensure_dir(a.live)
-    if not _decide(run, s, layout).stage:
-        layout = in_place_layout(layout)
-    staging.begin(dd)
-    done = False
-    outcome: BaseException | None = None
-    try:
-        _joiner_receive(
-            run, s=s, layout=layout, rsync_bin=rsync_bin, stunnel_bin=stunnel_bin, checked=checked
-        )
-        done = True
-    except BaseException as exc:
-        outcome = exc
-        raise
-    finally:
-        if not layout.in_place:  # in place, nothing was staged: there is nothing to keep
-            _keep_partial(run, s, (layout, basis), outcome)
-        datadir.remove_staging([*layout.holds, *basis.areas])
-        staging.end(dd, done=done)  # a failed in-place SST keeps its `in-place` mark
-        # In place, our donor's origin file lands in the live datadir (staged, in staging).
-        for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR, rs.ORIGIN_FILE):
-            datadir.remove(os.path.join(dd, f))
+    run_joiner(run, RsyncJoiner(s))
 
 
-def _joiner_receive(
-    run: Run,
-    *,
-    s: RsyncSettings,
-    layout: JoinerLayout,
-    rsync_bin: str,
-    stunnel_bin: str,
-    checked: tls.CheckedTLS | None,
-) -> None:
-    req = run.req
-    addr = req.address
-    assert addr is not None
-    wan = is_wan(req)
-    # The announced modules stage into an empty directory (a stock donor's --inplace is
-    # harmless there); the old files are offered as a basis only on separate modules, and
-    # not in place, where the live files are what the donor writes into.
-    datadir.prepare_staging(layout.holds, hardlink_from_live=False)
-    basis, uuid = (None, "") if layout.in_place else _prepare_basis(run, s)
-    st_dd = os.stat(req.datadir)
-    owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
-    for lay in (layout, basis) if basis else (layout,):
-        _private_staging(lay, owner)
-    since = time.time() - 1.0  # what changed from here on arrived (in place: foreign check)
+class RsyncJoiner:
+    """The rsync joiner's steps in the skeleton (sst/methods/joiner.py): our rsync daemon
+    (behind stunnel with TLS) receives into staging, or in place, with the old files or a
+    kept partial transfer offered as a basis; the staging is swapped in (journaled)."""
 
-    # Per-SST names and secret, announced only through Galera (docs/tls.md 2, rsync daemon).
-    module = rs.basis_module_name(rs.module_name(_module(req), secrets.token_hex(16)), uuid)
-    secret = secrets.token_hex(16)
-    cn = announced_cn(s.ssl_mode, checked)
-    bind = listen_address(addr)
-    received = rs.Received()
-    daemon, disk, refusals = _start_daemon(
-        run,
-        s,
-        rs.Daemon(
+    layout: JoinerLayout  # the announced modules (in place: onto the live directories)
+    basis_areas: JoinerLayout  # every basis area, removed on every exit
+    basis: JoinerLayout | None  # the basis offered to the donor
+    got: JoinerLayout  # the staging the donor completed
+    rsync_bin: str
+    stunnel_bin: str
+    since: float
+    daemon: Child
+    watches: tuple[datadir.DiskWatch, Refusals]
+
+    def __init__(self, s: RsyncSettings) -> None:
+        self.s = s
+        self.received = rs.Received()
+        self.old_grastate = b""  # in place: grastate.dat as it was (an IST puts it back)
+
+    @property
+    def tls_mode(self) -> str:
+        """rsync's ssl-mode."""
+        return self.s.ssl_mode
+
+    def preflight(self, run: Run) -> tls.CheckedTLS | None:
+        """rsync and stunnel, the certificates, the layouts and the staging decision."""
+        s, req = self.s, run.req
+        self.rsync_bin = tools.find("rsync")
+        self.stunnel_bin = find_stunnel() if s.ssl_mode != "DISABLED" else ""
+        checked = preflight_tls(s, "joiner")
+        for stale in (rs.MAGIC_FILE, rs.BINLOG_TAR):
+            datadir.remove(os.path.join(req.datadir, stale))
+        self.layout = joiner_layout(req, s)
+        self.basis_areas = joiner_layout(req, s, datadir.BASIS)
+        for a in self.layout.areas:
+            datadir.ensure_dir(a.live)
+        if not _decide(run, s, self.layout).stage:
+            self.layout = in_place_layout(self.layout)
+        return checked
+
+    def listen(self, run: Run, secret: str) -> str:
+        """Prepare the stagings and the basis, start the daemon with per-SST module names;
+        returns `host:port/module`."""
+        s, req, layout = self.s, run.req, self.layout
+        addr = req.address
+        assert addr is not None
+        # The announced modules stage into an empty directory (a stock donor's --inplace is
+        # harmless there); the old files are offered as a basis only on separate modules,
+        # and not in place, where the live files are what the donor writes into.
+        datadir.prepare_staging(layout.holds, hardlink_from_live=False)
+        self.basis, uuid = (None, "") if layout.in_place else _prepare_basis(run, s)
+        st_dd = os.stat(req.datadir)
+        owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
+        for lay in self.stagings:
+            _private_staging(lay, owner)
+        self.since = time.time() - 1.0  # what changed from here on arrived (in place)
+        # Per-SST names and secret, announced only through Galera (docs/tls.md 2).
+        module = rs.basis_module_name(rs.module_name(_module(req), secrets.token_hex(16)), uuid)
+        bind = listen_address(addr)
+        d = rs.Daemon(
             pid_file=os.path.join(req.datadir, RSYNC_PID),
             modules=_modules(module, layout),
             timeout=int(s.idle_timeout) or 300,
             owner=owner,
             secrets_file=_secrets_file(run, secret) if req.name.ours else "",
             protect=IN_PLACE_PROTECT if layout.in_place else (),
-            basis_modules=_modules(module + rs.BASIS_SUFFIX, basis) if basis else (),
-        ),
-        bind=bind,
-        rsync_bin=rsync_bin,
-        stunnel_bin=stunnel_bin,
-        received=received,
-    )
-    _wait_listening(run, daemon, addr.port)
-    # In place, the old datadir is given up here: after this, before the donor can know us.
-    old_grastate = _enter_in_place(layout) if layout.in_place else b""
-    log.info(
-        f"Listening on {listening_on(addr, bind)} "
-        f"({'TLS ' + s.ssl_mode if stunnel_bin else 'plain'}"
-        f"{', delta mode' if wan else ''})"
-    )
-    announce(run, cn, secret, f"{addr.hostport}/{module}")
-    run.phase("receiving", tls=s.ssl_mode, watch=(daemon.pid,))
-    stagings = (layout, basis) if basis else (layout,)
-    magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in stagings]
-    _await_magic(run, s, daemon, (disk, refusals), magics)
-    _drain(run, daemon)
-    run.sup.stop(daemon)  # nothing may write into staging from here on
-    layout = _completed(stagings)
-    log.info(f"Received: {received.summary()}")
+            basis_modules=_modules(module + rs.BASIS_SUFFIX, self.basis) if self.basis else (),
+        )
+        self.daemon, disk, refusals = _start_daemon(
+            run,
+            s,
+            d,
+            bind=bind,
+            rsync_bin=self.rsync_bin,
+            stunnel_bin=self.stunnel_bin,
+            received=self.received,
+        )
+        self.watches = (disk, refusals)
+        _wait_listening(run, self.daemon, addr.port)
+        # In place, the old datadir is given up here: after this, before the donor knows us.
+        self.old_grastate = _enter_in_place(layout) if layout.in_place else b""
+        log.info(
+            f"Listening on {listening_on(addr, bind)} "
+            f"({'TLS ' + s.ssl_mode if self.stunnel_bin else 'plain'}"
+            f"{', delta mode' if is_wan(req) else ''})"
+        )
+        return f"{addr.hostport}/{module}"
 
-    state_line, tags = datadir.read_magic(os.path.join(layout.main.staged, rs.MAGIC_FILE))
-    check_secret(tags, secret)
-    _refuse_foreign_files(layout, since)
-    state = State.parse(state_line)
-    _complete(run, s, layout, bypass="bypass" in tags, old_grastate=old_grastate)
-    log.info(f"Galera co-ords from the donor: {state}")
-    run.out.coordinates(state_line)
+    @property
+    def stagings(self) -> tuple[JoinerLayout, ...]:
+        """Where a donor may write: the announced modules' staging, and the basis."""
+        return (self.layout, self.basis) if self.basis else (self.layout,)
 
+    def receive(self, run: Run, secret: str) -> Received:
+        """Wait for the completion file, stop the daemon; its state line and tags."""
+        run.phase("receiving", tls=self.s.ssl_mode, watch=(self.daemon.pid,))
+        magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in self.stagings]
+        _await_magic(run, self.s, self.daemon, self.watches, magics)
+        _drain(run, self.daemon)
+        run.sup.stop(self.daemon)  # nothing may write into staging from here on
+        self.got = _completed(self.stagings)
+        log.info(f"Received: {self.received.summary()}")
+        state_line, tags = datadir.read_magic(os.path.join(self.got.main.staged, rs.MAGIC_FILE))
+        return Received(state_line, tags, bypass="bypass" in tags)
 
-def _complete(
-    run: Run, s: RsyncSettings, layout: JoinerLayout, *, bypass: bool, old_grastate: bytes
-) -> None:
-    """After the verified transfer: nothing for an IST (in place: the redo log and
-    grastate.dat back), else swap the staging in, or complete the in-place datadir."""
-    tar = os.path.join(layout.main.staged, rs.BINLOG_TAR)
-    if bypass:
-        if os.path.exists(tar):
+    def verify(self, run: Run, got: Received) -> None:
+        """No devices, FIFOs, sockets or set-id files arrived; an IST's binlog tar is
+        ignored."""
+        _refuse_foreign_files(self.got, self.since)
+        if got.bypass and os.path.exists(self._tar):
             log.warning("a binlog tar was transferred in IST mode; ignored")
-        log.info("IST requested by the donor: the datadir is left as it is")
-        if layout.in_place:
-            _finish_in_place(layout, old_grastate)
-        stock.mark_ist()
-    elif layout.in_place:
-        run.sup.check_parent()
-        run.phase("completing the datadir received in place")
-        _restore_binlogs(run, s, tar)
-        _finish_in_place(layout, b"")
-    else:
-        run.sup.check_parent()  # the swap is the one irreversible step: only for a live server
-        run.phase("swapping in the new datadir")
-        _swap(run, s, layout, tar)
+
+    @property
+    def _tar(self) -> str:
+        return os.path.join(self.got.main.staged, rs.BINLOG_TAR)
+
+    def keep(self, run: Run, got: Received) -> None:
+        """In place: the redo log and grastate.dat back."""
+        if self.got.in_place:
+            _finish_in_place(self.got, self.old_grastate)
+
+    def install(self, run: Run, got: Received) -> None:
+        """Swap the staging in, or complete the in-place datadir."""
+        if self.got.in_place:
+            run.phase("completing the datadir received in place")
+            _restore_binlogs(run, self.s, self._tar)
+            _finish_in_place(self.got, b"")
+        else:
+            run.phase("swapping in the new datadir")
+            _swap(run, self.s, self.got, self._tar)
+
+    def cleanup(self, run: Run, outcome: BaseException | None) -> None:
+        """Keep a partial transfer for a resume (staged only: in place nothing was staged),
+        remove the stagings, the listeners' pid files and our donor's files."""
+        dd = run.req.datadir
+        if not self.layout.in_place:
+            _keep_partial(run, self.s, (self.layout, self.basis_areas), outcome)
+        datadir.remove_staging([*self.layout.holds, *self.basis_areas.areas])
+        # In place, our donor's origin file lands in the live datadir (staged, in staging).
+        for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR, rs.ORIGIN_FILE):
+            datadir.remove(os.path.join(dd, f))
 
 
 def write_private(path: str, text: str) -> str:
@@ -708,12 +717,11 @@ def _completed(received: Sequence[JoinerLayout]) -> JoinerLayout:
 def _keep_partial(
     run: Run, s: RsyncSettings, layouts: Sequence[JoinerLayout], outcome: BaseException | None
 ) -> None:
-    """After the joiner's transfer: on success the kept transfer is obsolete; on a failure
-    before the data was complete, the staging holding our donor's origin file is kept
-    (sst/resume.py), but not when the disk filled up."""
+    """After the joiner's transfer failed (outcome; None: it succeeded, and the skeleton
+    dropped the kept transfer): before the data was complete, the staging holding our
+    donor's origin file is kept (sst/resume.py), but not when the disk filled up."""
     dd = run.req.datadir
     if outcome is None:
-        resume.drop(dd, "the SST succeeded")
         return
     if isinstance(outcome, NoSpace):
         resume.drop(dd, "the disk filled up")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import net
+from sst import net, resume
 from sst.config import MYSQLD, Options, mariabackup_settings
 from sst.errors import ConfigError
 from sst.methods import mariabackup as mbm
@@ -17,9 +17,11 @@ from sst.methods.common import Run
 from sst.process.runner import Stage, Supervisor
 from sst.protocol import Stdout
 from sst.request import parse_request
+from sst.tools import rsync as rs
 from testsupport import lab
 from testsupport.process import (
     UUID,
+    Script,
     donor_args,
     error_lines,
     free_port,
@@ -52,6 +54,34 @@ def other_ca(directory: Path, name: str) -> lab.CertPaths:
     return lab.CertPaths(str(paths["ca"]), {name: (str(paths["cert"]), str(paths["key"]))})
 
 
+def start_ist(j: Path, d: Path, parent_pid: int, port: int) -> tuple[Script, Script, str]:
+    """Our joiner (j) on port, then our donor (d) of an IST to the address it announced;
+    both scripts and that address."""
+    js = start_script("py_mariabackup", joiner_args(j, port, parent_pid))
+    auth, _, address = js.readline()[6:].rpartition("@")
+    ds = start_script(
+        "py_mariabackup",
+        donor_args(d, address, bypass=True),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+    )
+    return js, ds, address
+
+
+def ist(j: Path, d: Path, parent_pid: int, port: int) -> tuple[str, str]:
+    """An IST from our donor (d) to our joiner (j) on port, both succeeding; the joiner's
+    address and its log."""
+    js, ds, address = start_ist(j, d, parent_pid, port)
+    assert ds.readline() == "continue"
+    assert ds.readline() == f"done {UUID}:5"
+    assert ds.wait() == 0
+    assert js.readline() == f"{UUID}:5 0"
+    assert js.wait() == 0
+    err = js.stderr()
+    assert "IST requested by the donor" in err
+    assert not net.port_in_use(port, "127.0.0.1")
+    return address, err
+
+
 def test_ist_over_tls_with_acknowledgement(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
     c = lab.make_certs(str(tmp_path / "certs"), {"j": "127.0.0.1", "d": "127.0.0.1"}, owner="root")
     opts = {
@@ -65,22 +95,29 @@ def test_ist_over_tls_with_acknowledgement(tmp_path: Path, parent: subprocess.Po
     }
     j, d = setup_pair(tmp_path, opts["j"], opts["d"])
     port = free_port()
-    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
-    ready = js.readline()
-    auth, _, address = ready[6:].rpartition("@")
+    address, _ = ist(j, d, parent.pid, port)
     assert address == f"127.0.0.1:{port}/xtrabackup_sst/galera-sst-gate/1"
-    ds = start_script(
-        "py_mariabackup",
-        donor_args(d, address, bypass=True),
-        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
-    )
-    assert ds.readline() == "continue"
-    assert ds.readline() == f"done {UUID}:5"
-    assert ds.wait() == 0
-    assert js.readline() == f"{UUID}:5 0"
-    assert js.wait() == 0
-    assert "IST requested by the donor" in js.stderr()
-    assert not net.port_in_use(port, "127.0.0.1")
+
+
+def test_ist_removes_a_kept_partial_transfer(
+    tmp_path: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    """A partial rsync transfer kept by an earlier failed SST (.sst-kept) is of an older
+    state once a mariabackup SST or IST succeeded: the skeleton's successful end removes it
+    (one INFO line), or a server started on the datadir lists it as `#mysql50#.sst-kept`."""
+    j, d = setup_pair(tmp_path, {}, {})
+    dd = j / "data"
+    staged = dd / ".sst-staging"
+    staged.mkdir()
+    (staged / rs.ORIGIN_FILE).write_text(f"{UUID}:3\n")
+    (staged / "t1.ibd").write_bytes(b"x" * 4096)
+    assert resume.keep(str(dd), str(staged), 3600.0)
+    kept = resume.path(str(dd))
+    assert os.path.isdir(kept)
+    _, err = ist(j, d, parent.pid, free_port())
+    assert f"Removing the kept partial transfer {kept}: the SST succeeded" in err, err
+    assert not os.path.lexists(kept)
+    assert not [n for n in os.listdir(dd) if n.startswith(".sst")], os.listdir(dd)
 
 
 def test_rejected_donor_never_prints_done(tmp_path: Path, parent: subprocess.Popen[bytes]) -> None:
@@ -119,13 +156,7 @@ def test_rejected_donor_never_prints_done(tmp_path: Path, parent: subprocess.Pop
         },
     )
     port = free_port()
-    js = start_script("py_mariabackup", joiner_args(j, port, parent.pid))
-    auth, _, address = js.readline()[6:].rpartition("@")
-    ds = start_script(
-        "py_mariabackup",
-        donor_args(d, address, bypass=True),
-        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
-    )
+    js, ds, _ = start_ist(j, d, parent.pid, port)
     assert ds.readline() == "continue"
     assert ds.readline() == ""  # no `done`
     assert ds.wait() == 32
