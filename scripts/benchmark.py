@@ -233,7 +233,7 @@ def timeline(log_text: str) -> str:
             continue
         t = datetime.datetime.strptime(m.group(2), "%Y%m%d %H:%M:%S.%f")
         first = first or t
-        out.append(f"      +{(t - first).total_seconds():5.1f}s {m.group(1)[:70]}")
+        out.append(f"      +{(t - first).total_seconds():5.1f}s {m.group(1)[:110]}")
     return "\n".join(out)
 
 

@@ -1026,10 +1026,6 @@ def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Basel
     passes = _passes(run, s, push, rsync_bin)
     trees = {p.key: p.scan() for p in passes if p.key == "log_dir"}
     trees.update(_scan(passes, _redo_ids(trees)))
-    if push.whole_file:  # the redo log goes whole under the lock: here only if missing
-        passes = [
-            replace(p, argv=rs.deletion_pass(p.argv)) if p.key == REDO_MODULE else p for p in passes
-        ]
     _run_passes(run, s, push, passes, PRECOPY_OK)
     os.sync()  # so that the sync under the lock has little left to write
     took = time.monotonic() - start

@@ -86,13 +86,12 @@ class Push:
         """Flags on every pass (a list of files is sent without --delete). No --inplace: a
         staged joiner shares inodes with its old copy. Into a basis, files whose content is
         equal are skipped (--checksum) unless compare is False (a list of files known to
-        have changed: --ignore-times, every one is sent); changed files go whole, or as
-        deltas in WAN mode (whole_file False), as without a basis: on a LAN a delta costs
-        the sender more CPU than sending the file (docs/performance.md, issue 15)."""
+        have changed since the pre-copy: --ignore-times, every one is sent), and the files
+        sent go as deltas against the basis."""
         out = ["--owner", "--group", "--perms", "--links", "--specials"]
         out.append("--checksum" if self.basis and compare else "--ignore-times")
         out += ["--delete", "--quiet"] if delete else ["--quiet"]
-        if self.whole_file:
+        if self.whole_file and not self.basis:
             out.append("--whole-file")
         if self.rsh:
             out.append(f"--rsh={self.rsh}")
