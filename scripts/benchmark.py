@@ -535,7 +535,7 @@ def resume_case(lb: Lab, donor: Node, fraction: float = 0.7) -> str:
 
 # The joiner's tmpfs against the donor's datadir in the tight-disk case (issue 15).
 TIGHT_RATIO = 1.4
-DECISION = re.compile(r"Staging the incoming copy: .*|SST in place: .*?; the old datadir")
+DECISION = re.compile(r"Staging the incoming copy: .*|SST in place: .*?(?=; the old datadir)")
 
 
 def tight_join(lb: Lab, donor: Node, method: str) -> str:
@@ -547,8 +547,14 @@ def tight_join(lb: Lab, donor: Node, method: str) -> str:
     donor.sst_options = {"sst-log-archive": "0"}
     joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.galera_name})
     joiner.sst_options = {"sst-log-archive": "0"}
+    d_at = len(donor.log_text())
     try:
-        lb.join(joiner, timeout=1800)
+        try:
+            lb.join(joiner, timeout=1800)
+        except labmod.LabError as exc:
+            print(f"    {method}: the first join failed: {exc}", flush=True)
+            print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
+            return f"{method}: the first join (a full SST onto an empty node) failed"
         donor.wait_synced(300)
         joiner.stop()
         staging.invalidate_grastate(joiner.datadir)
@@ -562,6 +568,7 @@ def tight_join(lb: Lab, donor: Node, method: str) -> str:
             except labmod.LabError as exc:
                 took, joined = 0.0, False
                 print(f"    {method}: the join failed: {exc}", flush=True)
+                print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
             text = joiner.log_text()
             decision = DECISION.search(text)
             same = joined and labmod.checksums(donor, ["bench"]) == labmod.checksums(

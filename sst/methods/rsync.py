@@ -951,6 +951,9 @@ def _run_passes(
         pooled.sort(key=lambda p: -p.size)
     what = "sending the datadir's files" if precopy else "sending database directories"
     _parallel(run, s, push, [a for p in pooled for a in (p.parts or (p.argv,))], ok=ok, what=what)
+    # A split directory's parts delete nothing (rs.database_part_passes): now they are done.
+    deletions = [rs.deletion_pass(p.argv) for p in pooled if p.parts]
+    _parallel(run, s, push, deletions, ok=ok, what="deleting what the donor no longer has")
 
 
 def _parallel(

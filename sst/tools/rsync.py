@@ -154,12 +154,14 @@ def database_part_passes(
     """Pass 6 split over parallel rsyncs (docs/contract.md 6.2): given the directory's
     plain file names in groups, one pass per group but the last, each carrying only its
     names (`+ /name`, then `- /*`), and last the whole directory's pass without the other
-    groups' names (`- /name`): it carries the last group, every other entry (directories,
-    names no filter can spell, files created meanwhile) and alone deletes what the donor
-    no longer has (an excluded name is never deleted). Together they carry what the
-    unsplit pass does, each file once."""
+    groups' names (`- /name`): it carries the last group and every other entry
+    (directories, names no filter can spell, files created meanwhile). Together they carry
+    what the unsplit pass does, each file once, but none deletes: a --delete running beside
+    another part would remove that part's temporary files (`.name.XXXXXX`) under it. The
+    directory's deletion pass (deletion_pass of the whole pass) runs after all of them."""
     whole = database_pass(binary, push, datadir, db)
-    head, tail = whole[:-2], whole[-2:]
+    head = tuple(a for a in whole[:-2] if a != "--delete")
+    tail = whole[-2:]
     out = []
     for group in groups[:-1]:
         rules = [x for n in group for x in ("-f", f"+ /{n}")]

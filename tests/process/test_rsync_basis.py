@@ -239,9 +239,10 @@ def test_split_database_passes_leave_the_receiver_equal_to_the_donor(
     tmp_path: Path, order: str
 ) -> None:
     """A big database directory sent by parallel rsyncs (rs.database_part_passes, here one
-    after the other in either order, with the basis's --checksum): the receiver ends equal
-    to the donor's directory: changed, equal, new and oddly named files, a sub-directory,
-    and what the donor no longer has deleted (by the last part only)."""
+    after the other in either order, with the basis's --checksum), then its deletion pass:
+    the receiver ends equal to the donor's directory: changed, equal, new and oddly named
+    files, a sub-directory, and what the donor no longer has deleted (by the deletion pass
+    only)."""
     src, dst = tmp_path / "donor", tmp_path / "joiner"
     (src / "db" / "sub").mkdir(parents=True)
     (dst / "db").mkdir(parents=True)
@@ -262,7 +263,7 @@ def test_split_database_passes_leave_the_receiver_equal_to_the_donor(
     if order != "parts first":
         parts = parts[-1:] + parts[:-1]
     sent: list[str] = []
-    for argv in parts:
+    for argv in [*parts, rs.deletion_pass(rs.database_pass("rsync", push, str(src), "db"))]:
         res = subprocess.run(
             [*(a for a in argv if a not in ("--owner", "--group", "--quiet")), "--out-format=%n"],
             capture_output=True,
