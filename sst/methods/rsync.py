@@ -865,9 +865,13 @@ class Pass:
         )
 
 
-def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[Pass]:
+def _passes(
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, *, split: bool = True
+) -> list[Pass]:
     """The passes in stock order: the top level, the sub-modules whose directory exists, then
-    every database directory (each top-level directory but the excluded and our own)."""
+    every database directory (each top-level directory but the excluded and our own); with
+    split, a big database directory's parts and every pass's size (reads each directory:
+    not wanted under the read lock, where only the whole passes serve)."""
     dd = run.req.datadir
     out = [
         Pass(
@@ -882,7 +886,8 @@ def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[P
         if os.path.isdir(src):
             argv = rs.submodule_pass(rsync_bin, push, src, sub)
             pats = rs.SUBMODULE_FILES[sub]
-            size = sum(e.size for e in snapshot.scan(src, patterns=pats).files.values())
+            found = snapshot.scan(src, patterns=pats).files.values() if split else ()
+            size = sum(e.size for e in found)
             out.append(Pass(sub, f"sending {sub} files", argv, src, pats, size=size))
     dbs = sorted(
         e.name
@@ -893,7 +898,7 @@ def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[P
     for db in dbs:
         argv = rs.database_pass(rsync_bin, push, dd, db)
         root = os.path.join(dd, db)
-        sizes = _plain_files(root)
+        sizes = _plain_files(root) if split else {}
         size = sum(sizes.values())
         parts: tuple[tuple[str, ...], ...] = ()
         if size >= SPLIT_BYTES and s.backup_threads > 1:
@@ -1088,7 +1093,7 @@ def _send_changes(
     then, scanned after it was read, every other file that changed since t0 or is new;
     then the deletion passes of the trees whose directories changed. Returns the files and
     bytes sent again, and the number of database directories."""
-    passes = _passes(run, s, push, rsync_bin)
+    passes = _passes(run, s, push, rsync_bin, split=False)
     trees: dict[str, snapshot.Snapshot] = {}
     files = size = 0
     for p in passes:
