@@ -13,11 +13,9 @@ its old copy but not a second one.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 import pytest
 
@@ -25,6 +23,7 @@ from sst import datadir, demo, staging, status
 from sst.methods import mariabackup
 from testsupport import lab as labmod
 from testsupport.cluster import (
+    datadir_on_tmpfs,
     gave_up,
     join,
     joiner_failure,
@@ -53,31 +52,6 @@ def joined_then_stopped(lab: Lab, donor: Node, method: str) -> Node:
     staging.invalidate_grastate(joiner.datadir)
     labmod.chown_tree(joiner.datadir, joiner.user)
     return joiner
-
-
-@contextmanager
-def datadir_on_tmpfs(node: Node, size: int) -> Iterator[str]:
-    """node's datadir moved onto a tmpfs of size bytes (whole MiB); unmounted after."""
-    mb = -(-size // 2**20)
-    aside = node.datadir + ".aside"
-    os.rename(node.datadir, aside)
-    os.makedirs(node.datadir)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={mb}m,mode=0750", "tmpfs", node.datadir],
-        check=True,
-    )
-    try:
-        for name in os.listdir(aside):
-            shutil.move(os.path.join(aside, name), os.path.join(node.datadir, name))
-        os.rmdir(aside)
-        labmod.chown_tree(node.datadir, node.user)
-        yield f"{mb} MiB"
-    finally:
-        node.stop()
-        subprocess.run(["umount", node.datadir], check=False)
-        if os.path.ismount(node.datadir):
-            subprocess.run(["umount", "-l", node.datadir], check=False)
-        assert not os.path.ismount(node.datadir), f"{node.datadir} is still mounted"
 
 
 def tight_size(donor: Node, method: str) -> int:

@@ -46,9 +46,10 @@ import psutil
 
 # The test harness is not installed (the wheel ships sst/ only): take it from this checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from sst import demo, status
+from sst import demo, staging, status
 from testsupport import lab as labmod
 from testsupport import writer as wr
+from testsupport.cluster import datadir_on_tmpfs
 from testsupport.lab import Lab, Node
 
 CASES = {
@@ -232,7 +233,7 @@ def timeline(log_text: str) -> str:
             continue
         t = datetime.datetime.strptime(m.group(2), "%Y%m%d %H:%M:%S.%f")
         first = first or t
-        out.append(f"      +{(t - first).total_seconds():5.1f}s {m.group(1)[:70]}")
+        out.append(f"      +{(t - first).total_seconds():5.1f}s {m.group(1)[:110]}")
     return "\n".join(out)
 
 
@@ -532,7 +533,67 @@ def resume_case(lb: Lab, donor: Node, fraction: float = 0.7) -> str:
     )
 
 
-SCALE_CASES = {"stale": stale_case, "resume": resume_case}
+# The joiner's tmpfs against the donor's datadir in the tight-disk case (issue 15).
+TIGHT_RATIO = 1.4
+DECISION = re.compile(r"Staging the incoming copy: .*|SST in place: .*?(?=; the old datadir)")
+
+
+def tight_join(lb: Lab, donor: Node, method: str) -> str:
+    """One method's tight-disk join: a node that joined once through method, stopped, its
+    grastate.dat invalidated (as after an outage past the gcache: a full SST), its datadir
+    moved onto a tmpfs of TIGHT_RATIO times the donor's datadir; one line: joined or not,
+    the time, the joiner's staging decision, data equal."""
+    donor.sst_method = method
+    donor.sst_options = {"sst-log-archive": "0"}
+    joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.galera_name})
+    joiner.sst_options = {"sst-log-archive": "0"}
+    d_at = len(donor.log_text())
+    try:
+        try:
+            lb.join(joiner, timeout=1800)
+        except labmod.LabError as exc:
+            print(f"    {method}: the first join failed: {exc}", flush=True)
+            print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
+            return f"{method}: the first join (a full SST onto an empty node) failed"
+        donor.wait_synced(300)
+        joiner.stop()
+        staging.invalidate_grastate(joiner.datadir)
+        labmod.chown_tree(joiner.datadir, joiner.user)
+        size = int(TIGHT_RATIO * demo.datadir_bytes(donor.datadir))
+        with datadir_on_tmpfs(joiner, size) as fs:
+            open(joiner.error_log, "w").close()
+            try:
+                took, joined = lb.join(joiner, timeout=1800), True
+                donor.wait_synced(300)
+            except labmod.LabError as exc:
+                took, joined = 0.0, False
+                print(f"    {method}: the join failed: {exc}", flush=True)
+                print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
+            text = joiner.log_text()
+            decision = DECISION.search(text)
+            same = joined and labmod.checksums(donor, ["bench"]) == labmod.checksums(
+                joiner, ["bench"]
+            )
+            if joined:
+                print(f"    {method} tight-disk join:\n{timeline(text)}", flush=True)
+    finally:
+        lb.remove_node(joiner)
+    return (
+        f"{method}: tmpfs {fs} ({TIGHT_RATIO}x the donor's datadir); "
+        f"{'joined in ' + format(took, '.1f') + ' s' if joined else 'did not join'}; "
+        f"{decision.group(0) if decision else 'no staging decision logged'}; data equal: {same}"
+    )
+
+
+def tight_case(lb: Lab, donor: Node) -> str:
+    """Tight disk: for py_rsync and py_mariabackup, a full SST into a tmpfs that holds the
+    old copy but not a second one (tight_join)."""
+    return "\n  ".join(
+        f"tight disk, {tight_join(lb, donor, m)}" for m in ("py_rsync", "py_mariabackup")
+    )
+
+
+SCALE_CASES = {"stale": stale_case, "resume": resume_case, "tight": tight_case}
 
 
 def main() -> int:

@@ -372,3 +372,31 @@ def galera_sst(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["galera-sst", *args], capture_output=True, text=True, check=False, timeout=120
     )
+
+
+@contextmanager
+def datadir_on_tmpfs(node: Node, size: int) -> Iterator[str]:
+    """node's datadir (the node stopped) moved onto a tmpfs of size bytes (whole MiB);
+    yields the size as text. Afterwards the node is stopped and the tmpfs unmounted (its
+    contents are gone), whatever happened; raises LabError if it stays mounted."""
+    mb = -(-size // 2**20)
+    aside = node.datadir + ".aside"
+    os.rename(node.datadir, aside)
+    os.makedirs(node.datadir)
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={mb}m,mode=0750", "tmpfs", node.datadir],
+            check=True,
+        )
+        for name in os.listdir(aside):
+            shutil.move(os.path.join(aside, name), os.path.join(node.datadir, name))
+        os.rmdir(aside)
+        labmod.chown_tree(node.datadir, node.user)
+        yield f"{mb} MiB"
+    finally:
+        node.stop()
+        subprocess.run(["umount", node.datadir], check=False)
+        if os.path.ismount(node.datadir):
+            subprocess.run(["umount", "-l", node.datadir], check=False)
+        if os.path.ismount(node.datadir):
+            raise labmod.LabError(f"{node.datadir} is still mounted")

@@ -857,6 +857,10 @@ class Pass:
     patterns: tuple[str, ...] = ()
     only: tuple[str, ...] = ()
     recursive: bool = False
+    # A big database directory's pass split over parallel rsyncs (rs.database_part_passes);
+    # () runs argv. argv stays the whole pass (its deletion pass under the lock).
+    parts: tuple[tuple[str, ...], ...] = ()
+    size: int = 0  # bytes of its files seen at the start (database directories: top level)
 
     def scan(self, skip: set[tuple[int, int]] | None = None) -> snapshot.Snapshot:
         """The stat of every file this pass carries, now."""
@@ -869,9 +873,13 @@ class Pass:
         )
 
 
-def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[Pass]:
+def _passes(
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, *, split: bool = True
+) -> list[Pass]:
     """The passes in stock order: the top level, the sub-modules whose directory exists, then
-    every database directory (each top-level directory but the excluded and our own)."""
+    every database directory (each top-level directory but the excluded and our own); with
+    split, a big database directory's parts and every pass's size (reads each directory:
+    not wanted under the read lock, where only the whole passes serve)."""
     dd = run.req.datadir
     out = [
         Pass(
@@ -885,7 +893,10 @@ def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[P
     for sub, src in s.server.by_module(dd).items():
         if os.path.isdir(src):
             argv = rs.submodule_pass(rsync_bin, push, src, sub)
-            out.append(Pass(sub, f"sending {sub} files", argv, src, rs.SUBMODULE_FILES[sub]))
+            pats = rs.SUBMODULE_FILES[sub]
+            found = snapshot.scan(src, patterns=pats).files.values() if split else ()
+            size = sum(e.size for e in found)
+            out.append(Pass(sub, f"sending {sub} files", argv, src, pats, size=size))
     dbs = sorted(
         e.name
         for e in os.scandir(dd)
@@ -895,15 +906,48 @@ def _passes(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> list[P
     for db in dbs:
         argv = rs.database_pass(rsync_bin, push, dd, db)
         root = os.path.join(dd, db)
-        out.append(Pass(f"db:{db}", "sending database directories", argv, root, recursive=True))
+        sizes = _plain_files(root) if split else {}
+        size = sum(sizes.values())
+        parts: tuple[tuple[str, ...], ...] = ()
+        if size >= SPLIT_BYTES and s.backup_threads > 1:
+            groups = rs.split_names(sizes, s.backup_threads)
+            parts = tuple(rs.database_part_passes(rsync_bin, push, dd, db, groups))
+        what = "sending database directories"
+        out.append(Pass(f"db:{db}", what, argv, root, recursive=True, parts=parts, size=size))
+    return out
+
+
+# A database directory holding at least this much in plain files is sent by backup-threads
+# rsyncs at once, its files spread over them (rs.database_part_passes): one rsync reads,
+# checksums and writes its files one after the other, on each side.
+SPLIT_BYTES = 64 << 20
+
+
+def _plain_files(root: str) -> dict[str, int]:
+    """The regular files directly in root whose names a filter rule can spell
+    (rs.plain_name), with their sizes; {} when root cannot be read."""
+    out: dict[str, int] = {}
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return out
+    for e in entries:
+        try:
+            if e.is_file(follow_symlinks=False) and rs.plain_name(e.name):
+                out[e.name] = e.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
     return out
 
 
 def _run_passes(
     run: Run, s: RsyncSettings, push: rs.Push, passes: list[Pass], ok: frozenset[int]
 ) -> None:
-    """Run the passes: the top level and the sub-modules one by one, then the database
-    directories backup-threads at a time; exits in ok are success."""
+    """Run the passes: the top level first, then, in stock order, the sub-modules one by
+    one and the database directories backup-threads at a time, a big one's parts
+    (Pass.parts) side by side; exits in ok are success. In the pre-copy (ok accepts
+    vanished files) the order carries no meaning (docs/contract.md 6.2, "Pre-copy"):
+    after the top level, every other pass goes in the same pool, the biggest first."""
 
     def one(p: Pass) -> None:
         child = run.sup.start(_rsync(p.argv, push, ok))
@@ -911,11 +955,18 @@ def _run_passes(
         act = TreeActivity(child.pid)
         run.sup.wait([child], what=p.what, idle=act.idle, idle_timeout=s.idle_timeout)
 
-    dbs = [p for p in passes if p.key.startswith("db:")]
+    precopy = ok != STRICT
+    pooled = [p for p in passes if p.key.startswith("db:") or (precopy and p.key != "top")]
     for p in passes:
-        if p not in dbs:
+        if p not in pooled:
             one(p)
-    _parallel(run, s, push, [p.argv for p in dbs], ok=ok)
+    if precopy:
+        pooled.sort(key=lambda p: -p.size)
+    what = "sending the datadir's files" if precopy else "sending database directories"
+    _parallel(run, s, push, [a for p in pooled for a in (p.parts or (p.argv,))], ok=ok, what=what)
+    # A split directory's parts delete nothing (rs.database_part_passes): now they are done.
+    deletions = [rs.deletion_pass(p.argv) for p in pooled if p.parts]
+    _parallel(run, s, push, deletions, ok=ok, what="deleting what the donor no longer has")
 
 
 def _parallel(
@@ -995,7 +1046,11 @@ def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Basel
     os.sync()  # so that the sync under the lock has little left to write
     took = time.monotonic() - start
     dbs = sum(1 for p in passes if p.key.startswith("db:"))
-    log.info(f"Pre-copy without the read lock done in {took:.2f} s ({dbs} database directories)")
+    split = [f"{p.key[3:]} over {len(p.parts)} rsyncs" for p in passes if p.parts]
+    log.info(
+        f"Pre-copy without the read lock done in {took:.2f} s ({dbs} database directories"
+        f"{'; split: ' + ', '.join(split) if split else ''})"
+    )
     return Baseline(t0_ns, trees, took)
 
 
@@ -1046,7 +1101,7 @@ def _send_changes(
     then, scanned after it was read, every other file that changed since t0 or is new;
     then the deletion passes of the trees whose directories changed. Returns the files and
     bytes sent again, and the number of database directories."""
-    passes = _passes(run, s, push, rsync_bin)
+    passes = _passes(run, s, push, rsync_bin, split=False)
     trees: dict[str, snapshot.Snapshot] = {}
     files = size = 0
     for p in passes:

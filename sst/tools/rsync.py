@@ -82,12 +82,14 @@ class Push:
         """`--password-file=` when the joiner's module demands authentication."""
         return (f"--password-file={self.password_file}",) if self.password_file else ()
 
-    def common(self, *, delete: bool = True) -> tuple[str, ...]:
+    def common(self, *, delete: bool = True, compare: bool = True) -> tuple[str, ...]:
         """Flags on every pass (a list of files is sent without --delete). No --inplace: a
         staged joiner shares inodes with its old copy. Into a basis, files whose content is
-        equal are skipped (--checksum) and changed ones go as deltas."""
+        equal are skipped (--checksum) unless compare is False (a list of files known to
+        have changed since the pre-copy: --ignore-times, every one is sent), and the files
+        sent go as deltas against the basis."""
         out = ["--owner", "--group", "--perms", "--links", "--specials"]
-        out.append("--checksum" if self.basis else "--ignore-times")
+        out.append("--checksum" if self.basis and compare else "--ignore-times")
         out += ["--delete", "--quiet"] if delete else ["--quiet"]
         if self.whole_file and not self.basis:
             out.append("--whole-file")
@@ -121,6 +123,54 @@ def database_pass(binary: str, push: Push, datadir: str, db: str) -> tuple[str, 
     return (binary, *push.common(), "--recursive", f"{datadir}/{db}/", f"{push.url}/{db}")
 
 
+# Names a split database pass may list in its filter rules: no wildcard (`*?[`), backslash,
+# white space or line break, so that `+ /name` matches exactly that name. Any other entry
+# goes with the part that carries everything else.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_@#$+.-]+")  # MariaDB spells other characters @XXXX
+
+
+def plain_name(name: str) -> bool:
+    """Whether a file name can stand verbatim in a filter rule (see _PLAIN_NAME)."""
+    return _PLAIN_NAME.fullmatch(name) is not None and name not in (".", "..")
+
+
+def split_names(sizes: dict[str, int], parts: int) -> list[list[str]]:
+    """Given the plain file names of one directory with their sizes and a number of
+    parts: the names spread over at most parts groups of about equal bytes (largest first,
+    each into the group with the fewest bytes so far), groups sorted by name; fewer
+    groups when there are fewer names."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(parts, len(sizes))))]
+    totals = [0] * len(groups)
+    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+        i = totals.index(min(totals))
+        groups[i].append(name)
+        totals[i] += sizes[name]
+    return [sorted(g) for g in groups if g]
+
+
+def database_part_passes(
+    binary: str, push: Push, datadir: str, db: str, groups: Sequence[Sequence[str]]
+) -> list[tuple[str, ...]]:
+    """Pass 6 split over parallel rsyncs (docs/contract.md 6.2): given the directory's
+    plain file names in groups, one pass per group but the last, each carrying only its
+    names (`+ /name`, then `- /*`), and last the whole directory's pass without the other
+    groups' names (`- /name`): it carries the last group and every other entry
+    (directories, names no filter can spell, files created meanwhile). Together they carry
+    what the unsplit pass does, each file once, but none deletes: a --delete running beside
+    another part would remove that part's temporary files (`.name.XXXXXX`) under it. The
+    directory's deletion pass (deletion_pass of the whole pass) runs after all of them."""
+    whole = database_pass(binary, push, datadir, db)
+    head = tuple(a for a in whole[:-2] if a != "--delete")
+    tail = whole[-2:]
+    out = []
+    for group in groups[:-1]:
+        rules = [x for n in group for x in ("-f", f"+ /{n}")]
+        out.append((*head, *rules, "-f", "- /*", *tail))
+    others = [x for g in groups[:-1] for n in g for x in ("-f", f"- /{n}")]
+    out.append((*head, *others, *tail))
+    return out
+
+
 def deletion_pass(argv: tuple[str, ...], *, top: bool = False) -> tuple[str, ...]:
     """Given a pass's argv: the same pass sending no file the receiver already has
     (`--ignore-existing`): it deletes what the donor no longer has (`--delete`) and creates
@@ -128,7 +178,8 @@ def deletion_pass(argv: tuple[str, ...], *, top: bool = False) -> tuple[str, ...
     (`top`), a database directory that is a symlink on the donor is sent as the directory
     it is on the receiver (`--copy-dirlinks`): the top-level filter would otherwise leave the
     link out and delete the receiver's directory, which no full pass recreates here."""
-    return (argv[0], "--ignore-existing", *(("--copy-dirlinks",) if top else ()), *argv[1:])
+    rest = (a for a in argv[1:] if a != "--checksum")  # it would read every file for nothing
+    return (argv[0], "--ignore-existing", *(("--copy-dirlinks",) if top else ()), *rest)
 
 
 def files_from(paths: Sequence[str]) -> bytes:
@@ -147,7 +198,7 @@ def list_pass(
     database directory is read through it and lands in the receiver's directory."""
     return (
         binary,
-        *push.common(delete=False),
+        *push.common(delete=False, compare=False),
         f"--files-from={list_file}",
         "--from0",
         "--no-implied-dirs",

@@ -232,3 +232,52 @@ def test_staging_left_by_a_killed_joiner_is_kept_for_the_next(
     assert kept is not None and kept.position == f"{UUID}:5"
     assert (jd / datadir.KEPT / "db1" / "t.ibd").read_bytes() == b"arrived"
     assert not left.exists() and not (jd / datadir.BASIS).exists()
+
+
+@pytest.mark.parametrize("order", ["parts first", "everything else first"])
+def test_split_database_passes_leave_the_receiver_equal_to_the_donor(
+    tmp_path: Path, order: str
+) -> None:
+    """A big database directory sent by parallel rsyncs (rs.database_part_passes, here one
+    after the other in either order, with the basis's --checksum), then its deletion pass:
+    the receiver ends equal to the donor's directory: changed, equal, new and oddly named
+    files, a sub-directory, and what the donor no longer has deleted (by the deletion pass
+    only)."""
+    src, dst = tmp_path / "donor", tmp_path / "joiner"
+    (src / "db" / "sub").mkdir(parents=True)
+    (dst / "db").mkdir(parents=True)
+    files = {f"t{i}.ibd": os.urandom(4096 * (i + 1)) for i in range(6)}
+    files["#sql-ib7.ibd"] = b"temp" * 100
+    for name, data in files.items():
+        (src / "db" / name).write_bytes(data)
+    (src / "db" / "odd [name].ibd").write_bytes(b"odd")  # no filter can spell it: last part
+    (src / "db" / "sub" / "f").write_bytes(b"nested")
+    for name in ("t0.ibd", "t1.ibd", "t2.ibd"):  # the basis: equal, changed, equal
+        (dst / "db" / name).write_bytes(files[name] if name != "t1.ibd" else b"old")
+    (dst / "db" / "gone.ibd").write_bytes(b"dropped on the donor")
+    sizes = {n: len(d) for n, d in files.items() if rs.plain_name(n)}
+    groups = rs.split_names(sizes, 3)
+    assert len(groups) == 3
+    push = rs.Push(str(dst), basis=True)
+    parts = rs.database_part_passes("rsync", push, str(src), "db", groups)
+    if order != "parts first":
+        parts = parts[-1:] + parts[:-1]
+    sent: list[str] = []
+    for argv in [*parts, rs.deletion_pass(rs.database_pass("rsync", push, str(src), "db"))]:
+        res = subprocess.run(
+            [*(a for a in argv if a not in ("--owner", "--group", "--quiet")), "--out-format=%n"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        sent += [n for n in res.stdout.splitlines() if not n.endswith("/")]
+    # Each file that differs crossed once, the equal ones (t0, t2) not at all, and the
+    # one the donor no longer has was deleted once.
+    want_sent = {*files, "odd [name].ibd", "sub/f", "deleting gone.ibd"} - {"t0.ibd", "t2.ibd"}
+    assert sorted(sent) == sorted(want_sent)
+    assert _tree(dst / "db") == _tree(src / "db")
+
+
+def _tree(d: Path) -> dict[Path, bytes]:
+    return {p.relative_to(d): p.read_bytes() for p in d.rglob("*") if p.is_file()}

@@ -72,6 +72,24 @@ def test_basis_push_checks_content_and_sends_changed_files_as_deltas() -> None:
         assert not {"--ignore-times", "--inplace", "--whole-file"} & set(flags)
 
 
+def test_basis_lists_of_changed_files_are_sent_without_comparing_them() -> None:
+    # Under the lock the listed files changed since t0: --ignore-times sends each (never
+    # skipped on a checksum), so nothing the basis holds can stand in for the donor's read.
+    for push in (
+        rs.Push("rsync://h:1/m.basis", basis=True),
+        rs.Push("rsync://h:1/m.basis", whole_file=False, basis=True),
+    ):
+        argv = rs.list_pass("rsync", push, "/d", "rsync://h:1/m.basis", "/l")
+        assert "--ignore-times" in argv and "--checksum" not in argv
+        assert "--whole-file" not in argv  # a delta against the pre-copied file
+    # A deletion pass transfers no file the joiner has: --checksum would only make the
+    # donor read every file of the tree under the lock.
+    db = rs.database_pass("rsync", rs.Push("rsync://h:1/m.basis", basis=True), "/d", "db")
+    deletion = rs.deletion_pass(db)
+    assert "--checksum" in db and "--checksum" not in deletion
+    assert {"--ignore-existing", "--delete", "--recursive"} <= set(deletion)
+
+
 def test_daemon_refuses_inplace_on_basis_modules_only() -> None:
     conf = rs.daemon_conf(
         rs.Daemon(

@@ -318,3 +318,59 @@ def test_files_from_list_survives_comment_characters_and_newlines() -> None:
     )
     assert rs.files_from([]) == b""
     assert rs.VANISHED == 24
+
+
+def test_split_names_balances_bytes_over_the_parts() -> None:
+    sizes = {"t0.ibd": 80, "t1.ibd": 70, "t2.ibd": 40, "t3.ibd": 30, "db.opt": 1}
+    groups = rs.split_names(sizes, 2)
+    assert sorted(n for g in groups for n in g) == sorted(sizes)  # each name once
+    totals = sorted(sum(sizes[n] for n in g) for g in groups)
+    assert totals == [110, 111]
+    assert rs.split_names({"a": 1}, 4) == [["a"]]  # never more parts than names
+    assert rs.split_names({}, 3) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "plain"),
+    [
+        ("t1.ibd", True),
+        ("#sql-ib12.ibd", True),
+        ("t@0020x.frm", True),
+        ("a*b.ibd", False),  # a wildcard would match other names
+        ("a?b", False),
+        ("a[1]", False),
+        ("a\\b", False),
+        ("a b", False),
+        ("a\nb", False),
+        ("..", False),
+    ],
+)
+def test_plain_names_are_those_a_filter_rule_spells_verbatim(name: str, plain: bool) -> None:
+    assert rs.plain_name(name) is plain
+
+
+def test_split_database_passes_carry_each_file_once_and_delete_in_one() -> None:
+    p = rs.Push("rsync://h:1/m.basis", basis=True)
+    whole = rs.database_pass("rsync", p, "/d", "db")
+    groups = [["t0.ibd", "t3.ibd"], ["t1.ibd"], ["t2.ibd"]]
+    parts = rs.database_part_passes("rsync", p, "/d", "db", groups)
+    assert len(parts) == 3
+    for argv in parts:
+        assert argv[-2:] == ("/d/db/", "rsync://h:1/m.basis/db")
+        # The same flags (--checksum, ...) but --delete: running beside the other parts,
+        # it would remove their temporary files; the deletion pass runs after them.
+        assert set(whole[:-2]) - set(argv) == {"--delete"}
+    # The first parts carry their names only ...
+    assert parts[0][len(whole) - 3 : -2] == ("-f", "+ /t0.ibd", "-f", "+ /t3.ibd", "-f", "- /*")
+    assert parts[1][len(whole) - 3 : -2] == ("-f", "+ /t1.ibd", "-f", "- /*")
+    # ... the last one everything but theirs: new files, directories, odd names.
+    assert parts[2][len(whole) - 3 : -2] == (
+        "-f",
+        "- /t0.ibd",
+        "-f",
+        "- /t3.ibd",
+        "-f",
+        "- /t1.ibd",
+    )
+    one = rs.database_part_passes("rsync", p, "/d", "db", [["t0.ibd"]])
+    assert one == [tuple(a for a in whole if a != "--delete")]
