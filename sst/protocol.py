@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sst import stock
@@ -44,9 +45,18 @@ class State:
 class Stdout:
     """Writes protocol lines to the file descriptor mariadbd reads (fd 1 by default)."""
 
-    def __init__(self, fd: int = 1, limit: int = JOINER_LINE_MAX) -> None:
+    def __init__(
+        self,
+        fd: int = 1,
+        limit: int = JOINER_LINE_MAX,
+        on_result: Callable[[], None] | None = None,
+    ) -> None:
         self._fd = fd
         self._limit = limit
+        # Called once the run's result line is out (the joiner's coordinates, the donor's
+        # `done`): mariadbd has what it asked for, and a signal from then on (a server
+        # shutting down) cuts nothing short that matters (sst/cli.py).
+        self._on_result = on_result
 
     def _line(self, text: str) -> None:
         data = (text + "\n").encode()
@@ -69,6 +79,7 @@ class Stdout:
         """The joiner's last line: `uuid:seqno[ domain]`."""
         stock.joiner_delay()  # MTR_SST_JOINER_DELAY, test-only
         self._line(state)
+        self._result()
 
     # donor
     def flush_tables(self) -> None:
@@ -82,6 +93,11 @@ class Stdout:
     def done(self, state: str) -> None:
         """`done <state>`: commits the SST to Galera; only after the joiner has the data."""
         self._line(f"done {state}")
+        self._result()
+
+    def _result(self) -> None:
+        if self._on_result is not None:
+            self._on_result()
 
     # both
     def total(self, nbytes: int) -> None:
@@ -93,6 +109,6 @@ class Stdout:
         self._line(f"complete {nbytes}")
 
 
-def donor_stdout(fd: int = 1) -> Stdout:
+def donor_stdout(fd: int = 1, on_result: Callable[[], None] | None = None) -> Stdout:
     """The donor's writer, with mariadbd's 128-byte donor line limit."""
-    return Stdout(fd, DONOR_LINE_MAX)
+    return Stdout(fd, DONOR_LINE_MAX, on_result)

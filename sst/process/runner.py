@@ -499,6 +499,11 @@ def ending() -> None:
     _Signals.stopping = True
 
 
+def signal_after_ending() -> str:
+    """The name of a terminating signal that came after ending() (and was ignored), or ''."""
+    return signal.Signals(_Signals.pending).name if _Signals.stopping and _Signals.pending else ""
+
+
 def install_signal_handlers() -> None:
     """TERM/INT/QUIT exit 3 and HUP exits 32, like the stock traps, via exceptions; the
     first one ends the run, later ones are ignored so that its cleanup completes. SIGPIPE

@@ -175,3 +175,44 @@ def test_a_signal_inside_cleanup_is_raised_after_it_and_then_ignored() -> None:
         "exit",
     ], r.stderr
     assert r.returncode == 0
+
+
+SIGNAL_AFTER_RESULT = """
+import os, signal, sys, time
+from sst.process.runner import ending, install_signal_handlers, signal_after_ending
+from sst.protocol import Stdout, donor_stdout
+install_signal_handlers()
+r, w = os.pipe()
+out = donor_stdout(w, on_result=ending) if sys.argv[1] == "donor" else Stdout(w, on_result=ending)
+if sys.argv[2] == "after":
+    out.done("{uuid}:5") if sys.argv[1] == "donor" else out.coordinates("{uuid}:5")
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # the handler runs here
+except BaseException as exc:
+    print(type(exc).__name__, exc)
+    sys.exit(3)
+print("ignored", signal_after_ending())
+"""
+
+
+@pytest.mark.parametrize("role", ["donor", "joiner"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_signal_after_the_result_line_ends_nothing(role: str, when: str) -> None:
+    """A SIGTERM once the result line is out (the donor's `done`, the joiner's coordinates;
+    mariadbd shutting down right after an IST, as MariaDB's suite does) is remembered, not
+    raised: the run ends as the success it was. Before that line it ends the run (exit 3)."""
+    code = SIGNAL_AFTER_RESULT.replace("{uuid}", "0b9b7dbe-9e5e-11ee-8c90-0242ac120002")
+    res = subprocess.run(
+        [sys.executable, "-c", code, role, when],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if when == "after":
+        assert (res.returncode, res.stdout.strip()) == (0, "ignored SIGTERM"), res.stderr
+    else:
+        assert res.returncode == 3, res.stderr
+        assert res.stdout.strip() == "Interrupted terminated by signal SIGTERM"
