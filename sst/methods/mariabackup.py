@@ -388,18 +388,29 @@ def _receive(
 
 
 def _undecryptable(kids: Sequence[Child], st_: _Stream, exc: SSTError) -> None:
-    """With encrypt=1, raise TransferError if mbstream found no stream in what openssl
-    decrypted: the donor's key or cipher is not this joiner's."""
+    """With encrypt=1, raise TransferError if the stream could not be decrypted: the donor's
+    key or cipher is not this joiner's. Whichever fails first says so: openssl (no salted
+    header where it expected one, or a bad last block) or mbstream (no stream in what
+    openssl decrypted)."""
     if not any(stage.name == CRYPT_NAME for stage in st_.tail):
         return
-    last = kids[-1]
-    if last.reader is not None:
-        last.reader.join(timeout=2)
-    if last.poll() not in (None, 0) and any("wrong chunk magic" in ln for ln in last.tail):
+    for k in kids:
+        if k.reader is not None:
+            k.reader.join(timeout=2)
+    why = ""
+    for k in kids:
+        if k.poll() in (None, 0):
+            continue
+        if k.stage.name == CRYPT_NAME and any(
+            m in ln for ln in k.tail for m in ("bad magic number", "bad decrypt")
+        ):
+            why = "openssl could not decrypt it"
+        elif k is kids[-1] and any("wrong chunk magic" in ln for ln in k.tail):
+            why = why or "mbstream found no stream in openssl's output"
+    if why:
         raise TransferError(
-            f"{st_.what}: the stream could not be decrypted (mbstream found no stream in "
-            "openssl's output): wrong encrypt-key or encrypt-algo? Both must be the same "
-            "on the donor and the joiner"
+            f"{st_.what}: the stream could not be decrypted ({why}): wrong encrypt-key or "
+            "encrypt-algo? Both must be the same on the donor and the joiner"
         ) from exc
 
 
