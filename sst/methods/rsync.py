@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -926,18 +927,11 @@ SPLIT_BYTES = 64 << 20
 def _plain_files(root: str) -> dict[str, int]:
     """The regular files directly in root whose names a filter rule can spell
     (rs.plain_name), with their sizes; {} when root cannot be read."""
-    out: dict[str, int] = {}
     try:
-        entries = list(os.scandir(root))
+        found = snapshot.scan(root, patterns=("*",)).files
     except OSError:
-        return out
-    for e in entries:
-        try:
-            if e.is_file(follow_symlinks=False) and rs.plain_name(e.name):
-                out[e.name] = e.stat(follow_symlinks=False).st_size
-        except OSError:
-            continue
-    return out
+        return {}
+    return {n: e.size for n, e in found.items() if stat.S_ISREG(e.mode) and rs.plain_name(n)}
 
 
 def _run_passes(
