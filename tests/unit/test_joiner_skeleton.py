@@ -180,3 +180,19 @@ def test_a_failure_cleans_up_prints_no_coordinates_and_keeps_the_kept_transfer(
     assert len(lines(out)) == 1  # `ready` only: no coordinates
     assert os.path.isdir(kept)  # a failed SST is no reason to drop it
     assert not os.path.exists(os.path.join(dd, IN_PROGRESS))
+
+
+def test_a_link_planted_as_the_kept_transfer_is_removed_not_followed(
+    joiner_run: tuple[Run, str, int], tmp_path: Path
+) -> None:
+    """Someone who can write in the datadir plants `.sst-kept` as a link to a directory
+    of theirs (or anyone's): the successful SST's drop removes the link and leaves the
+    directory it names, and everything in it, as it was."""
+    run, dd, _ = joiner_run
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    os.symlink(victim, os.path.join(dd, KEPT))
+    run_joiner(run, Scripted(dd))
+    assert not os.path.lexists(os.path.join(dd, KEPT))
+    assert (victim / "precious").read_text() == "keep me"
