@@ -154,21 +154,42 @@ def _relay(child: Child, stream: IO[bytes]) -> None:
             sink.close()
 
 
+def _ended(p: psutil.Process) -> bool:
+    """Whether p has exited: gone, or a zombie (its exit status not yet collected, by us or,
+    once re-parented, by PID 1, which in a container may never do it)."""
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_ended(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to timeout for procs to end (_ended); returns those still running."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not _ended(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if not _ended(p)]
+    return alive
+
+
 def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
-    """SIGTERM a process and all its descendants, then SIGKILL what is left after grace."""
+    """SIGTERM a process and all its descendants, then SIGKILL what is left after grace. A
+    zombie counts as ended: nothing can kill it, and waiting for its reaper (PID 1, for an
+    orphan) held every donor's exit by a whole grace period after its `done`."""
     try:
         root = psutil.Process(pid)
-        procs = [*root.children(recursive=True), root]
+        procs = [p for p in (*root.children(recursive=True), root) if not _ended(p)]
     except psutil.NoSuchProcess:
         return
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = _wait_ended(procs, grace)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-    psutil.wait_procs(alive, timeout=grace)
+    _wait_ended(alive, grace)
 
 
 def _kill_descendants_of_exited(child: Child) -> None:
@@ -177,7 +198,7 @@ def _kill_descendants_of_exited(child: Child) -> None:
         sid = child.pid
         for p in psutil.process_iter(["pid"]):
             try:
-                if p.pid != os.getpid() and os.getsid(p.pid) == sid:
+                if p.pid != os.getpid() and os.getsid(p.pid) == sid and not _ended(p):
                     kill_tree(p.pid, grace=1.0)
             except (ProcessLookupError, PermissionError, psutil.Error):
                 continue

@@ -13,7 +13,7 @@ import pytest
 
 from sst.errors import AlreadyRunning, ParentGone, Timeout, ToolFailed
 from sst.process import pidfile
-from sst.process.runner import ParentWatch, Stage, Supervisor, run_capture
+from sst.process.runner import ParentWatch, Stage, Supervisor, kill_tree, run_capture
 from testsupport.process import ROOT, no_processes_left
 
 
@@ -146,3 +146,37 @@ def test_children_never_inherit_sst_secrets(
     text = dump.read_text()
     assert "Very-Secret" not in text and "KEEP_ME=yes" in text
     assert "Very-Secret" not in run_capture(("env",)).stdout
+
+
+NEVER_REAPS = """
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_kill_tree_takes_a_zombie_for_ended_without_waiting() -> None:
+    # A process whose parent never collects its exit status stays a zombie, as an orphan
+    # does under a PID 1 that does not reap (a container's): nothing can kill it, so
+    # kill_tree must not wait out its grace period for it (it held a donor's exit by 1 s
+    # after its `done`, long enough for mariadbd's shutdown to catch it).
+    parent = subprocess.Popen(
+        [sys.executable, "-c", NEVER_REAPS], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        zombie = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while psutil.Process(zombie).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        start = time.monotonic()
+        kill_tree(zombie, grace=3.0)
+        assert time.monotonic() - start < 1.0
+    finally:
+        parent.kill()
+        parent.wait()
+    assert no_processes_left([parent.pid, zombie])
