@@ -64,5 +64,9 @@ def test_galera_sst_and_ist_subset_passes_with_ours_under_the_stock_names() -> N
     assert (scripts, tests, passed, failed, skipped) == ("galera-sst", SUBSET, SUBSET, 0, 0), (
         res.stdout + "\n(mtr's log: /var/tmp/galera-sst-mtr-last.log)"
     )
-    assert res.returncode == 0 and m.group(7) == "0", res.stdout
+    # All passed yet mtr failed: a server logged an error at its final shutdown (mtr.sh
+    # prints the line as "[mtr] warning: ...").
+    assert res.returncode == 0 and m.group(7) == "0", (
+        res.stdout + "\n(mtr's log: /var/tmp/galera-sst-mtr-last.log)"
+    )
     assert left == []
