@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 import psutil
+import pytest
 
 from sst import datadir, resume, status
 from testsupport import lab as labmod
@@ -27,6 +29,8 @@ def _wire_mib(log: str) -> float:
 def _small_gcache(lab: Lab, donor: Node) -> None:
     """The donor with a 1 MiB gcache (restarted: it applies at start; the shared fixture
     restores it afterwards): a few MiB of writes are past what IST could send."""
+    if "gcache.size=1M" in donor.provider_options:
+        return
     uuid = donor.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'").split()[1]
     donor.provider_options += ";gcache.size=1M;gcache.page_size=1M"
     lab.configure()
@@ -37,6 +41,7 @@ def _small_gcache(lab: Lab, donor: Node) -> None:
 
 
 def _stale_tables(donor: Node) -> None:
+    donor.sql("DROP DATABASE IF EXISTS stale")
     labmod.load_data(donor, 1500, database="stale", tables=10)
 
 
@@ -50,28 +55,66 @@ def _write_past_gcache(donor: Node) -> None:
         )
 
 
-def test_stale_rejoin_sends_only_what_changed(lab: Lab, donor: Node) -> None:
+def _files(node: Node) -> dict[str, os.stat_result]:
+    """Every regular file of node's datadir, by path relative to it."""
+    out = {}
+    for root, _, names in os.walk(node.datadir):
+        for n in names:
+            path = os.path.join(root, n)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                out[os.path.relpath(path, node.datadir)] = st
+    return out
+
+
+RESENT = re.compile(r"sent again under it \d+ changed file\(s\), ([0-9.]+) MiB")
+
+
+@pytest.mark.parametrize("method", ["py_rsync", "py_rsync_wan"])
+def test_stale_rejoin_sends_only_what_changed(lab: Lab, donor: Node, method: str) -> None:
+    """A member stopped, one table in ten changed past the gcache, the rejoin: the unchanged
+    files are not written again (the rejoined node holds their old inodes) and crossed no
+    wire; on a LAN (py_rsync) a changed file crosses whole, on a WAN (py_rsync_wan) as a
+    delta against the old copy."""
     _small_gcache(lab, donor)
     _stale_tables(donor)
-    donor.sst_method = "py_rsync"
+    donor.sst_method = method
     donor.sst_options = {}
-    joiner = lab.add_node(sst_method="py_rsync")
+    joiner = lab.add_node(sst_method=method)
     join(lab, donor, joiner)
     full = _wire_mib(joiner.log_text())
     joiner.stop()
     uuid = datadir.grastate_uuid(joiner.datadir)
     assert uuid, "the member's grastate.dat names its cluster"
+    before = _files(joiner)
     _write_past_gcache(donor)
     j_at, d_at = len(joiner.log_text()), len(donor.log_text())
     join(lab, donor, joiner)
     jlog, dlog = joiner.log_text()[j_at:], donor.log_text()[d_at:]
     assert "IST requested by the donor" not in jlog  # a full SST, not an IST
     assert f"Offering the old datadir as the basis (cluster {uuid})" in jlog
-    assert f"Basis rule: basis: same cluster UUID {uuid}" in dlog
+    how = "each whole (LAN)" if method == "py_rsync" else "as deltas (WAN)"
+    rule = f"Basis rule: basis: same cluster UUID {uuid}: only changed files are sent, {how}"
+    assert rule in dlog
     assert "The donor sent into the basis staging" in jlog
-    stale = _wire_mib(jlog)
-    assert stale <= 0.3 * full, (stale, full)
     assert labmod.checksums(donor, ["stale"]) == labmod.checksums(joiner, ["stale"])
+    # The unchanged tables were not written again: the rejoined node's files are its old
+    # inodes (the basis's hard links); the changed table's is a new one.
+    after = _files(joiner)
+    kept = {f for f, st in after.items() if f in before and before[f].st_ino == st.st_ino}
+    tables = {f"stale/t{i}.ibd" for i in range(10)}
+    assert kept & tables == tables - {"stale/t3.ibd"}, sorted(kept)
+    # What crossed the wire: at most the files not kept, plus what changed again during
+    # the pre-copy and went once more under the lock (the donor's own count).
+    stale = _wire_mib(jlog)
+    m = RESENT.search(dlog)
+    assert m, dlog[-3000:]
+    fresh = sum(st.st_size for f, st in after.items() if f not in kept) / 2**20
+    assert stale <= fresh + float(m.group(1)) + 1, (stale, fresh, m.group(1))
+    if method == "py_rsync_wan":  # deltas: the changed files' unchanged blocks stay too
+        assert stale <= 0.3 * full, (stale, full)
+    else:
+        assert stale < full, (stale, full)
     assert not os.path.exists(os.path.join(joiner.datadir, datadir.BASIS))
     assert_clean(lab, joiner)
     lab.remove_node(joiner)
@@ -119,17 +162,16 @@ def _donor_script(donor: Node) -> psutil.Process | None:
 
 
 def test_failed_join_resumes_from_what_arrived(lab: Lab, donor: Node) -> None:
-    """The donor's SST script dies once InnoDB's system and redo files arrived; the joiner
-    keeps them, and the retry moves less than a full SST, with the data equal."""
+    """The donor's SST script dies in the pre-copy once InnoDB's system tablespace arrived;
+    the joiner keeps what arrived, and the retry moves less than a full SST by about that,
+    with the data equal."""
     donor.sst_method = "py_rsync"
     donor.sst_options = {"rlimit": "4m"}
     joiner = lab.add_node(sst_method="py_rsync")
     lab.configure()
     joiner.start()
     staged = os.path.join(joiner.datadir, datadir.STAGING)
-    wait_for(
-        lambda: os.path.exists(os.path.join(staged, "ib_logfile0")), 120, "the redo log arrived"
-    )
+    wait_for(lambda: os.path.exists(os.path.join(staged, "ibdata1")), 120, "ibdata1 arrived")
     script = _donor_script(donor)
     assert script is not None
     for p in [script, *script.children(recursive=True)]:
@@ -142,7 +184,7 @@ def test_failed_join_resumes_from_what_arrived(lab: Lab, donor: Node) -> None:
     )
     kept = resume.read(joiner.datadir)
     assert kept is not None, os.listdir(joiner.datadir)
-    assert kept.size >= 32 << 20  # the redo log at least
+    assert kept.size >= 12 << 20  # ibdata1 at least
     assert os.stat(resume.path(joiner.datadir)).st_mode & 0o777 == 0o700
     joiner.stop()
     donor.wait_synced(60)

@@ -740,10 +740,13 @@ def _keep_partial(
 
 def _basis_push(req: Request, push: rs.Push) -> rs.Push:
     """The donor's rule (rs.basis_decision), said in one INFO line: into the joiner's basis
-    modules with --checksum when its data belongs to this cluster (changed files as deltas,
-    also for rsync: a big table with a few changed pages sends those pages), else the full
-    transfer."""
+    modules with --checksum when its data belongs to this cluster, else the full transfer.
+    A changed file goes whole on a LAN (py_rsync: rsync's delta search is slower than the
+    wire there, and the joiner writes the file anew either way) and as a delta on a WAN
+    (py_rsync_wan: a big table with a few changed pages sends those pages)."""
     use, why = rs.basis_decision(_module(req), req.gtid)
+    if use:
+        why += ", each whole (LAN)" if push.whole_file else ", as deltas (WAN)"
     log.info(f"Basis rule: {'basis' if use else 'full transfer'}: {why}")
     return replace(push, url=push.url + rs.BASIS_SUFFIX, basis=True) if use else push
 
@@ -1036,6 +1039,11 @@ def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Basel
     passes = _passes(run, s, push, rsync_bin)
     trees = {p.key: p.scan() for p in passes if p.key == "log_dir"}
     trees.update(_scan(passes, _redo_ids(trees)))
+    # The redo log goes again under the lock, every file of it: sent whole there, a copy of
+    # it now would cross the wire and the joiner's disk for nothing (a delta, on a WAN,
+    # would find most of it in the copy).
+    if push.whole_file:
+        passes = [p for p in passes if p.key != "log_dir"]
     _run_passes(run, s, push, passes, PRECOPY_OK)
     os.sync()  # so that the sync under the lock has little left to write
     took = time.monotonic() - start

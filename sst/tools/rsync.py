@@ -75,7 +75,8 @@ class Push:
     # Why a pass failed, from its stderr (the tunnel's TLS verdict): the runner's Stage.explain.
     explain: Callable[[Sequence[str]], str] | None = field(default=None, compare=False)
     password_file: str = ""  # 0600, in the private run directory; never argv or env
-    # Into the joiner's basis: equal files (by checksum) are skipped, changed ones go as deltas.
+    # Into the joiner's basis: equal files (by checksum) are skipped; changed ones go whole
+    # with whole_file (a LAN), else as deltas against the joiner's old copy.
     basis: bool = False
 
     def auth(self) -> tuple[str, ...]:
@@ -86,12 +87,14 @@ class Push:
         """Flags on every pass (a list of files is sent without --delete). No --inplace: a
         staged joiner shares inodes with its old copy. Into a basis, files whose content is
         equal are skipped (--checksum) unless compare is False (a list of files known to
-        have changed since the pre-copy: --ignore-times, every one is sent), and the files
-        sent go as deltas against the basis."""
+        have changed since the pre-copy: --ignore-times, every one is sent). The files sent
+        go whole with whole_file, else as deltas (against the basis, if any): the receiver
+        writes a changed file anew either way, and on a LAN the wire is faster than rsync's
+        search for matching blocks (docs/contract.md 6.2, "Into a stale joiner's basis")."""
         out = ["--owner", "--group", "--perms", "--links", "--specials"]
         out.append("--checksum" if self.basis and compare else "--ignore-times")
         out += ["--delete", "--quiet"] if delete else ["--quiet"]
-        if self.whole_file and not self.basis:
+        if self.whole_file:
             out.append("--whole-file")
         if self.rsh:
             out.append(f"--rsh={self.rsh}")
@@ -271,7 +274,7 @@ def basis_decision(announced: str, donor_gtid: str) -> tuple[bool, str]:
         return False, (
             f"the joiner's data belongs to cluster {joiner_uuid}, not this cluster {ours}"
         )
-    return True, f"same cluster UUID {ours}: only changed files are sent, as deltas"
+    return True, f"same cluster UUID {ours}: only changed files are sent"
 
 
 # What rsync (3.2 to 3.5) expands in rsyncd.conf string values: `%`, an upper-case letter,

@@ -122,6 +122,35 @@ def test_changes_after_the_precopy_reach_our_staged_joiner(
     assert_no_debris(jd)
 
 
+def test_the_precopy_leaves_the_redo_log_to_the_lock(
+    node_dir: Path, joiner_dir: Path, parent: subprocess.Popen[bytes]
+) -> None:
+    # On a LAN every redo log file is sent whole under the lock: the pre-copy carries the
+    # other files, not it (one crossing of the wire and the joiner's disk, not two).
+    dd, jd = node_dir / "data", joiner_dir / "data"
+    seed(dd, pause=0)
+    (dd / "ib_logfile0").write_bytes(b"L" * 5000)
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), parent.pid))
+    auth, _, address = j.readline()[6:].rpartition("@")
+    d = start_script(
+        "py_rsync", donor_args(node_dir, address), env={"WSREP_SST_OPT_REMOTE_AUTH": auth}
+    )
+    assert d.readline(timeout=60) == "flush tables"
+    arrived = {p.name for p in jd.rglob("*") if p.is_file()}
+    assert "keep.ibd" in arrived and "ibdata1" in arrived, arrived
+    assert "ib_logfile0" not in arrived, arrived
+    (dd / "tables_flushed.tmp").write_text(f"{UUID}:5 0\n")
+    (dd / "tables_flushed.tmp").rename(dd / "tables_flushed")
+    assert d.readline() == "continue"
+    assert d.readline() == f"done {UUID}:5 0"
+    assert d.wait() == 0
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert (jd / "ib_logfile0").read_bytes() == b"L" * 5000
+    assert error_lines(d.stderr()) == []
+    assert_no_debris(jd)
+
+
 @pytest.fixture
 def in_place_daemon(joiner_dir: Path) -> Iterator[tuple[str, Callable[[], None]]]:
     """An rsync daemon as the stock joiner runs it: the five modules on the live datadir

@@ -62,14 +62,15 @@ def test_donor_uses_the_basis_only_for_its_own_cluster() -> None:
     assert not use and "state UUID is unknown" in why
 
 
-def test_basis_push_checks_content_and_sends_changed_files_as_deltas() -> None:
+def test_basis_push_checks_content_and_sends_changed_files_whole_on_a_lan() -> None:
     full = rs.Push("rsync://h:4444/m")
     assert "--ignore-times" in full.common() and "--whole-file" in full.common()
     lan = rs.Push("rsync://h:4444/m.basis", basis=True).common()
     wan = rs.Push("rsync://h:4444/m.basis", whole_file=False, basis=True).common()
     for flags in (lan, wan):
         assert "--checksum" in flags and "--delete" in flags
-        assert not {"--ignore-times", "--inplace", "--whole-file"} & set(flags)
+        assert not {"--ignore-times", "--inplace"} & set(flags)
+    assert "--whole-file" in lan and "--whole-file" not in wan  # deltas on a WAN only
 
 
 def test_basis_lists_of_changed_files_are_sent_without_comparing_them() -> None:
@@ -81,7 +82,8 @@ def test_basis_lists_of_changed_files_are_sent_without_comparing_them() -> None:
     ):
         argv = rs.list_pass("rsync", push, "/d", "rsync://h:1/m.basis", "/l")
         assert "--ignore-times" in argv and "--checksum" not in argv
-        assert "--whole-file" not in argv  # a delta against the pre-copied file
+        # whole on a LAN; on a WAN a delta against the pre-copied file
+        assert ("--whole-file" in argv) == push.whole_file
     # A deletion pass transfers no file the joiner has: --checksum would only make the
     # donor read every file of the tree under the lock.
     db = rs.database_pass("rsync", rs.Push("rsync://h:1/m.basis", basis=True), "/d", "db")
