@@ -158,7 +158,11 @@ def _ended(p: psutil.Process) -> bool:
     """Whether p has exited: gone, or a zombie (its exit status not yet collected, by us or,
     once re-parented, by PID 1, which in a container may never do it)."""
     try:
-        return p.status() == psutil.STATUS_ZOMBIE
+        if p.status() != psutil.STATUS_ZOMBIE:
+            return False
+        # A thread-group leader that exited alone (pthread_exit in main) shows as a zombie
+        # while its other threads run, holding the process's files and sockets: not ended.
+        return p.num_threads() <= 1
     except psutil.NoSuchProcess:
         return True
 

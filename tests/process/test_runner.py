@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +182,30 @@ def test_kill_tree_takes_a_zombie_for_ended_without_waiting() -> None:
         parent.kill()
         parent.wait()
     assert no_processes_left([parent.pid, zombie])
+
+
+LEADER_EXITS_ALONE = """
+import ctypes, os, threading, time
+threading.Thread(target=time.sleep, args=(60,)).start()
+print(os.getpid(), flush=True)
+ctypes.CDLL(None).syscall(60, 0)  # SYS_exit (x86-64): the main thread only
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="SYS_exit is 60 on x86-64 only")
+def test_kill_tree_kills_a_process_whose_main_thread_exited() -> None:
+    # Its leader shows as a zombie while the other threads run (and hold its files and
+    # sockets): that is no ended process, and our popen.wait() would block on it forever.
+    proc = subprocess.Popen([sys.executable, "-c", LEADER_EXITS_ALONE], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+        deadline = time.monotonic() + 10
+        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        kill_tree(pid, grace=1.0)
+        assert proc.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
