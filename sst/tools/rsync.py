@@ -64,6 +64,9 @@ def rsh_stunnel(stunnel: str, conf: str) -> str:
     return " ".join("'" + part.replace("'", "''") + "'" for part in (stunnel, conf))
 
 
+NODELAY = "TCP_NODELAY"
+
+
 @dataclass(frozen=True)
 class Push:
     """Options shared by every donor pass."""
@@ -78,6 +81,14 @@ class Push:
     # Into the joiner's basis: equal files (by checksum) are skipped; changed ones go whole
     # with whole_file (a LAN), else as deltas against the joiner's old copy.
     basis: bool = False
+
+    def link(self) -> tuple[str, ...]:
+        """How the pass reaches the joiner: through the TLS tunnel (`--rsh`), or straight
+        to its daemon with TCP_NODELAY. rsync's protocol exchanges small messages that
+        Nagle's algorithm holds for the peer's delayed ACK (40 ms on Linux): three such
+        waits made every pass cost about 140 ms on loopback, 10 ms with the option on both
+        ends (the daemon's side: daemon_conf)."""
+        return (f"--rsh={self.rsh}",) if self.rsh else (f"--sockopts={NODELAY}",)
 
     def auth(self) -> tuple[str, ...]:
         """`--password-file=` when the joiner's module demands authentication."""
@@ -96,8 +107,7 @@ class Push:
         out += ["--delete", "--quiet"] if delete else ["--quiet"]
         if self.whole_file:
             out.append("--whole-file")
-        if self.rsh:
-            out.append(f"--rsh={self.rsh}")
+        out += self.link()
         if self.bwlimit_kib:
             out.append(f"--bwlimit={self.bwlimit_kib}")
         return (*out, *self.auth())
@@ -212,15 +222,22 @@ def list_pass(
 
 def magic_pass(binary: str, push: Push, magic_path: str) -> tuple[str, ...]:
     """The completion file, sent last."""
-    rsh = (f"--rsh={push.rsh}",) if push.rsh else ()
-    return (binary, *rsh, *push.auth(), "--archive", "--quiet", "--checksum", magic_path, push.url)
+    return (
+        binary,
+        *push.link(),
+        *push.auth(),
+        "--archive",
+        "--quiet",
+        "--checksum",
+        magic_path,
+        push.url,
+    )
 
 
 def origin_pass(binary: str, push: Push, origin_path: str) -> tuple[str, ...]:
     """The origin file (the donor's `uuid:seqno`), sent first: the joiner keeps what arrived
     after it when the transfer fails (sst/resume.py)."""
-    rsh = (f"--rsh={push.rsh}",) if push.rsh else ()
-    return (binary, *rsh, *push.auth(), "--archive", "--quiet", origin_path, push.url)
+    return (binary, *push.link(), *push.auth(), "--archive", "--quiet", origin_path, push.url)
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -388,6 +405,7 @@ def daemon_conf(d: Daemon) -> str:
         "write only = yes",
         "list = no",
         f"timeout = {d.timeout}",
+        f"socket options = {NODELAY}",  # see Push.link
         "log file = /dev/stderr",  # errors (a full disk) reach the supervisor, not syslog
         f"refuse options = {refuse}",
         f"incoming chmod = {INCOMING_CHMOD}",
