@@ -435,24 +435,23 @@ def small_gcache(lb: Lab, donor: Node) -> None:
     donor.wait_synced(600)
 
 
-def full_join(lb: Lab, donor: Node) -> tuple[Node, float, float]:
-    """A fresh py_rsync joiner: the node, seconds to Synced, MiB over the wire."""
-    donor.sst_method = "py_rsync"
+def full_join(lb: Lab, donor: Node, method: str = "py_rsync") -> tuple[Node, float, float]:
+    """A fresh joiner of method (py_rsync): the node, seconds to Synced, MiB over the wire."""
+    donor.sst_method = method
     donor.sst_options = {"sst-log-archive": "0"}
-    joiner = lb.add_node(
-        sst_method="py_rsync", mysqld_options={"wsrep_sst_donor": donor.galera_name}
-    )
+    joiner = lb.add_node(sst_method=method, mysqld_options={"wsrep_sst_donor": donor.galera_name})
     joiner.sst_options = {"sst-log-archive": "0"}
     took = lb.join(joiner, timeout=1800)
     donor.wait_synced(300)
     return joiner, took, wire_mib(joiner)
 
 
-def stale_case(lb: Lab, donor: Node) -> str:
+def stale_case(lb: Lab, donor: Node, method: str = "py_rsync") -> str:
     """A member stopped, one table of the 16 rewritten (past the gcache), the rejoin (an SST
-    onto the old files) against the full SST that made it a member."""
+    onto the old files) against the full SST that made it a member; py_rsync sends the
+    changed files whole, py_rsync_wan (the stale-wan case) as deltas."""
     small_gcache(lb, donor)
-    joiner, full_s, full_mib = full_join(lb, donor)
+    joiner, full_s, full_mib = full_join(lb, donor, method)
     try:
         joiner.stop()
         rows = int(donor.sql("SELECT MAX(id) FROM bench.t3").strip() or 0)
@@ -475,7 +474,8 @@ def stale_case(lb: Lab, donor: Node) -> str:
     finally:
         lb.remove_node(joiner)
     return (
-        f"stale rejoin: full SST {full_s:.1f} s, {full_mib:.0f} MiB on the wire; stale rejoin "
+        f"stale rejoin ({method}): full SST {full_s:.1f} s, {full_mib:.0f} MiB on the wire; "
+        "stale rejoin "
         f"{stale_s:.1f} s ({stale_s / full_s:.2f}x), {stale_mib:.0f} MiB "
         f"({stale_mib / max(full_mib, 1e-9):.2f}x); data equal: {same}"
     )
@@ -593,7 +593,17 @@ def tight_case(lb: Lab, donor: Node) -> str:
     )
 
 
-SCALE_CASES = {"stale": stale_case, "resume": resume_case, "tight": tight_case}
+def stale_wan_case(lb: Lab, donor: Node) -> str:
+    """The stale case with py_rsync_wan: changed files as deltas."""
+    return stale_case(lb, donor, "py_rsync_wan")
+
+
+SCALE_CASES = {
+    "stale": stale_case,
+    "stale-wan": stale_wan_case,
+    "resume": resume_case,
+    "tight": tight_case,
+}
 
 
 def main() -> int:
