@@ -165,6 +165,8 @@ def _ended(p: psutil.Process) -> bool:
         return p.num_threads() <= 1
     except psutil.NoSuchProcess:
         return True
+    except psutil.AccessDenied:  # not ours to read: signal it as before
+        return False
 
 
 def _wait_ended(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
