@@ -245,12 +245,17 @@ def joiner_dir(tmp_path: Path) -> Path:
     return base
 
 
-def act_as_donor_server(donor: Script, datadir: Path) -> None:
-    """What mariadbd does for `flush tables` ... `done`."""
-    assert donor.readline() == "flush tables"
+def tables_flushed(datadir: Path) -> None:
+    """mariadbd's answer to `flush tables`: the tables_flushed file, written whole."""
     tmp = datadir / "tables_flushed.tmp"
     tmp.write_text(f"{UUID}:5 0\n")
     tmp.rename(datadir / "tables_flushed")
+
+
+def act_as_donor_server(donor: Script, datadir: Path) -> None:
+    """What mariadbd does for `flush tables` ... `done`."""
+    assert donor.readline() == "flush tables"
+    tables_flushed(datadir)
     assert donor.readline() == "continue"
     assert donor.readline() == f"done {UUID}:5 0"
 

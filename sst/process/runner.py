@@ -204,7 +204,7 @@ def _kill_descendants_of_exited(child: Child) -> None:
         sid = child.pid
         for p in psutil.process_iter(["pid"]):
             try:
-                if p.pid != os.getpid() and os.getsid(p.pid) == sid and not _ended(p):
+                if p.pid != os.getpid() and os.getsid(p.pid) == sid:
                     kill_tree(p.pid, grace=1.0)
             except (ProcessLookupError, PermissionError, psutil.Error):
                 continue

@@ -27,6 +27,7 @@ from testsupport.process import (
     joiner_args,
     no_processes_left,
     start_script,
+    tables_flushed,
     write_cnf,
 )
 
@@ -72,8 +73,7 @@ def serve_with_changes(donor: Script, dd: Path) -> None:
     (the pre-copy is done by then)."""
     assert donor.readline(timeout=60) == "flush tables"
     change_under_lock(dd)
-    (dd / "tables_flushed.tmp").write_text(f"{UUID}:5 0\n")
-    (dd / "tables_flushed.tmp").rename(dd / "tables_flushed")
+    tables_flushed(dd)
     assert donor.readline() == "continue"
     assert donor.readline() == f"done {UUID}:5 0"
 
@@ -139,8 +139,7 @@ def test_the_precopy_leaves_the_redo_log_to_the_lock(
     arrived = {p.name for p in jd.rglob("*") if p.is_file()}
     assert "keep.ibd" in arrived and "ibdata1" in arrived, arrived
     assert "ib_logfile0" not in arrived, arrived
-    (dd / "tables_flushed.tmp").write_text(f"{UUID}:5 0\n")
-    (dd / "tables_flushed.tmp").rename(dd / "tables_flushed")
+    tables_flushed(dd)
     assert d.readline() == "continue"
     assert d.readline() == f"done {UUID}:5 0"
     assert d.wait() == 0

@@ -150,6 +150,14 @@ def test_children_never_inherit_sst_secrets(
     assert "Very-Secret" not in run_capture(("env",)).stdout
 
 
+def wait_zombie(pid: int) -> None:
+    """Wait (up to 10 s) until pid shows as a zombie."""
+    deadline = time.monotonic() + 10
+    while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 NEVER_REAPS = """
 import os, sys, time
 pid = os.fork()
@@ -171,10 +179,7 @@ def test_kill_tree_takes_a_zombie_for_ended_without_waiting() -> None:
     try:
         assert parent.stdout is not None
         zombie = int(parent.stdout.readline())
-        deadline = time.monotonic() + 10
-        while psutil.Process(zombie).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_zombie(zombie)
         start = time.monotonic()
         kill_tree(zombie, grace=3.0)
         assert time.monotonic() - start < 1.0
@@ -200,10 +205,7 @@ def test_kill_tree_kills_a_process_whose_main_thread_exited() -> None:
     try:
         assert proc.stdout is not None
         pid = int(proc.stdout.readline())
-        deadline = time.monotonic() + 10
-        while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_zombie(pid)
         kill_tree(pid, grace=1.0)
         assert proc.wait(timeout=5) == -signal.SIGTERM
     finally:
