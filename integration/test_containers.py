@@ -51,6 +51,10 @@ IDLE = "12"  # [sst] sst-idle-timeout for the fault runs, seconds
 SLOW_EVICTION = "evs.suspect_timeout=PT30S;evs.inactive_timeout=PT60S"
 # What the joiner's log says when Galera itself refuses the chosen donor (ENOMSG).
 GALERA_REFUSED = "failed: No message of desired type"
+# A node reports its last committed to the group (which moves the group's certification
+# index on) only after more than 127 transactions or 1024 keys since its last report
+# (galera's Certification::index_purge_required): 64 commits were not always enough.
+NUDGE_COMMITS = 300
 
 
 @pytest.fixture(scope="module")
@@ -439,9 +443,10 @@ def recover_donor(donor: CNode) -> None:
 def start_receiving(cluster: Cluster, joiner: CNode) -> None:
     """Start joiner and wait until its data arrives. Galera itself may refuse a donor that
     rejoined moments ago, before any script runs (GALERA_REFUSED: its gcache begins after
-    the group's certification index; docs/findings.md): then a few commits on node1 move
-    the index on, and the joiner starts once more."""
-    for attempt in range(2):
+    the group's certification index; docs/findings.md): then NUDGE_COMMITS transactions on
+    node1 make every node report its last committed, which moves the index on, and the
+    joiner starts once more."""
+    for attempt in range(3):
         joiner.clear_log()
         joiner.start()
         wait_for(
@@ -449,12 +454,14 @@ def start_receiving(cluster: Cluster, joiner: CNode) -> None:
         )
         if receiving(joiner):
             return
-        assert attempt == 0, "Galera refused the donor again after the commits"
+        assert attempt < 2, f"Galera refused the donor {attempt + 1} times, commits between"
         assert joiner.wait_exit(90), "the refused joiner did not exit"
         node1 = cluster.nodes[0]
-        node1.sql("CREATE TABLE IF NOT EXISTS app.nudge (id INT AUTO_INCREMENT PRIMARY KEY)")
-        for _ in range(64):
-            node1.sql("INSERT INTO app.nudge () VALUES ()")
+        node1.sql(
+            "CREATE TABLE IF NOT EXISTS app.nudge (id INT AUTO_INCREMENT PRIMARY KEY);"
+            + "INSERT INTO app.nudge () VALUES ();" * NUDGE_COMMITS
+        )
+        time.sleep(2)  # the reports go out from each node's service thread
 
 
 def fault_run(
