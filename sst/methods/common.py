@@ -37,7 +37,7 @@ from sst.errors import (
     from_oserror,
 )
 from sst.process import pidfile
-from sst.process.runner import ParentWatch, Supervisor, cleanup_shield, tree_io
+from sst.process.runner import QUICK, ParentWatch, Supervisor, cleanup_shield, tree_io
 from sst.protocol import State, Stdout
 from sst.request import NO_NAME, Address, Request
 from sst.staging import Decision
@@ -234,7 +234,9 @@ def flush_tables(run: Run, timeout: float) -> str:
         except FileNotFoundError:
             return False
 
-    run.sup.wait_until(ready, what="waiting for FLUSH TABLES WITH READ LOCK", timeout=timeout)
+    run.sup.wait_until(
+        ready, what="waiting for FLUSH TABLES WITH READ LOCK", timeout=timeout, every=QUICK
+    )
     with open(flushed, encoding="utf-8") as f:
         state = f.read().strip()
     remove(flushed)

@@ -59,7 +59,7 @@ from sst.methods import common as shared
 from sst.methods import rsync
 from sst.methods.common import Run, TreeActivity, listen_address, listening_on
 from sst.methods.joiner import Received, run_joiner
-from sst.process.runner import Child, Stage, run_capture
+from sst.process.runner import QUICK, Child, Stage, run_capture
 from sst.request import Request
 from sst.tools import mariabackup as mb
 from sst.tools import mysql as my
@@ -305,6 +305,7 @@ def _listen(run: Run, s: MariabackupSettings, socat: str, bind: str, st_: _Strea
             what=f"starting socat on port {addr.port}",
             timeout=LISTEN_TIMEOUT,
             alive=[listener],
+            every=QUICK,
         )
     except (Timeout, TransferError) as exc:
         raise PortBusy(f"socat could not listen on port {addr.port}: {exc.message}") from exc

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import errno
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,7 @@ import psutil
 from sst.errors import Interrupted, ParentGone, SSTError, Timeout, ToolFailed, TransferError
 
 TICK = 0.1  # seconds between supervision checks (each costs a few /proc reads)
+QUICK = 0.01  # between checks of a cheap condition on the critical path (a file's arrival)
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 TAIL_LINES = 20
 
@@ -72,6 +74,8 @@ class Stage:
     # Given the kept stderr lines, why the stage failed ('' = say its last line), for
     # tools whose last line hides the cause (rsync's "code 5" after stunnel's TLS verdict).
     explain: Callable[[Sequence[str]], str] | None = None
+    # What asks the stage's processes to end (SIGKILL follows after a grace period).
+    stop_signal: int = signal.SIGTERM
 
     @property
     def label(self) -> str:
@@ -179,10 +183,11 @@ def _wait_ended(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.
     return alive
 
 
-def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
-    """SIGTERM a process and all its descendants, then SIGKILL what is left after grace. A
-    zombie counts as ended: nothing can kill it, and waiting for its reaper (PID 1, for an
-    orphan) held every donor's exit by a whole grace period after its `done`."""
+def kill_tree(pid: int, grace: float = TERM_GRACE, sig: int = signal.SIGTERM) -> None:
+    """Signal (sig, SIGTERM by default) a process and all its descendants, then SIGKILL
+    what is left after grace. A zombie counts as ended: nothing can kill it, and waiting
+    for its reaper (PID 1, for an orphan) held every donor's exit by a whole grace period
+    after its `done`."""
     try:
         root = psutil.Process(pid)
         procs = [p for p in (*root.children(recursive=True), root) if not _ended(p)]
@@ -190,7 +195,7 @@ def kill_tree(pid: int, grace: float = TERM_GRACE) -> None:
         return
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
+            p.send_signal(sig)
     alive = _wait_ended(procs, grace)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -378,7 +383,7 @@ class Supervisor:
             if idle is not None and idle_timeout and idle() > idle_timeout:
                 self._reap(everyone)
                 raise Timeout(f"{what}: no progress for {idle_timeout:g} s")
-            time.sleep(TICK)
+            self.nap(everyone)
 
     def wait_until(
         self,
@@ -387,9 +392,10 @@ class Supervisor:
         what: str,
         timeout: float,
         alive: Sequence[Child] = (),
+        every: float = TICK,
     ) -> None:
-        """Poll predicate until true; raise if a watched child exits, the parent dies,
-        or timeout seconds pass (0 = no limit)."""
+        """Poll predicate every `every` seconds until true; raise if a watched child exits,
+        the parent dies, or timeout seconds pass (0 = no limit)."""
         start = time.monotonic()
         while not predicate():
             self.check_parent()
@@ -399,13 +405,35 @@ class Supervisor:
                     raise c.error(f"{what}: {c.stage.label} ended early")
             if timeout and time.monotonic() - start > timeout:
                 raise Timeout(f"{what}: not done after {timeout:g} s")
-            time.sleep(TICK)
+            self.nap(alive, every)
+
+    @staticmethod
+    def nap(children: Sequence[Child], seconds: float = TICK) -> None:
+        """Sleep up to seconds, but return as soon as one of children ends (its pidfd
+        becomes readable): the next step starts at once, not at the next tick, which cost
+        an SST some 50 ms per step and it takes dozens. A child not yet reaped keeps its
+        PID, so the pidfd is its. Without pidfd_open (Linux before 5.3, or a seccomp
+        filter refusing it), a plain sleep."""
+        fds: list[int] = []
+        try:
+            for c in children:
+                if c.popen.returncode is None:
+                    fds.append(os.pidfd_open(c.pid))
+            if fds:
+                select.select(fds, [], [], seconds)
+                return
+        except OSError:
+            pass
+        finally:
+            for fd in fds:
+                os.close(fd)
+        time.sleep(seconds)
 
     def _reap(self, children: Sequence[Child]) -> None:
         """Kill what still runs, then let the stderr readers finish (for complete tails)."""
         for c in children:
             if c.poll() is None:
-                kill_tree(c.pid)
+                kill_tree(c.pid, sig=c.stage.stop_signal)
             else:
                 _kill_descendants_of_exited(c)
             c.popen.wait()
@@ -416,7 +444,7 @@ class Supervisor:
     def stop(self, child: Child) -> None:
         """Terminate one child and its descendants (also those it left behind)."""
         if child.poll() is None:
-            kill_tree(child.pid)
+            kill_tree(child.pid, sig=child.stage.stop_signal)
         else:
             _kill_descendants_of_exited(child)
         child.popen.wait()

@@ -211,3 +211,55 @@ def test_kill_tree_kills_a_process_whose_main_thread_exited() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+TRAPS_USR1 = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGUSR1, lambda *_: sys.exit(7))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_stop_asks_with_the_stages_own_stop_signal() -> None:
+    # A stage that ignores SIGTERM and ends on its stop signal ends by it (status 7), not
+    # by the SIGKILL that follows the grace period.
+    with Supervisor() as sup:
+        k = sup.start(
+            Stage((sys.executable, "-c", TRAPS_USR1), stop_signal=signal.SIGUSR1),
+            stdout=subprocess.PIPE,
+        )
+        assert k.popen.stdout is not None and k.popen.stdout.readline() == b"ready\n"
+        sup.stop(k)
+        assert k.popen.returncode == 7
+    assert no_processes_left([k.pid])
+
+
+def test_rsync_daemon_ends_on_the_joiners_stop_signal(tmp_path: Path) -> None:
+    # The joiner stops its rsync daemon with SIGUSR1 (rsync sleeps 400 ms on SIGTERM
+    # first): rsync ends by it ("received SIGUSR1", 19) and removes its pid file.
+    pid_file = tmp_path / "rsyncd.pid"
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(f"pid file = {pid_file}\n[m]\npath = {tmp_path}\n")
+    argv = ("rsync", "--daemon", "--no-detach", "--port", "0", "--config", str(conf))
+    with Supervisor() as sup:
+        k = sup.start(Stage(argv, stop_signal=signal.SIGUSR1))
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pid_file.exists()
+        sup.stop(k)
+        assert k.popen.returncode == 19
+    assert not pid_file.exists()
+    assert no_processes_left([k.pid])
+
+
+def test_nap_ends_when_a_child_ends() -> None:
+    # The next step of an SST starts when the last one ends, not at the next tick.
+    with Supervisor() as sup:
+        k = sup.start(Stage(("sleep", "0.2")))
+        start = time.monotonic()
+        sup.nap([k], 30)
+        assert time.monotonic() - start < 10
+        assert k.popen.wait(timeout=5) == 0
