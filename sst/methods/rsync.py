@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -207,7 +208,8 @@ class RsyncJoiner:
 
     def __init__(self, s: RsyncSettings) -> None:
         self.s = s
-        self.received = rs.Received()
+        self.magic_logged = threading.Event()  # the daemon logged the completion file
+        self.received = rs.Received(on_magic=self.magic_logged.set)
         self.old_grastate = b""  # in place: grastate.dat as it was (an IST puts it back)
 
     @property
@@ -288,7 +290,13 @@ class RsyncJoiner:
         """Wait for the completion file, stop the daemon; its state line and tags."""
         run.phase("receiving", tls=self.s.ssl_mode, watch=(self.daemon.pid,))
         magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in self.stagings]
-        _await_magic(run, self.s, self.daemon, self.watches, magics)
+
+        def logged() -> None:
+            self.magic_logged.set()
+            run.sup.wake()
+
+        self.received.on_magic = logged
+        _await_magic(run, self.s, self.daemon, self.watches, (magics, self.magic_logged))
         _drain(run, self.daemon)
         run.sup.stop(self.daemon)  # nothing may write into staging from here on
         self.got = _completed(self.stagings)
@@ -489,20 +497,34 @@ def _await_magic(
     s: RsyncSettings,
     daemon: Child,
     watches: tuple[datadir.DiskWatch, Refusals],
-    magics: Sequence[str],
+    magic: tuple[Sequence[str], threading.Event],
 ) -> None:
-    """Wait until the completion file exists; raises Timeout when no donor connects within
+    """Wait until a completion file (magic: its possible paths, and the event set when the
+    daemon logs it) exists; raises Timeout when no donor connects within
     sst-initial-timeout or the transfer stalls for sst-idle-timeout, NoSpace on a full disk,
     TransferError when the listener dies (each with the last refused TLS handshake)."""
     disk, refusals = watches
+    paths, logged = magic
     addr = run.req.address
     assert addr is not None
     activity = TreeActivity(daemon.pid)
     t0 = time.monotonic()
 
+    def there() -> bool:
+        return any(os.path.exists(m) for m in paths)
+
     def arrived() -> bool:
-        if any(os.path.exists(m) for m in magics):
+        if there():
             return True
+        if logged.is_set():
+            # rsync logs a file just before it renames it into place: a moment to wait,
+            # not a tick (the logged line woke the nap).
+            logged.clear()
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                time.sleep(QUICK / 5)
+                if there():
+                    return True
         disk.check(run.req.datadir)
         idle = activity.idle()
         if not activity.started:
@@ -516,9 +538,7 @@ def _await_magic(
         return False
 
     try:
-        run.sup.wait_until(
-            arrived, what="waiting for the donor's data", timeout=0, alive=[daemon], every=QUICK
-        )
+        run.sup.wait_until(arrived, what="waiting for the donor's data", timeout=0, alive=[daemon])
     except SSTError as exc:
         raise refusals.annotate(exc) from exc
 

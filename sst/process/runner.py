@@ -26,8 +26,10 @@ import psutil
 from sst.errors import Interrupted, ParentGone, SSTError, Timeout, ToolFailed, TransferError
 
 TICK = 0.1  # seconds between supervision checks (each costs a few /proc reads)
-QUICK = 0.01  # between checks of a cheap condition on the critical path (a file's arrival)
-TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+# Between checks of a condition on the critical path (a file's arrival, a listener up): the
+# supervision checks still run every TICK (Supervisor.wait_until).
+QUICK = 0.01
+TERM_GRACE = 5.0  # seconds between a stage's stop signal and SIGKILL
 TAIL_LINES = 20
 
 FileArg = Union[int, IO[Any], None]
@@ -74,7 +76,9 @@ class Stage:
     # Given the kept stderr lines, why the stage failed ('' = say its last line), for
     # tools whose last line hides the cause (rsync's "code 5" after stunnel's TLS verdict).
     explain: Callable[[Sequence[str]], str] | None = None
-    # What asks the stage's processes to end (SIGKILL follows after a grace period).
+    # What asks the stage's processes to end (SIGKILL follows after a grace period). Only
+    # for a stage whose whole tree is one program: stunnel, for one, reopens its log on
+    # SIGUSR1 and would wait out the grace period.
     stop_signal: int = signal.SIGTERM
 
     @property
@@ -210,7 +214,7 @@ def _kill_descendants_of_exited(child: Child) -> None:
         for p in psutil.process_iter(["pid"]):
             try:
                 if p.pid != os.getpid() and os.getsid(p.pid) == sid:
-                    kill_tree(p.pid, grace=1.0)
+                    kill_tree(p.pid, grace=1.0, sig=child.stage.stop_signal)
             except (ProcessLookupError, PermissionError, psutil.Error):
                 continue
     except psutil.Error:
@@ -285,6 +289,8 @@ class Supervisor:
         self.parent = parent or ParentWatch(0)
         self.children: list[Child] = []
         self.on_tick = on_tick  # called on every supervision tick (the status file)
+        # wake() makes a nap end at once: for events only a stage's stderr tells of.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # -- starting -----------------------------------------------------------------------
     def start(
@@ -395,39 +401,52 @@ class Supervisor:
         every: float = TICK,
     ) -> None:
         """Poll predicate every `every` seconds until true; raise if a watched child exits,
-        the parent dies, or timeout seconds pass (0 = no limit)."""
-        start = time.monotonic()
+        the parent dies (checked every TICK, however short `every` is: each check reads
+        /proc), or timeout seconds pass (0 = no limit)."""
+        start = checked = time.monotonic()
         while not predicate():
-            self.check_parent()
+            now = time.monotonic()
+            if now - checked >= TICK or every >= TICK:
+                self.check_parent()
+                checked = now
             for c in alive:
                 if c.poll() is not None:
                     self._reap([c])
                     raise c.error(f"{what}: {c.stage.label} ended early")
-            if timeout and time.monotonic() - start > timeout:
+            if timeout and now - start > timeout:
                 raise Timeout(f"{what}: not done after {timeout:g} s")
             self.nap(alive, every)
 
-    @staticmethod
-    def nap(children: Sequence[Child], seconds: float = TICK) -> None:
+    def nap(self, children: Sequence[Child], seconds: float = TICK) -> None:
         """Sleep up to seconds, but return as soon as one of children ends (its pidfd
-        becomes readable): the next step starts at once, not at the next tick, which cost
-        an SST some 50 ms per step and it takes dozens. A child not yet reaped keeps its
-        PID, so the pidfd is its. Without pidfd_open (Linux before 5.3, or a seccomp
-        filter refusing it), a plain sleep."""
+        becomes readable) or wake() is called: the next step starts at once, not at the
+        next tick, which cost an SST some 50 ms per step and it takes dozens. A child not
+        yet reaped keeps its PID, so the pidfd is its. Without pidfd_open (Linux before
+        5.3, a Python built without it, or a seccomp filter refusing it) a child's end
+        waits for the tick. poll(), not select(): a descriptor above 1023 is no error."""
+        opener = getattr(os, "pidfd_open", None)
         fds: list[int] = []
         try:
+            waiter = select.poll()
+            if self._wake_r >= 0:  # not once closed
+                waiter.register(self._wake_r, select.POLLIN)
             for c in children:
-                if c.popen.returncode is None:
-                    fds.append(os.pidfd_open(c.pid))
-            if fds:
-                select.select(fds, [], [], seconds)
-                return
-        except OSError:
-            pass
+                if opener is not None and c.popen.returncode is None:
+                    with contextlib.suppress(OSError):
+                        fds.append(opener(c.pid))
+                        waiter.register(fds[-1], select.POLLIN)
+            if waiter.poll(seconds * 1000) and self._wake_r >= 0:
+                with contextlib.suppress(OSError):
+                    while os.read(self._wake_r, 64):
+                        pass
         finally:
             for fd in fds:
                 os.close(fd)
-        time.sleep(seconds)
+
+    def wake(self) -> None:
+        """End the current (or the next) nap at once; safe from any thread."""
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"!")
 
     def _reap(self, children: Sequence[Child]) -> None:
         """Kill what still runs, then let the stderr readers finish (for complete tails)."""
@@ -461,6 +480,10 @@ class Supervisor:
                     if s is not None:
                         s.close()
             self.children.clear()
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
 
     def __enter__(self) -> Supervisor:
         return self

@@ -367,13 +367,16 @@ _RECEIVED = re.compile(RECEIVED_TAG + r" (\d+) (\d+) ")
 
 
 class Received:
-    """What the joiner's daemon received, from its transfer log lines (`%b %l`: bytes that
-    crossed the wire, the file's length): feed watch() with the daemon's stderr lines."""
+    """What the joiner's daemon received, from its transfer log lines (`%b %l %n`: bytes
+    that crossed the wire, the file's length, its name): feed watch() with the daemon's
+    stderr lines. on_magic is called when the completion file's line comes: rsync logs a
+    file just before it renames it into place, so the file is there a moment later."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_magic: Callable[[], None] | None = None) -> None:
         self.files = 0
         self.wire = 0
         self.length = 0
+        self.on_magic = on_magic
 
     def watch(self, line: str) -> None:
         """on_line callback for the daemon (or stunnel running it)."""
@@ -382,6 +385,8 @@ class Received:
             self.files += 1
             self.wire += int(m.group(1))
             self.length += int(m.group(2))
+            if self.on_magic is not None and line[m.end() :].strip() == MAGIC_FILE:
+                self.on_magic()
 
     def summary(self) -> str:
         """One phrase for the log."""

@@ -7,6 +7,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from sst.errors import AlreadyRunning, ParentGone, Timeout, ToolFailed
 from sst.process import pidfile
 from sst.process.runner import ParentWatch, Stage, Supervisor, kill_tree, run_capture
-from testsupport.process import ROOT, no_processes_left
+from testsupport.process import ROOT, free_port, no_processes_left
 
 
 def test_pipeline_joins_stages_with_os_pipes(tmp_path: Path) -> None:
@@ -242,9 +243,11 @@ def test_rsync_daemon_ends_on_the_joiners_stop_signal(tmp_path: Path) -> None:
     pid_file = tmp_path / "rsyncd.pid"
     conf = tmp_path / "rsyncd.conf"
     conf.write_text(f"pid file = {pid_file}\n[m]\npath = {tmp_path}\n")
-    argv = ("rsync", "--daemon", "--no-detach", "--port", "0", "--config", str(conf))
+    port = str(free_port())
+    argv = ["rsync", "--daemon", "--no-detach", "--address", "127.0.0.1", "--port", port]
+    argv += ["--config", str(conf)]
     with Supervisor() as sup:
-        k = sup.start(Stage(argv, stop_signal=signal.SIGUSR1))
+        k = sup.start(Stage(tuple(argv), stop_signal=signal.SIGUSR1))
         deadline = time.monotonic() + 10
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -263,3 +266,16 @@ def test_nap_ends_when_a_child_ends() -> None:
         sup.nap([k], 30)
         assert time.monotonic() - start < 10
         assert k.popen.wait(timeout=5) == 0
+
+
+def test_nap_ends_on_wake_from_another_thread() -> None:
+    # A stage's stderr relay (another thread) ends the supervisor's nap, e.g. when the
+    # rsync daemon logs the completion file.
+    with Supervisor() as sup:
+        k = sup.start(Stage(("sleep", "60")))
+        threading.Timer(0.2, sup.wake).start()
+        start = time.monotonic()
+        sup.nap([k], 30)
+        assert time.monotonic() - start < 10
+        assert k.poll() is None
+    assert no_processes_left([k.pid])

@@ -393,3 +393,17 @@ def test_every_pass_sets_tcp_nodelay_on_a_daemon_connection_only() -> None:
             assert ("--sockopts=TCP_NODELAY" in argv) == want, argv
     conf = rs.daemon_conf(rs.Daemon("/p", [("m", "/d")], timeout=60, owner=None))
     assert "socket options = TCP_NODELAY" in conf.splitlines()
+
+
+def test_received_counts_files_and_tells_of_the_completion_file() -> None:
+    # The joiner wakes when the daemon logs the completion file (rsync renames it into
+    # place right after), not at its next tick; no other file's line may wake it.
+    seen: list[str] = []
+    got = rs.Received(on_magic=lambda: seen.append("magic"))
+    tag = rs.RECEIVED_TAG
+    for name in ("ibdata1", "db/rsync_sst_complete", "rsync_sst_complete.x"):
+        got.watch(f"2026/11/30 17:40:00 [123] {tag} 10 20 {name}")
+    assert (got.files, got.wire, got.length, seen) == (3, 30, 60, [])
+    got.watch(f"2026/11/30 17:40:01 [123] {tag} 5 5 {rs.MAGIC_FILE}")
+    assert (got.files, seen) == (4, ["magic"])
+    assert "4 file(s)" in got.summary()
