@@ -289,8 +289,10 @@ class Supervisor:
         self.parent = parent or ParentWatch(0)
         self.children: list[Child] = []
         self.on_tick = on_tick  # called on every supervision tick (the status file)
-        # wake() makes a nap end at once: for events only a stage's stderr tells of.
+        # wake() makes a nap end at once: for events only a stage's stderr tells of. The
+        # lock keeps a late wake() (a relay thread) off the descriptor number once closed.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_lock = threading.Lock()
 
     # -- starting -----------------------------------------------------------------------
     def start(
@@ -445,8 +447,9 @@ class Supervisor:
 
     def wake(self) -> None:
         """End the current (or the next) nap at once; safe from any thread."""
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"!")
+        with self._wake_lock, contextlib.suppress(OSError):
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"!")
 
     def _reap(self, children: Sequence[Child]) -> None:
         """Kill what still runs, then let the stderr readers finish (for complete tails)."""
@@ -480,10 +483,11 @@ class Supervisor:
                     if s is not None:
                         s.close()
             self.children.clear()
-            for fd in (self._wake_r, self._wake_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._wake_r = self._wake_w = -1
+            with self._wake_lock:
+                for fd in (self._wake_r, self._wake_w):
+                    if fd >= 0:
+                        os.close(fd)
+                self._wake_r = self._wake_w = -1
 
     def __enter__(self) -> Supervisor:
         return self
