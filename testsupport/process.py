@@ -245,11 +245,17 @@ def joiner_dir(tmp_path: Path) -> Path:
     return base
 
 
-def tables_flushed(datadir: Path) -> None:
-    """mariadbd's answer to `flush tables`: the tables_flushed file, written whole."""
-    tmp = datadir / "tables_flushed.tmp"
-    tmp.write_text(f"{UUID}:5 0\n")
-    tmp.rename(datadir / "tables_flushed")
+def tables_flushed(datadir: Path, again_after: float = 0.02) -> None:
+    """mariadbd's answer to `flush tables` as 10.11 gives it: the tables_flushed file,
+    written whole (by a rename), and again_after seconds later (mariadbd's fsync in
+    between) once more: 10.11's sst_flush_tables writes it twice, before it reads the
+    donor's next line. A donor that removed the first as soon as it read it (it looks
+    every 10 ms) left the second behind."""
+    for pause in (0.0, again_after):
+        time.sleep(pause)
+        tmp = datadir / "tables_flushed.tmp"
+        tmp.write_text(f"{UUID}:5 0\n")
+        tmp.rename(datadir / "tables_flushed")
 
 
 def act_as_donor_server(donor: Script, datadir: Path) -> None:

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -117,6 +117,9 @@ def sst_run(req: Request, out: Stdout, tmpdir: str = "") -> Iterator[Run]:
                 shutil.rmtree(rundir, ignore_errors=True)
             if status is not None:
                 status.finish(code, error)
+            if req.role == "donor":  # kept until now: see flush_tables
+                with suppress(OSError):
+                    remove(os.path.join(req.datadir, TABLES_FLUSHED))
             pidfile.remove(pid_path)
 
 
@@ -215,10 +218,19 @@ def listening_on(addr: Address, bind: str) -> str:
     return replace(addr, host=bind or "*").hostport
 
 
+# mariadbd's answer to `flush tables`. 10.11 writes it twice in a row (sst_flush_tables in
+# sql/wsrep_sst.cc: once with the locked seqno, once more with the pause seqno, each by a
+# rename): a donor that removed it as soon as it read the first left the second behind
+# whenever it looked between the two (seen in CI with a 10 ms poll). It stays until the
+# donor's run ends (sst_run), long after mariadbd went on to read `continue`.
+TABLES_FLUSHED = "tables_flushed"
+
+
 def flush_tables(run: Run, timeout: float) -> str:
-    """`flush tables`, then wait for mariadbd's tables_flushed (or sst_error); the state."""
+    """`flush tables`, then wait for mariadbd's tables_flushed (or sst_error); the state.
+    The file stays until the run ends (TABLES_FLUSHED)."""
     dd = run.req.datadir
-    flushed = os.path.join(dd, "tables_flushed")
+    flushed = os.path.join(dd, TABLES_FLUSHED)
     failed = os.path.join(dd, "sst_error")
     for path in (flushed, failed):
         remove(path)
@@ -239,7 +251,6 @@ def flush_tables(run: Run, timeout: float) -> str:
     )
     with open(flushed, encoding="utf-8") as f:
         state = f.read().strip()
-    remove(flushed)
     locked_behind(State.parse(state), run.req.gtid)
     return state
 
