@@ -208,8 +208,7 @@ class RsyncJoiner:
 
     def __init__(self, s: RsyncSettings) -> None:
         self.s = s
-        self.magic_logged = threading.Event()  # the daemon logged the completion file
-        self.received = rs.Received(on_magic=self.magic_logged.set)
+        self.received = rs.Received()
         self.old_grastate = b""  # in place: grastate.dat as it was (an IST puts it back)
 
     @property
@@ -291,12 +290,14 @@ class RsyncJoiner:
         run.phase("receiving", tls=self.s.ssl_mode, watch=(self.daemon.pid,))
         magics = [os.path.join(lay.main.staged, rs.MAGIC_FILE) for lay in self.stagings]
 
-        def logged() -> None:
-            self.magic_logged.set()
+        logged = threading.Event()  # the daemon logged the completion file
+
+        def on_magic() -> None:
+            logged.set()
             run.sup.wake()
 
-        self.received.on_magic = logged
-        _await_magic(run, self.s, self.daemon, self.watches, (magics, self.magic_logged))
+        self.received.on_magic = on_magic
+        _await_magic(run, self.s, self.daemon, self.watches, (magics, logged))
         _drain(run, self.daemon)
         run.sup.stop(self.daemon)  # nothing may write into staging from here on
         self.got = _completed(self.stagings)

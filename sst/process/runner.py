@@ -40,6 +40,8 @@ SECRET_ENV = ("WSREP_SST_OPT_AUTH", "WSREP_SST_OPT_REMOTE_AUTH", "WSREP_SST_OPT_
 
 
 _SETPRIV = shutil.which("setpriv")
+# None on a Python built without it (Supervisor.nap then waits for the tick).
+_PIDFD_OPEN: Callable[[int], int] | None = getattr(os, "pidfd_open", None)
 
 
 def _with_parent_death_signal(argv: tuple[str, ...]) -> tuple[str, ...]:
@@ -426,16 +428,15 @@ class Supervisor:
         yet reaped keeps its PID, so the pidfd is its. Without pidfd_open (Linux before
         5.3, a Python built without it, or a seccomp filter refusing it) a child's end
         waits for the tick. poll(), not select(): a descriptor above 1023 is no error."""
-        opener = getattr(os, "pidfd_open", None)
         fds: list[int] = []
         try:
             waiter = select.poll()
             if self._wake_r >= 0:  # not once closed
                 waiter.register(self._wake_r, select.POLLIN)
             for c in children:
-                if opener is not None and c.popen.returncode is None:
+                if _PIDFD_OPEN is not None and c.popen.returncode is None:
                     with contextlib.suppress(OSError):
-                        fds.append(opener(c.pid))
+                        fds.append(_PIDFD_OPEN(c.pid))
                         waiter.register(fds[-1], select.POLLIN)
             if waiter.poll(seconds * 1000) and self._wake_r >= 0:
                 with contextlib.suppress(OSError):
