@@ -237,6 +237,18 @@ def timeline(log_text: str) -> str:
     return "\n".join(out)
 
 
+def sst_seconds(log_text: str) -> float:
+    """Seconds from our joiner's first WSREP_SST line to its last in log_text (one SST): the
+    SST script's own time, without mariadbd's start and Galera's state exchange before it,
+    nor InnoDB's start and Galera's sync after it; 0.0 when there is no such line."""
+    stamps = [
+        datetime.datetime.strptime(m.group(2), "%Y%m%d %H:%M:%S.%f")
+        for m in map(STAMP.match, log_text.splitlines())
+        if m
+    ]
+    return (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
+
+
 def caught_up(donor: Node, joiner: Node) -> None:
     """Wait until the joiner has applied every write the cluster committed (a causal read:
     wsrep_sync_wait), then raise LabError if its data differs from the donor's."""
@@ -465,6 +477,10 @@ def stale_case(lb: Lab, donor: Node, method: str = "py_rsync") -> str:
         stale_s = lb.join(joiner, timeout=1800)
         donor.wait_synced(300)
         stale_mib = wire_mib(joiner)
+        full_sst, stale_sst = (
+            sst_seconds(joiner.log_text()[:at]),
+            sst_seconds(joiner.log_text()[at:]),
+        )
         print(f"    full SST:\n{timeline(joiner.log_text()[:at])}", flush=True)
         print(f"    stale rejoin:\n{timeline(joiner.log_text()[at:])}", flush=True)
         print(f"    its donor:\n{timeline(donor.log_text()[d_at:])}", flush=True)
@@ -477,7 +493,8 @@ def stale_case(lb: Lab, donor: Node, method: str = "py_rsync") -> str:
         f"stale rejoin ({method}): full SST {full_s:.1f} s, {full_mib:.0f} MiB on the wire; "
         "stale rejoin "
         f"{stale_s:.1f} s ({stale_s / full_s:.2f}x), {stale_mib:.0f} MiB "
-        f"({stale_mib / max(full_mib, 1e-9):.2f}x); data equal: {same}"
+        f"({stale_mib / max(full_mib, 1e-9):.2f}x); the joiner's SST script {full_sst:.1f} s "
+        f"and {stale_sst:.1f} s ({stale_sst / max(full_sst, 1e-9):.2f}x); data equal: {same}"
     )
 
 

@@ -951,7 +951,7 @@ def _passes(
         size = sum(sizes.values())
         parts: tuple[tuple[str, ...], ...] = ()
         if size >= SPLIT_BYTES and s.backup_threads > 1:
-            groups = rs.split_names(sizes, s.backup_threads)
+            groups = rs.split_names(sizes, PARTS_PER_THREAD * s.backup_threads)
             parts = tuple(rs.database_part_passes(rsync_bin, push, dd, db, groups))
         what = "sending database directories"
         out.append(Pass(f"db:{db}", what, argv, root, recursive=True, parts=parts, size=size))
@@ -960,8 +960,12 @@ def _passes(
 
 # A database directory holding at least this much in plain files is sent by backup-threads
 # rsyncs at once, its files spread over them (rs.database_part_passes): one rsync reads,
-# checksums and writes its files one after the other, on each side.
+# checksums and writes its files one after the other, on each side. The files go in twice
+# as many parts as rsyncs run at once: a part that has more to send than the others (a
+# stale joiner's changed table, sent whole where the rest is only checksummed) then holds
+# up one rsync for less while the others take the remaining parts.
 SPLIT_BYTES = 64 << 20
+PARTS_PER_THREAD = 2
 
 
 def _plain_files(root: str) -> dict[str, int]:
@@ -1087,10 +1091,10 @@ def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Basel
     os.sync()  # so that the sync under the lock has little left to write
     took = time.monotonic() - start
     dbs = sum(1 for p in passes if p.key.startswith("db:"))
-    split = [f"{p.key[3:]} over {len(p.parts)} rsyncs" for p in passes if p.parts]
+    split = [f"{p.key[3:]} in {len(p.parts)} parts" for p in passes if p.parts]
     log.info(
         f"Pre-copy without the read lock done in {took:.2f} s ({dbs} database directories"
-        f"{'; split: ' + ', '.join(split) if split else ''})"
+        f"{'; split: ' + ', '.join(split) if split else ''}; {s.backup_threads} rsyncs at once)"
     )
     return Baseline(t0_ns, trees, took)
 
