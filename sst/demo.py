@@ -322,7 +322,8 @@ class Node:
         """Wait until wsrep_local_state_comment is Synced; returns the seconds it took. The
         server is asked every ASK_EVERY seconds, and at once when its error log gains a
         line saying it synced (watched every LOG_EVERY seconds: a stat, no client start),
-        so that the time returned is within LOG_EVERY of the change, not within ASK_EVERY."""
+        so that the time returned is within LOG_EVERY and one client's run of the change,
+        not within ASK_EVERY."""
         t0 = time.monotonic()
         watch = _LogWatch(self.error_log)
         ask_at = t0
@@ -332,9 +333,9 @@ class Node:
                     f"{self.name}: mariadbd exited "
                     f"({None if self.proc is None else self.proc.returncode})\n" + self.log_tail()
                 )
-            if (watch.says(SYNCED_LINE) or time.monotonic() >= ask_at) and os.path.exists(
-                self.socket
-            ):
+            if watch.says(SYNCED_LINE):
+                ask_at = 0.0  # now, and until the server has been asked
+            if time.monotonic() >= ask_at and os.path.exists(self.socket):
                 if self.status("wsrep_local_state_comment") == "Synced":
                     return time.monotonic() - t0
                 ask_at = time.monotonic() + ASK_EVERY

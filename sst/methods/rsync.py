@@ -950,22 +950,35 @@ def _passes(
         sizes = _plain_files(root) if split else {}
         size = sum(sizes.values())
         parts: tuple[tuple[str, ...], ...] = ()
-        if size >= SPLIT_BYTES and s.backup_threads > 1:
-            groups = rs.split_names(sizes, PARTS_PER_THREAD * s.backup_threads)
+        groups = split_groups(sizes, s.backup_threads)
+        if groups:
             parts = tuple(rs.database_part_passes(rsync_bin, push, dd, db, groups))
         what = "sending database directories"
         out.append(Pass(f"db:{db}", what, argv, root, recursive=True, parts=parts, size=size))
     return out
 
 
-# A database directory holding at least this much in plain files is sent by backup-threads
-# rsyncs at once, its files spread over them (rs.database_part_passes): one rsync reads,
-# checksums and writes its files one after the other, on each side. The files go in twice
-# as many parts as rsyncs run at once: a part that has more to send than the others (a
-# stale joiner's changed table, sent whole where the rest is only checksummed) then holds
-# up one rsync for less while the others take the remaining parts.
+# A database directory holding at least SPLIT_BYTES in plain files is sent by backup-threads
+# rsyncs at once, its files spread over parts (rs.database_part_passes): one rsync reads,
+# checksums and writes its files one after the other, on each side. Up to PARTS_PER_THREAD
+# parts per rsync, each of at least PART_BYTES: a part that takes longer than the others (a
+# stale joiner's changed table, sent whole where the rest is only checksummed; files that
+# compete for the disk) then holds up one rsync for less while the others take the rest.
 SPLIT_BYTES = 64 << 20
 PARTS_PER_THREAD = 2
+PART_BYTES = 32 << 20
+
+
+def split_groups(sizes: dict[str, int], threads: int) -> list[list[str]]:
+    """Given a database directory's plain files with their sizes and backup-threads: the
+    groups of names its parts carry (rs.split_names), or [] when it goes as one pass (less
+    than SPLIT_BYTES, one thread, or fewer than two groups)."""
+    size = sum(sizes.values())
+    if size < SPLIT_BYTES or threads < 2:
+        return []
+    parts = min(PARTS_PER_THREAD * threads, max(threads, size // PART_BYTES))
+    groups = rs.split_names(sizes, parts)
+    return groups if len(groups) > 1 else []
 
 
 def _plain_files(root: str) -> dict[str, int]:

@@ -68,6 +68,6 @@ def test_wait_synced_asks_when_the_log_says_synced(
     finally:
         node.proc.kill()
         node.proc.wait()
-    assert len(asked) == 2  # once at the start, once on the log line
-    assert asked[1] - synced_at[0] < 0.2
-    assert 0.5 <= took < 0.8
+    assert len(asked) == 2  # once at the start, once on the log line (not every 60 s)
+    assert asked[1] >= synced_at[0]
+    assert took < 5

@@ -8,6 +8,7 @@ import pytest
 
 from sst.config import TLSFiles
 from sst.errors import ConfigError
+from sst.methods import rsync as mrs
 from sst.tools import mariabackup as mb
 from sst.tools import rsync as rs
 from sst.tools import stunnel as st
@@ -329,6 +330,25 @@ def test_split_names_balances_bytes_over_the_parts() -> None:
     assert totals == [110, 111]
     assert rs.split_names({"a": 1}, 4) == [["a"]]  # never more parts than names
     assert rs.split_names({}, 3) == []
+
+
+def test_a_big_database_directory_goes_in_up_to_two_parts_per_rsync() -> None:
+    """A part per 32 MiB, at least one and at most two per rsync (backup-threads), never
+    more than names; each name in one part; a small directory, one rsync or one file: no
+    split."""
+    mib = 1 << 20
+    tables = {f"t{i}.ibd": 150 * mib for i in range(16)}  # the benchmark's 2.4 GiB
+    groups = mrs.split_groups(tables, 2)
+    assert len(groups) == 4
+    assert sorted(n for g in groups for n in g) == sorted(tables)
+    assert len(mrs.split_groups(tables, 3)) == 6
+    assert len(mrs.split_groups({f"t{i}": 20 * mib for i in range(4)}, 2)) == 2  # 80 MiB
+    assert len(mrs.split_groups({f"t{i}": 20 * mib for i in range(10)}, 3)) == 6  # 200 MiB
+    assert len(mrs.split_groups({f"t{i}": 20 * mib for i in range(4)}, 8)) == 4
+    assert len(mrs.split_groups({"a": 70 * mib, "b": 70 * mib, "c": mib}, 4)) == 3  # names
+    assert mrs.split_groups(tables, 1) == []
+    assert mrs.split_groups({"t.ibd": 63 * mib}, 2) == []
+    assert mrs.split_groups({"big.ibd": 10 * 1024 * mib}, 2) == []  # one file: one pass
 
 
 @pytest.mark.parametrize(
