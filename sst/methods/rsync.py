@@ -967,14 +967,20 @@ def _passes(
 SPLIT_BYTES = 64 << 20
 PARTS_PER_THREAD = 2
 PART_BYTES = 32 << 20
+# Each name of a split directory stands in some part's argv as a filter rule (the last part
+# names every file of the others): a directory of more names goes as one pass, so that no
+# argv comes near the kernel's limit (ARG_MAX, 2 MiB with the usual 8 MiB stack: some
+# 50,000 rules of table-length names).
+SPLIT_NAMES_MAX = 10_000
 
 
 def split_groups(sizes: dict[str, int], threads: int) -> list[list[str]]:
     """Given a database directory's plain files with their sizes and backup-threads: the
     groups of names its parts carry (rs.split_names), or [] when it goes as one pass (less
-    than SPLIT_BYTES, one thread, or fewer than two groups)."""
+    than SPLIT_BYTES, more than SPLIT_NAMES_MAX names, one thread, or fewer than two
+    groups)."""
     size = sum(sizes.values())
-    if size < SPLIT_BYTES or threads < 2:
+    if size < SPLIT_BYTES or threads < 2 or len(sizes) > SPLIT_NAMES_MAX:
         return []
     parts = min(PARTS_PER_THREAD * threads, max(threads, size // PART_BYTES))
     groups = rs.split_names(sizes, parts)

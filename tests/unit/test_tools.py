@@ -351,6 +351,21 @@ def test_a_big_database_directory_goes_in_up_to_two_parts_per_rsync() -> None:
     assert mrs.split_groups({"big.ibd": 10 * 1024 * mib}, 2) == []  # one file: one pass
 
 
+def test_a_directory_of_very_many_tables_goes_as_one_pass() -> None:
+    """Split, every name would be a filter rule in some part's argv: past SPLIT_NAMES_MAX
+    names the directory goes whole, and up to it the longest argv stays far below the
+    kernel's 2 MiB (names of 64 characters, the longest MariaDB writes for a table)."""
+    n = mrs.SPLIT_NAMES_MAX
+    many = {f"{'t' * 56}{i:08d}": 1 << 20 for i in range(n + 1)}
+    assert mrs.split_groups(many, 2) == []
+    many.popitem()
+    groups = mrs.split_groups(many, 2)
+    assert len(groups) == 4
+    p = rs.Push("rsync://127.0.0.1:4444/m")
+    parts = rs.database_part_passes("rsync", p, "/d", "db", groups)
+    assert max(sum(len(a) + 1 + 8 for a in argv) for argv in parts) < 1 << 20
+
+
 @pytest.mark.parametrize(
     ("name", "plain"),
     [
