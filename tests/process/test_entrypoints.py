@@ -131,7 +131,8 @@ def mounts() -> Iterator[Mounts]:
         t.join()
         srv.close()
         for m in (full, ro):
-            subprocess.run(["umount", str(m)], check=False)
+            if os.path.ismount(m) and subprocess.run(["umount", str(m)], check=False).returncode:
+                subprocess.run(["umount", "-l", str(m)], check=False)  # busy: detach it
         shutil.rmtree(base)
 
 
