@@ -187,7 +187,7 @@ def _identity(files: TLSFiles, opts: Options) -> list[Finding]:
         out = []
         for name, level, what in names:
             ok = tls.identity_matches(files.cert, name)
-            kind = "IP SANs" if tls.is_ip_literal(name) else "DNS SANs, else the CN"
+            kind = "IP SANs" if net.is_ip_literal(name) else "DNS SANs, else the CN"
             out.append(
                 Finding(
                     f"SST identity '{name}'",

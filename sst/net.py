@@ -82,3 +82,17 @@ def port_in_use(port: int, host: str = "") -> bool:
         except OSError:
             return True
     return False
+
+
+def is_ip_literal(name: str) -> bool:
+    """The one rule that picks the identity check: given a name, returns True for an IPv4
+    or IPv6 literal (no brackets, no zone), which is checked against IP SANs only (OpenSSL
+    X509_check_ip, stunnel `checkIP`); any other name is a DNS name (X509_check_host,
+    stunnel `checkHost`: DNS SANs, the CN only when there is no DNS SAN)."""
+    if "%" in name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -5,14 +5,13 @@ work with the stock scripts keep working: chains are built by issuer name and si
 (v1 and CN-only certificates are accepted, as OpenSSL accepts them), intermediates may be
 bundled after the leaf. Identity is not judged here at all: OpenSSL itself gives the
 verdict (`openssl x509 -checkhost/-checkip`, the calls stunnel makes), and `is_ip_literal`
-is the one rule that picks the check, here and in the tunnels' configuration (docs/tls.md,
+(sst.net) is the one rule that picks the check, here and in the tunnels' configuration (docs/tls.md,
 "Identity").
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from sst import tools
 from sst.config import TLSFiles
 from sst.errors import TLSError
+from sst.net import is_ip_literal
 from sst.process.runner import run_capture
 from sst.tools import openssl as ossl
 
@@ -191,20 +191,6 @@ def verify_chain(
         f"certificate '{cert_path}': '{leaf}' does not chain to the CA {ca_label} "
         f"(no trusted issuer for '{issuer}'; bundle intermediates after the leaf)"
     )
-
-
-def is_ip_literal(name: str) -> bool:
-    """The one rule that picks the identity check: given a name, returns True for an IPv4
-    or IPv6 literal (no brackets, no zone), which is checked against IP SANs only (OpenSSL
-    X509_check_ip, stunnel `checkIP`); any other name is a DNS name (X509_check_host,
-    stunnel `checkHost`: DNS SANs, the CN only when there is no DNS SAN)."""
-    if "%" in name:
-        return False
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def identity_matches(cert_path: str, name: str) -> bool:

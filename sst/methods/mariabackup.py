@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from sst import (
     config,
@@ -38,11 +39,13 @@ from sst import (
     net,
     stock,
     swap,
-    tls,
     tools,
     versions,
 )
 from sst import staging as policy
+
+if TYPE_CHECKING:
+    from sst import tls
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import STAGING_MB
 from sst.errors import (
@@ -114,6 +117,8 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
             "support; refusing to send in cleartext"
         )
     stock.socat_tls(plan.encrypt, plan.mode)
+    from sst import tls  # noqa: PLC0415 (cryptography: some 30 ms of every start, for TLS only)
+
     sc.probe(socat)  # which TLS options this socat takes (commonname, no-sni)
     checked = tls.check(plan.files, role=role, need_ca=plan.verify)
     log.info(

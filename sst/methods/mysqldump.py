@@ -19,7 +19,7 @@ import select
 import time
 from dataclasses import dataclass
 
-from sst import config, log, login, net, options, tls, tools
+from sst import config, log, login, net, options, tools
 from sst.config import MYSQLD, TLS_MODES, TLSFiles
 from sst.errors import ConfigError, SSTError, Timeout
 from sst.methods.common import Run, TreeActivity
@@ -82,6 +82,8 @@ def client_tls(req: Request, opts: config.Options) -> my.ClientTLS | None:
 
 
 def _preflight(t: my.ClientTLS) -> None:
+    from sst import tls  # noqa: PLC0415 (cryptography: some 30 ms of every start, for TLS only)
+
     if t.cert or t.key:
         tls.check(TLSFiles(t.ca, t.capath, t.cert, t.key), role="donor", need_ca=False)
     elif t.ca:

@@ -11,10 +11,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import psutil
 
-from sst import config, datadir, log, net, resume, snapshot, staging, stock, swap, tls, tools
+from sst import config, datadir, log, net, resume, snapshot, staging, stock, swap, tools
 from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import Area
 from sst.errors import (
@@ -40,6 +41,9 @@ from sst.tools import rsync as rs
 from sst.tools import stunnel as st
 from sst.tools import tar as tar_tool
 
+if TYPE_CHECKING:
+    from sst import tls
+
 STUNNEL_PID = datadir.STUNNEL_PID
 RSYNC_PID = datadir.RSYNC_PID
 LISTEN_TIMEOUT = 30.0
@@ -60,6 +64,8 @@ def preflight_tls(s: RsyncSettings, role: str) -> tls.CheckedTLS | None:
     """Check the certificates before any port opens; None when TLS is off."""
     if s.ssl_mode == "DISABLED":
         return None
+    from sst import tls  # noqa: PLC0415 (cryptography: some 30 ms of every start, for TLS only)
+
     stock.rsync_tls(s.ssl_mode, s.tls.ca, s.tls.capath)
     checked = tls.check(s.tls, role=role, need_ca=s.ssl_mode.startswith("VERIFY"))
     if s.peer_certs:
@@ -829,7 +835,7 @@ def _push(run: Run, s: RsyncSettings, stunnel_bin: str) -> rs.Push:
     if s.ssl_mode == "VERIFY_IDENTITY":
         # The name the joiner announced (its CN), else the address it was reached at; an IP
         # literal is checked against IP SANs, any other name as a DNS name: the rule the
-        # pre-flight and `galera-sst check` apply (sst.tls.is_ip_literal).
+        # pre-flight and `galera-sst check` apply (sst.net.is_ip_literal).
         name = req.remote_auth.cn or addr.host
         verify = verify.identity(name)
     conf = os.path.join(run.rundir, "stunnel-client.conf")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from sst.config import TLSFiles
 from sst.errors import ConfigError
-from sst.tls import is_ip_literal
+from sst.net import is_ip_literal
 from sst.tools.socat import explain_tls
 
 
@@ -25,7 +25,7 @@ class Verify:
     def identity(self, name: str, *, ip: bool | None = None) -> Verify:
         """Given the peer name to require; returns this with checkIP for an IP literal and
         checkHost for any other name, by the one rule the pre-flight and `check` apply too
-        (sst.tls.is_ip_literal; brackets around an IPv6 literal do not count). `ip` overrides
+        (sst.net.is_ip_literal; brackets around an IPv6 literal do not count). `ip` overrides
         the rule's verdict."""
         bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
         if ip is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from sst import net, tls
+from sst import net
 from sst.config import TLSFiles
 from sst.errors import ConfigError
 from sst.methods import rsync as rsm
@@ -258,7 +258,7 @@ def test_stunnel_checks_by_the_same_rule_as_the_preflight() -> None:
         ("node2.lab.test", "checkHost = node2.lab.test"),
         ("10.0.0.2.", "checkHost = 10.0.0.2."),
     ]:
-        verify = st.Verify(chain=True).identity(name, ip=tls.is_ip_literal(name))
+        verify = st.Verify(chain=True).identity(name, ip=net.is_ip_literal(name))
         conf = st.client_conf(files, verify, "10.0.0.2:4444").splitlines()
         assert line in conf and sum(ln.startswith("check") for ln in conf) == 1
     pinned = st.server_conf(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import tls
+from sst import net, tls
 from sst.config import TLSFiles
 from sst.errors import TLSError
 from testsupport import certs, lab
@@ -141,8 +141,8 @@ def test_an_address_in_the_cn_alone_is_not_an_identity(tmp_path: Path, ca: certs
 
 
 def test_identity_rule_picks_ip_or_dns() -> None:
-    assert tls.is_ip_literal("10.0.0.2") and tls.is_ip_literal("::1")
-    assert tls.is_ip_literal("fd00::2")
-    assert not tls.is_ip_literal("node2.example.com")
-    assert not tls.is_ip_literal("[::1]") and not tls.is_ip_literal("fe80::1%eth0")
-    assert not tls.is_ip_literal("10.0.0.2.")  # a DNS name (OpenSSL then refuses it)
+    assert net.is_ip_literal("10.0.0.2") and net.is_ip_literal("::1")
+    assert net.is_ip_literal("fd00::2")
+    assert not net.is_ip_literal("node2.example.com")
+    assert not net.is_ip_literal("[::1]") and not net.is_ip_literal("fe80::1%eth0")
+    assert not net.is_ip_literal("10.0.0.2.")  # a DNS name (OpenSSL then refuses it)
