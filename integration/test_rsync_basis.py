@@ -40,33 +40,16 @@ def _small_gcache(lab: Lab, donor: Node) -> None:
     assert donor.sql("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'").split()[1] == uuid
 
 
-def _pages_on_disk(donor: Node) -> None:
-    """The donor's dirty pages written out (innodb_max_dirty_pages_pct=0 until none is
-    dirty, then as it was). InnoDB's page cleaner writes a table's dirty pages into its
-    .ibd (and the doublewrite buffer into ibdata1) whenever it gets to them; a file written
-    after a join differs from the joiner's copy and is rightly sent again. A test of what a
-    later SST leaves out must mean "no write since", not "the page cleaner happened to run
-    first" (a CI run found eight of nine unchanged tables re-sent under the lock)."""
-    pct = donor.sql("SELECT @@GLOBAL.innodb_max_dirty_pages_pct").strip()
-    donor.sql("SET GLOBAL innodb_max_dirty_pages_pct=0")
-    try:
-        wait_for(
-            lambda: (
-                donor.sql("SHOW STATUS LIKE 'Innodb_buffer_pool_pages_dirty'").split()[1] == "0"
-            ),
-            120,
-            "the donor's dirty pages on disk",
-            period=0.2,
-        )
-    finally:
-        donor.sql(f"SET GLOBAL innodb_max_dirty_pages_pct={pct}")
-
-
 def _stale_tables(donor: Node) -> None:
-    """Ten tables, their pages on disk."""
+    """Ten tables, at rest on disk (Node.write_back). InnoDB's purge and page cleaner write
+    a table's pages into its .ibd (and undo and the doublewrite buffer into ibdata1)
+    whenever they get to them; a file written after a join differs from the joiner's copy
+    and is rightly sent again. "Unchanged" in these tests must mean "no write since", not
+    "the background threads happened to run first" (a CI run found eight of nine unchanged
+    tables re-sent under the lock)."""
     donor.sql("DROP DATABASE IF EXISTS stale")
     labmod.load_data(donor, 1500, database="stale", tables=10)
-    _pages_on_disk(donor)
+    donor.write_back(120)
 
 
 def _write_past_gcache(donor: Node) -> None:
@@ -193,7 +176,7 @@ def test_failed_join_resumes_from_what_arrived(lab: Lab, donor: Node) -> None:
     with the data equal."""
     donor.sst_method = "py_rsync"
     donor.sst_options = {"rlimit": "4m"}
-    _pages_on_disk(donor)  # what arrives stays what the donor has, but for the lock's writes
+    donor.write_back(120)  # what arrives stays what the donor has, but for the lock's writes
     joiner = lab.add_node(sst_method="py_rsync")
     lab.configure()
     joiner.start()

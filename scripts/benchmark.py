@@ -186,14 +186,8 @@ NOT_COPIED = ("galera.cache", "gcache.page.*")
 
 
 def settle(donor: Node, timeout: float = 300) -> None:
-    """Let InnoDB write back what the load left dirty, so the copies compare quiet files."""
-    donor.sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if donor.status("Innodb_buffer_pool_pages_dirty") == "0":
-            break
-        time.sleep(1)
-    donor.sql("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT")
+    """Let InnoDB purge and write back what the load left, so the copies compare quiet files."""
+    donor.write_back(timeout)
     subprocess.run(["sync"], check=True)
 
 

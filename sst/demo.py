@@ -318,6 +318,29 @@ class Node:
         """status(name), under the name container test nodes use for it."""
         return self.status(name)
 
+    def write_back(self, timeout: float = 300.0) -> None:
+        """Bring the node's InnoDB files to rest: purge of all history first (it rewrites
+        the pages of rows just inserted or changed, and undo pages in the system tablespace),
+        then every dirty page written (innodb_max_dirty_pages_pct=0 until none is dirty; the
+        low-water mark goes to 0 with it), both settings restored after. Until something
+        writes again, a file on disk is what a copy of it now holds. NodeError after timeout."""
+        self.sql("SET GLOBAL innodb_max_purge_lag_wait=0", timeout=timeout)
+        pct, lwm = self.sql(
+            "SELECT @@GLOBAL.innodb_max_dirty_pages_pct, @@GLOBAL.innodb_max_dirty_pages_pct_lwm"
+        ).split()
+        self.sql("SET GLOBAL innodb_max_dirty_pages_pct=0")
+        try:
+            deadline = time.monotonic() + timeout
+            while self.status("Innodb_buffer_pool_pages_dirty") != "0":
+                if time.monotonic() > deadline:
+                    raise NodeError(f"{self.name}: dirty pages still unwritten after {timeout:g} s")
+                time.sleep(0.2)
+        finally:
+            self.sql(
+                f"SET GLOBAL innodb_max_dirty_pages_pct={float(pct)}, "
+                f"innodb_max_dirty_pages_pct_lwm={float(lwm)}"  # in this order: lwm <= pct
+            )
+
     def wait_synced(self, timeout: float = SYNC_TIMEOUT) -> float:
         """Wait until wsrep_local_state_comment is Synced; returns the seconds it took. The
         server is asked every ASK_EVERY seconds, and at once when its error log gains a
