@@ -43,9 +43,6 @@ from sst import (
     versions,
 )
 from sst import staging as policy
-
-if TYPE_CHECKING:
-    from sst import tls
 from sst.config import MariabackupSettings, SocatPlan
 from sst.datadir import STAGING_MB
 from sst.errors import (
@@ -70,6 +67,9 @@ from sst.tools import openssl as ossl
 from sst.tools import pv
 from sst.tools import socat as sc
 from sst.tools import stunnel as st
+
+if TYPE_CHECKING:
+    from sst import tls
 
 MODULE = "xtrabackup_sst"
 ACK_MARK = "galera-sst-ack"  # in the LSN field: "this joiner acknowledges each stage"
@@ -110,6 +110,8 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
     plan = s.plan
     if plan.files is None:
         return None
+    from sst import tls  # noqa: PLC0415 (cryptography: some 30 ms of every start, for TLS only)
+
     ver = run_capture((socat, "-V"), timeout=10)
     if "WITH_OPENSSL 1" not in ver.stdout:
         raise ToolMissing(
@@ -117,8 +119,6 @@ def _preflight(s: MariabackupSettings, role: str, socat: str) -> tls.CheckedTLS 
             "support; refusing to send in cleartext"
         )
     stock.socat_tls(plan.encrypt, plan.mode)
-    from sst import tls  # noqa: PLC0415 (cryptography: some 30 ms of every start, for TLS only)
-
     sc.probe(socat)  # which TLS options this socat takes (commonname, no-sni)
     checked = tls.check(plan.files, role=role, need_ca=plan.verify)
     log.info(
