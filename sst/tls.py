@@ -4,9 +4,9 @@ The checks follow what OpenSSL (inside stunnel and socat) decides, so certificat
 work with the stock scripts keep working: chains are built by issuer name and signature
 (v1 and CN-only certificates are accepted, as OpenSSL accepts them), intermediates may be
 bundled after the leaf. Identity is not judged here at all: OpenSSL itself gives the
-verdict (`openssl x509 -checkhost/-checkip`, the calls stunnel makes), and `is_ip_literal`
-(sst.net) is the one rule that picks the check, here and in the tunnels' configuration (docs/tls.md,
-"Identity").
+verdict (`openssl x509 -checkhost/-checkip`, the calls stunnel makes), and
+`sst.net.is_ip_literal` is the one rule that picks the check, here and in the tunnels'
+configuration (docs/tls.md, "Identity").
 """
 
 from __future__ import annotations

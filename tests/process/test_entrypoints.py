@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from testsupport.cluster import leftovers
 from testsupport.process import ROOT, UUID, error_lines, free_port
 
 # docs/contract.md 2.6, plus EACCES (13) and ENOSPC (28) for our own files (sst/errors.py).
@@ -132,31 +133,16 @@ def mounts() -> Iterator[Mounts]:
         srv.close()
         # A mount still busy means something is left running: name it, detach the mount
         # all the same (nothing stays mounted), and fail.
-        busy = [
-            m
-            for m in (full, ro)
-            if os.path.ismount(m) and subprocess.run(["umount", str(m)], check=False).returncode
-        ]
-        holders = _holders(busy) if busy else []
+        busy = []
+        for m in (full, ro):
+            if os.path.ismount(m) and subprocess.run(["umount", str(m)], check=False).returncode:
+                busy.append(m)
+        holders = leftovers(str(base)) if busy else []
         for m in busy:
             subprocess.run(["umount", "-l", str(m)], check=False)
         shutil.rmtree(base)
         if busy:
             pytest.fail(f"left running, holding {busy}: {holders}", pytrace=False)
-
-
-def _holders(mounts: list[Path]) -> list[str]:
-    """The processes whose working directory or open files lie under one of mounts."""
-    roots = tuple(str(m) + os.sep for m in mounts)
-    out = []
-    for p in psutil.process_iter(["pid", "name"]):
-        try:
-            paths = [p.cwd(), *(f.path for f in p.open_files())]
-        except psutil.Error:
-            continue
-        if any((q + os.sep).startswith(roots) for q in paths):
-            out.append(f"{p.info['name']} ({p.pid})")
-    return out
 
 
 def _layout(state: str, mounts: Mounts, work: Path) -> tuple[str, str]:
