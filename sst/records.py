@@ -1,0 +1,195 @@
+"""Records of an rsync SST, which let the next stale rejoin skip reading unchanged files
+(docs/contract.md 6.2, "Skipping what both sides recorded").
+
+Without them, a stale joiner's basis is compared by checksum: both sides read every file.
+With them, a file is skipped unread when both sides can show it has not changed since the
+SST that recorded it:
+
+- the donor, at the end of each SST it gave to a joiner of ours, records every file the
+  pre-copy found settled (snapshot.changed_files left it out: same inode, size, mtime and
+  ctime at t0 and under the lock, times older than t0 minus the margin). The joiner's copy
+  of such a file is the donor's content then. The record gets a random id, which the
+  completion file carries to the joiner;
+- the joiner, when that SST succeeded, records every file of its datadir as the swap left
+  it, under the donor's id;
+- at the next SST, the joiner links into its basis only the files whose stat is still the
+  one it recorded (trusted) and announces the id; the donor skips the files whose stat is
+  still the one its record of that id holds, and sends every other file. A file the joiner
+  no longer trusts is not in its basis, so a skip leaves nothing stale behind: the donor
+  sends what the joiner lacks.
+
+A file's entry (snapshot.Entry) names one version of it: any write or truncation sets mtime
+and ctime, a rename, chmod or link count change sets ctime, no user can set ctime, and a
+file replaced is another inode. A record holds only within one boot of its host (the
+kernel's boot id): after a crash, data written just before it may be on disk while the
+inode's times are not; after any reboot no record is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sst.snapshot import Entry
+
+PREFIX = ".sst-record-"  # files at the datadir's top: never sent, swapped or a basis
+JOINER = PREFIX + "joiner.json"
+KEEP = 4  # donor records kept (the newest): one per joiner a donor serves in turn
+NONE = "0" * 32  # a joiner that can keep a record but holds none
+_ID = re.compile(r"[0-9a-f]{32}")
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+VERSION = 1
+
+
+def boot_id() -> str:
+    """This boot of the kernel; '' when it cannot be read (no record is then used)."""
+    try:
+        with open(_BOOT_ID, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def new_id() -> str:
+    """A fresh record id (32 hex digits)."""
+    return secrets.token_hex(16)
+
+
+def valid_id(text: str) -> bool:
+    """Whether text is a record id (NONE is not one)."""
+    return _ID.fullmatch(text) is not None and text != NONE
+
+
+@dataclass(frozen=True)
+class Record:
+    """One side's record of one SST: the donor's id, the boot and cluster it holds in, and
+    the entry of each file by absolute path."""
+
+    id: str
+    boot: str
+    uuid: str
+    files: Mapping[str, Entry]
+
+    def holds(self, path: str, entry: Entry) -> bool:
+        """Whether path still is the version recorded."""
+        return self.files.get(path) == entry
+
+    def to_json(self) -> str:
+        files = {
+            p: [e.dev, e.ino, e.mode, e.size, e.mtime_ns, e.ctime_ns] for p, e in self.files.items()
+        }
+        return json.dumps(
+            {
+                "version": VERSION,
+                "id": self.id,
+                "boot": self.boot,
+                "uuid": self.uuid,
+                "files": files,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Record | None:
+        """The record text holds, or None when it is not one (of this version)."""
+        try:
+            d = json.loads(text)
+            if d.get("version") != VERSION or not valid_id(d["id"]):
+                return None
+            files = {str(p): Entry(*(int(x) for x in v)) for p, v in d["files"].items()}
+            return cls(d["id"], str(d["boot"]), str(d["uuid"]), files)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+def _read(path: str) -> str:
+    """The text of path when it is a regular file of this user ('' otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ""
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        st = os.fstat(f.fileno())
+        return f.read() if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() else ""
+
+
+def _write(path: str, text: str) -> None:
+    """Replace path by a new 0600 file holding text (written aside, renamed)."""
+    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def donor_path(datadir: str, rid: str) -> str:
+    return os.path.join(datadir, f"{PREFIX}donor-{rid}.json")
+
+
+def load(path: str, uuid: str) -> Record | None:
+    """The record at path when it holds now: written in this boot, for cluster uuid; None
+    otherwise (missing, unreadable, not ours, another boot or cluster)."""
+    rec = Record.from_json(_read(path))
+    if rec is None or not rec.boot or rec.boot != boot_id() or rec.uuid != uuid:
+        return None
+    return rec
+
+
+def save_donor(datadir: str, rec: Record) -> None:
+    """Keep the donor's record, and only the KEEP newest."""
+    _write(donor_path(datadir, rec.id), rec.to_json())
+    mine = [
+        e
+        for e in os.scandir(datadir)
+        if e.name.startswith(PREFIX + "donor-") and e.is_file(follow_symlinks=False)
+    ]
+    mine.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
+    for e in mine[:-KEEP]:
+        os.unlink(e.path)
+
+
+def save_joiner(datadir: str, rec: Record) -> None:
+    """Replace the joiner's record."""
+    _write(os.path.join(datadir, JOINER), rec.to_json())
+
+
+def drop_joiner(datadir: str) -> None:
+    """Forget the joiner's record."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(datadir, JOINER))
+
+
+def scan_files(roots: list[str], skip_top: frozenset[str]) -> dict[str, Entry]:
+    """Every regular file under each root (recursively, symlinks not followed; at a root's
+    top, names in skip_top left out), by absolute path."""
+    out: dict[str, Entry] = {}
+    for root in dict.fromkeys(roots):
+        pending = [(root, True)]
+        while pending:
+            path, top = pending.pop()
+            try:
+                entries = list(os.scandir(path))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue
+            for e in entries:
+                if top and (e.name in skip_top or e.name.startswith(".sst")):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append((e.path, False))
+                elif stat.S_ISREG(st.st_mode):
+                    out[e.path] = Entry.of(st)
+    return out
