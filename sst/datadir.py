@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sst import log
@@ -139,16 +139,23 @@ def prepare_staging(areas: Sequence[Area], *, hardlink_from_live: bool) -> None:
             _link_tree(a.live, a.staged, top=True)
 
 
-def link_basis(areas: Sequence[Area], kept: str, *, live: bool) -> None:
+# Which live files a basis takes: given a file's path and whether it is at an area's top.
+LinkFilter = Callable[[str, bool], bool]
+
+
+def link_basis(
+    areas: Sequence[Area], kept: str, *, live: bool, keep: LinkFilter | None = None
+) -> None:
     """Fill prepared (empty) stagings with hard links, the basis rsync reconstructs from:
     first the tree at kept (a failed transfer's data, mirroring the main staging; '' for
-    none), then, when live, each area's live files not linked yet. A file that cannot be
-    linked is left out (it then crosses the wire whole)."""
+    none), then, when live, each area's live files not linked yet, those that keep (given
+    the file's path and whether it is at an area's top) accepts. A file that cannot be
+    linked, or is not accepted, is left out (it then crosses the wire whole)."""
     if kept:
         _link_tree(kept, areas[0].staged, top=True)
     if live:
         for a in areas:
-            _link_tree(a.live, a.staged, top=True)
+            _link_tree(a.live, a.staged, top=True, keep=keep)
 
 
 def grastate_uuid(datadir: str) -> str:
@@ -164,7 +171,7 @@ def grastate_uuid(datadir: str) -> str:
     return "" if not uuid or set(uuid) <= {"0", "-"} else uuid
 
 
-def _link_tree(src: str, dst: str, *, top: bool = False) -> None:
+def _link_tree(src: str, dst: str, *, top: bool = False, keep: LinkFilter | None = None) -> None:
     for entry in os.scandir(src):
         if top and (
             entry.name in PROTECTED_TOP or entry.name in TRANSIENT or entry.name.startswith(".sst")
@@ -175,8 +182,12 @@ def _link_tree(src: str, dst: str, *, top: bool = False) -> None:
             if top or not os.path.exists(target):
                 os.makedirs(target, exist_ok=True)
                 shutil.copystat(entry.path, target)
-            _link_tree(entry.path, target)
-        elif entry.is_file(follow_symlinks=False) and not os.path.exists(target):
+            _link_tree(entry.path, target, keep=keep)
+        elif (
+            entry.is_file(follow_symlinks=False)
+            and not os.path.exists(target)
+            and (keep is None or keep(entry.path, top))
+        ):
             with contextlib.suppress(OSError):
                 os.link(entry.path, target)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import secrets
 import signal
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from sst import config, datadir, log, net, resume, snapshot, staging, stock, swap, tools
+from sst import config, datadir, log, net, records, resume, snapshot, staging, stock, swap, tools
 from sst.config import RsyncSettings, TLSFiles
 from sst.datadir import Area
 from sst.errors import (
@@ -216,6 +217,8 @@ class RsyncJoiner:
         self.s = s
         self.received = rs.Received()
         self.old_grastate = b""  # in place: grastate.dat as it was (an IST puts it back)
+        self.record = ""  # the donor's record id, from its completion file (sst/records.py)
+        self.cluster = ""  # the cluster the received state belongs to
 
     @property
     def tls_mode(self) -> str:
@@ -248,14 +251,21 @@ class RsyncJoiner:
         # harmless there); the old files are offered as a basis only on separate modules,
         # and not in place, where the live files are what the donor writes into.
         datadir.prepare_staging(layout.holds, hardlink_from_live=False)
-        self.basis, uuid = (None, "") if layout.in_place else _prepare_basis(run, s)
+        self.basis, uuid, held = (None, "", "") if layout.in_place else _prepare_basis(run, s)
+        # From here on the old files are linked, swapped or written: what the record says
+        # of them no longer holds; a successful SST writes a new one (cleanup).
+        records.drop_joiner(req.datadir)
         st_dd = os.stat(req.datadir)
         owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
         for lay in self.stagings:
             _private_staging(lay, owner)
         self.since = time.time() - 1.0  # what changed from here on arrived (in place)
         # Per-SST names and secret, announced only through Galera (docs/tls.md 2).
-        module = rs.basis_module_name(rs.module_name(_module(req), secrets.token_hex(16)), uuid)
+        # A joiner keeps records but in place (nothing to vouch for) and in delta mode, where a
+        # file it changed itself is worth more as a delta's basis than the read a skip saves.
+        keeps = not layout.in_place and not is_wan(req)
+        base = rs.record_module(_module(req), held) if keeps else _module(req)
+        module = rs.basis_module_name(rs.module_name(base, secrets.token_hex(16)), uuid)
         bind = listen_address(addr)
         d = rs.Daemon(
             pid_file=os.path.join(req.datadir, RSYNC_PID),
@@ -309,6 +319,9 @@ class RsyncJoiner:
         self.got = _completed(self.stagings)
         log.info(f"Received: {self.received.summary()}")
         state_line, tags = datadir.read_magic(os.path.join(self.got.main.staged, rs.MAGIC_FILE))
+        if records.valid_id(tags.get("record", "")):
+            self.record = tags["record"]
+            self.cluster = rs.cluster_uuid(state_line)
         return Received(state_line, tags, bypass="bypass" in tags)
 
     def verify(self, run: Run, got: Received) -> None:
@@ -347,6 +360,8 @@ class RsyncJoiner:
         # In place, our donor's origin file lands in the live datadir (staged, in staging).
         for f in (STUNNEL_PID, RSYNC_PID, rs.MAGIC_FILE, rs.BINLOG_TAR, rs.ORIGIN_FILE):
             datadir.remove(os.path.join(dd, f))
+        if outcome is None and self.record and self.cluster and not self.layout.in_place:
+            _record_joiner(dd, self.layout, self.record, self.cluster)
 
 
 def write_private(path: str, text: str) -> str:
@@ -724,11 +739,13 @@ def _modules(module: str, layout: JoinerLayout) -> list[tuple[str, str]]:
     ]
 
 
-def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str]:
+def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str, str]:
     """The basis staging, filled with hard links of a kept partial transfer and then of the
-    old files, and the cluster UUID it holds data of; (None, '') when there is nothing to
-    offer. The old files go in only when grastate.dat names the kept transfer's cluster
-    (or there is none kept)."""
+    old files, the cluster UUID it holds data of, and the id of the record the joiner holds
+    of its old files (records.NONE for none: every old file is offered); (None, '', NONE)
+    when there is nothing to offer. The old files go in only when grastate.dat names the
+    kept transfer's cluster (or there is none kept); with a record, only those it still
+    vouches for (_trusted)."""
     req = run.req
     dd = req.datadir
     kept = resume.usable(dd, s.resume_max_age)
@@ -736,15 +753,65 @@ def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str
     uuid = kept.uuid if kept else own
     if not uuid:
         log.info("No basis offered: grastate.dat names no cluster and no partial transfer is kept")
-        return None, ""
+        return None, "", records.NONE
     layout = joiner_layout(req, s, datadir.BASIS)
+    use = not kept and own and not is_wan(req)
+    rec = records.load(os.path.join(dd, records.JOINER), own) if use else None
+    keep, held = _trusted(rec, layout) if rec else (None, records.NONE)
     datadir.prepare_staging(layout.areas, hardlink_from_live=False)
-    datadir.link_basis(layout.areas, resume.path(dd) if kept else "", live=own == uuid)
+    datadir.link_basis(layout.areas, resume.path(dd) if kept else "", live=own == uuid, keep=keep)
     parts = [f"the partial transfer from {kept.position}"] if kept else []
     if own == uuid:
         parts.append("the old datadir")
     log.info(f"Offering {' and '.join(parts)} as the basis (cluster {uuid}) to a donor of it")
-    return layout, uuid
+    return layout, uuid, held
+
+
+# The files a donor's pass carries at the top of an area (the sub-modules' patterns); any
+# other file there (logs, binlogs) is linked into the basis as it is, and swapped back.
+_CARRIED_AT_TOP = tuple(p for pats in rs.SUBMODULE_FILES.values() for p in pats)
+
+
+def _trusted(rec: records.Record, layout: JoinerLayout) -> tuple[datadir.LinkFilter | None, str]:
+    """Given the joiner's record of its last SST: the filter that links into the basis only
+    the data files whose stat is still the recorded one (the donor may skip those unread),
+    and the record's id to announce; (None, records.NONE) when the record vouches for no
+    file (then every file is offered, compared by checksum). Logs the count."""
+    found = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
+    held = sum(1 for p, e in found.items() if rec.holds(p, e))
+    if not held:
+        log.info("The joiner's record of its last SST vouches for no file now: not used")
+        return None, records.NONE
+    log.info(
+        f"The joiner's record of its last SST vouches for {held} of {len(found)} file(s); "
+        "only those are offered in the basis, the others are sent whole"
+    )
+
+    def keep(path: str, top: bool) -> bool:
+        if top and not any(fnmatch.fnmatchcase(os.path.basename(path), p) for p in _CARRIED_AT_TOP):
+            return True
+        try:
+            return rec.holds(path, snapshot.Entry.of(os.lstat(path)))
+        except OSError:
+            return False
+
+    return keep, rec.id
+
+
+def _record_joiner(dd: str, layout: JoinerLayout, rid: str, uuid: str) -> None:
+    """After a successful SST, the joiner's record (sst/records.py): every file of its
+    datadir as the swap left it, under the donor's record id. A failure to write it costs
+    only the next rejoin's speed: logged, not raised."""
+    boot = records.boot_id()
+    if not boot:
+        return
+    files = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
+    try:
+        records.save_joiner(dd, records.Record(rid, boot, uuid, files))
+    except OSError as exc:
+        log.warning(
+            f"could not keep the record of this SST ({exc}): the next rejoin reads every file"
+        )
 
 
 def _completed(received: Sequence[JoinerLayout]) -> JoinerLayout:
@@ -1099,12 +1166,19 @@ def _scan(passes: list[Pass], skip: set[tuple[int, int]]) -> dict[str, snapshot.
     return {p.key: p.scan(skip) for p in passes if p.key != "log_dir"}
 
 
-def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Baseline:
+def _precopy(
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, rec: records.Record | None
+) -> Baseline:
     """Every pass without the read lock, after recording t0 and every file's stat; files
-    that vanish meanwhile are no failure (the passes under the lock see to them)."""
+    that vanish meanwhile are no failure (the passes under the lock see to them). With the
+    donor's record of the joiner's last SST (rec), the files unchanged since are skipped
+    unread (_skip_recorded)."""
     t0_ns = time.time_ns()
     start = time.monotonic()
-    passes = _passes(run, s, push, rsync_bin)
+    # With a record, the files it does not vouch for changed on this donor since the
+    # joiner's copy (or the joiner no longer trusts its copy): each is sent whole, not
+    # first read on both sides for a checksum that would almost never match.
+    passes = _passes(run, s, replace(push, basis=False) if rec else push, rsync_bin)
     trees = {p.key: p.scan() for p in passes if p.key == "log_dir"}
     trees.update(_scan(passes, _redo_ids(trees)))
     # The redo log goes again under the lock, every file of it: sent whole there, a copy of
@@ -1112,7 +1186,12 @@ def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Basel
     # would find most of it in the copy).
     if push.whole_file:
         passes = [p for p in passes if p.key != "log_dir"]
+    skipped: list[FileList] = []
+    if rec is not None:
+        passes, skipped = _skip_recorded(run, passes, trees, rec, push.url)
     _run_passes(run, s, push, passes, PRECOPY_OK)
+    if skipped:
+        _send_lists(run, s, push, rsync_bin, skipped, missing_only=True)
     os.sync()  # so that the sync under the lock has little left to write
     took = time.monotonic() - start
     dbs = sum(1 for p in passes if p.key.startswith("db:"))
@@ -1122,6 +1201,59 @@ def _precopy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> Basel
         f"{'; split: ' + ', '.join(split) if split else ''}; {s.backup_threads} rsyncs at once)"
     )
     return Baseline(t0_ns, trees, took)
+
+
+def _skip_recorded(
+    run: Run,
+    passes: list[Pass],
+    trees: dict[str, snapshot.Snapshot],
+    rec: records.Record,
+    url: str,
+) -> tuple[list[Pass], list[FileList]]:
+    """Given the pre-copy's passes, the files at t0 and the donor's record of the joiner's
+    last SST: the passes with the files still as recorded excluded (`--exclude-from`: not
+    read, not sent, not deleted on the joiner, which keeps its copy), and one list per
+    module of those files, for a pass that sends the ones the joiner lacks (it offers only
+    copies its own record vouches for: sst/records.py). Logs what is skipped."""
+    out: list[Pass] = []
+    main: list[str] = []
+    main_bytes = 0
+    lists: list[FileList] = []
+    count = size = 0
+    for i, p in enumerate(passes):
+        tree = trees.get(p.key)
+        if tree is None or p.key in ("top", "log_dir"):
+            out.append(p)
+            continue
+        same = sorted(r for r, e in tree.files.items() if rec.holds(os.path.join(p.root, r), e))
+        names, rules = rs.excluded(same)
+        if not names:
+            out.append(p)
+            continue
+        path = os.path.join(run.rundir, f"recorded-{i}.rules")
+        with open(path, "xb") as f:
+            f.write(rules)
+        out.append(
+            replace(
+                p,
+                argv=rs.with_excludes(p.argv, path),
+                parts=tuple(rs.with_excludes(a, path) for a in p.parts),
+            )
+        )
+        got = tree.size(names)
+        count, size = count + len(names), size + got
+        if p.key.startswith("db:"):
+            main += [f"{p.key[3:]}/{n}" for n in names]
+            main_bytes += got
+        else:
+            lists.append(FileList(p.key, p.root, f"{url}-{p.key}", names, got))
+    if main:
+        lists.append(FileList("main", passes[0].root, url, main, main_bytes))
+    log.info(
+        f"Record {rec.id[:8]} of the joiner's last SST: {count} file(s), {size / 2**20:.1f} MiB "
+        "unchanged on this donor since, skipped unread unless the joiner lacks them"
+    )
+    return out, lists
 
 
 def _file_lists(
@@ -1150,27 +1282,39 @@ def _file_lists(
 
 
 def _send_lists(
-    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, lists: list[FileList]
+    run: Run,
+    s: RsyncSettings,
+    push: rs.Push,
+    rsync_bin: str,
+    lists: list[FileList],
+    *,
+    missing_only: bool = False,
 ) -> tuple[int, int]:
-    """Send each list's files (at most backup-threads passes at once); (files, bytes)."""
+    """Send each list's files (at most backup-threads passes at once), under the lock; with
+    missing_only, in the pre-copy, the skipped files the joiner lacks. (files, bytes)."""
     argvs = []
     for fl in lists:
-        path = os.path.join(run.rundir, f"changed-{fl.name}.lst")
+        path = os.path.join(run.rundir, f"{'missing' if missing_only else 'changed'}-{fl.name}.lst")
         with open(path, "xb") as f:
             f.write(rs.files_from(fl.paths))
-        argvs.append(rs.list_pass(rsync_bin, push, fl.root, fl.url, path))
-    at_once = max(s.backup_threads, LOCKED_AT_ONCE)
-    _parallel(run, s, push, argvs, at_once=at_once, what="sending what changed, under the lock")
+        argvs.append(
+            rs.list_pass(rsync_bin, push, fl.root, fl.url, path, missing_only=missing_only)
+        )
+    if missing_only:
+        _parallel(run, s, push, argvs, ok=PRECOPY_OK, what="sending what the joiner lacks")
+    else:
+        at_once = max(s.backup_threads, LOCKED_AT_ONCE)
+        _parallel(run, s, push, argvs, at_once=at_once, what="sending what changed, under the lock")
     return sum(len(fl.paths) for fl in lists), sum(fl.bytes for fl in lists)
 
 
 def _send_changes(
     run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, base: Baseline
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, dict[str, snapshot.Entry]]:
     """Under the read lock (docs/contract.md 6.2, "Pre-copy"): the redo log first, whole;
     then, scanned after it was read, every other file that changed since t0 or is new;
     then the deletion passes of the trees whose directories changed. Returns the files and
-    bytes sent again, and the number of database directories."""
+    bytes sent again, the number of database directories, and the settled files (_settled)."""
     passes = _passes(run, s, push, rsync_bin, split=False)
     trees: dict[str, snapshot.Snapshot] = {}
     files = size = 0
@@ -1197,28 +1341,54 @@ def _send_changes(
         _parallel(
             run, s, push, deletions, at_once=at_once, what="deleting what the donor no longer has"
         )
-    return files + more[0], size + more[1], sum(1 for p in passes if p.key.startswith("db:"))
+    dbs = sum(1 for p in passes if p.key.startswith("db:"))
+    return files + more[0], size + more[1], dbs, _settled(passes, base, trees)
 
 
-def _locked_copy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> str:
+def _settled(
+    passes: list[Pass], base: Baseline, trees: dict[str, snapshot.Snapshot]
+) -> dict[str, snapshot.Entry]:
+    """The files the pre-copy sent (or skipped as recorded) and no pass sent again under the
+    lock, by absolute path: unchanged from before t0 minus the margin until now, so the
+    joiner's copy is this content (snapshot.changed_files). The redo log is never one."""
+    since = base.t0_ns - snapshot.MARGIN_NS
+    out: dict[str, snapshot.Entry] = {}
+    for p in passes:
+        if p.key in ("top", "log_dir") or p.key not in trees:
+            continue
+        changed = set(snapshot.changed_files(base.trees.get(p.key), trees[p.key], since))
+        for rel, e in trees[p.key].files.items():
+            if rel not in changed:
+                out[os.path.join(p.root, rel)] = e
+    return out
+
+
+def _locked_copy(
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, keeps: str | None
+) -> tuple[str, str]:
     """The copy around FTWRL: with rsync-precopy (the default) every pass first without the
     lock and under it only what changed since; else every pass under it, as stock. Sends
-    `continue`, logs how long the lock lasted and what was sent under it; returns the state
-    from tables_flushed."""
-    base = _precopy(run, s, push, rsync_bin) if s.precopy else None
+    `continue`, logs how long the lock lasted and what was sent under it. keeps: what the
+    joiner announced of its record (rs.announced_record). Returns the state from
+    tables_flushed and the id of this SST's record ('' for none: _record_donor)."""
+    rec = _donor_record(run, keeps) if push.basis else None
+    base = _precopy(run, s, push, rsync_bin, rec) if s.precopy else None
     locked = time.monotonic()
     state = flush_tables(run, s.flush_timeout)
     os.sync()
     log.info("Tables flushed")
     _binlog_tar(run, s)
+    rid = ""
     if base is None:
         passes = _passes(run, s, push, rsync_bin)
         _run_passes(run, s, push, passes, STRICT)
         dbs = sum(1 for p in passes if p.key.startswith("db:"))
         sent = ""
     else:
-        files, size, dbs = _send_changes(run, s, push, rsync_bin, base)
+        files, size, dbs, settled = _send_changes(run, s, push, rsync_bin, base)
         sent = f": sent again under it {files} changed file(s), {size / 2**20:.1f} MiB"
+        if keeps is not None:
+            rid = _record_donor(run, settled)
     log.info(f"Transfer of data done ({dbs} database directories)")
     log.info("Sending continue to donor")
     run.out.resume()
@@ -1227,7 +1397,40 @@ def _locked_copy(run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str) -> s
         log.info(f"Read lock held {held:.2f} s, for the whole copy (rsync-precopy=0)")
     else:
         log.info(f"Read lock held {held:.2f} s{sent}; pre-copy without it {base.seconds:.2f} s")
-    return state
+    return state, rid
+
+
+def _donor_record(run: Run, keeps: str | None) -> records.Record | None:
+    """The donor's record of the SST whose id the joiner announced, when it holds (this
+    boot, this cluster: sst/records.py); None otherwise, said in one INFO line."""
+    if keeps is None or not records.valid_id(keeps):
+        return None
+    dd = run.req.datadir
+    rec = records.load(records.donor_path(dd, keeps), rs.cluster_uuid(run.req.gtid))
+    if rec is None:
+        log.info(
+            f"No record {keeps[:8]} of the joiner's last SST here (another donor's, expired, "
+            "or from before a restart of this host): every file is compared"
+        )
+    return rec
+
+
+def _record_donor(run: Run, settled: dict[str, snapshot.Entry]) -> str:
+    """Keep this SST's record (the settled files) for the joiner's next rejoin; its id, or
+    '' when it could not be kept (logged: it costs only the next rejoin's speed)."""
+    boot, uuid = records.boot_id(), rs.cluster_uuid(run.req.gtid)
+    if not boot or not uuid:
+        return ""
+    rec = records.Record(records.new_id(), boot, uuid, settled)
+    try:
+        records.save_donor(run.req.datadir, rec)
+    except OSError as exc:
+        log.warning(
+            f"could not keep the record of this SST ({exc}): "
+            "the joiner's next rejoin reads every file"
+        )
+        return ""
+    return rec.id
 
 
 def donor(run: Run, s: RsyncSettings) -> None:
@@ -1242,11 +1445,13 @@ def donor(run: Run, s: RsyncSettings) -> None:
     if not req.bypass:
         push = _basis_push(req, push)
         _send_origin(run, s, push, rsync_bin)
+    rid = ""  # this SST's record (sst/records.py), for our joiner
     tar = os.path.join(req.datadir, rs.BINLOG_TAR)
     datadir.remove(tar)
     try:
         if not req.bypass:
-            state = _locked_copy(run, s, push, rsync_bin)
+            keeps = rs.announced_record(_module(req))
+            state, rid = _locked_copy(run, s, push, rsync_bin, keeps)
         else:
             log.info("Bypassing state dump (IST).")
             state = f"{req.gtid} {req.gtid_domain_id}".strip()
@@ -1261,6 +1466,8 @@ def donor(run: Run, s: RsyncSettings) -> None:
         lines.append(f"secret {req.remote_auth.secret}")
     if req.bypass:
         lines.append("bypass")
+    if rid:
+        lines.append(f"record {rid}")
     with open(magic, "w", encoding="utf-8") as mf:
         mf.write("\n".join(lines) + "\n")
     child = run.sup.start(_rsync(rs.magic_pass(rsync_bin, push, magic), push))

@@ -203,14 +203,22 @@ def files_from(paths: Sequence[str]) -> bytes:
 
 
 def list_pass(
-    binary: str, push: Push, source_dir: str, dest_url: str, list_file: str
+    binary: str,
+    push: Push,
+    source_dir: str,
+    dest_url: str,
+    list_file: str,
+    *,
+    missing_only: bool = False,
 ) -> tuple[str, ...]:
     """The files named in list_file (files_from), each sent whole (or by delta in WAN mode)
-    whatever the receiver holds, from source_dir to the module at dest_url. No --delete
-    (the deletion pass does that); --no-implied-dirs, so that a path through a symlinked
-    database directory is read through it and lands in the receiver's directory."""
+    whatever the receiver holds, from source_dir to the module at dest_url; with
+    missing_only, only those the receiver lacks (`--ignore-existing`: it reads no other).
+    No --delete (the deletion pass does that); --no-implied-dirs, so that a path through a
+    symlinked database directory is read through it and lands in the receiver's directory."""
     return (
         binary,
+        *(("--ignore-existing",) if missing_only else ()),
         *push.common(delete=False, compare=False),
         f"--files-from={list_file}",
         "--from0",
@@ -320,6 +328,36 @@ def conf_path(path: str) -> str:
             "variable; rename the directory"
         )
     return path
+
+
+def record_module(base: str, record: str) -> str:
+    """The configured module name with the joiner's record id (records.NONE: it holds none
+    but keeps one), before the per-SST token (module_name) and any basis tail: a donor of
+    an earlier release still finds its token and basis where it looks for them."""
+    return f"{base}_r{record}"
+
+
+_RECORD = re.compile(r"_r([0-9a-f]{32})_[0-9a-f]{32}(?:_b[0-9a-f]{32})?")
+
+
+def announced_record(module: str) -> str | None:
+    """Given the module a joiner announced: the record id it holds (records.NONE for none),
+    or None when it keeps no record (a stock joiner, an earlier release, in place)."""
+    m = _RECORD.search(module)
+    return m.group(1) if m is not None and m.end() == len(module) else None
+
+
+def excluded(paths: Sequence[str]) -> tuple[list[str], bytes]:
+    """Given paths relative to a pass's root: those a filter rule can name exactly (every
+    component a plain_name), and the `--exclude-from` text anchoring each at the root."""
+    names = [p for p in paths if all(plain_name(c) for c in p.split("/"))]
+    return names, b"".join(b"/" + os.fsencode(p) + b"\n" for p in names)
+
+
+def with_excludes(argv: tuple[str, ...], rules_file: str) -> tuple[str, ...]:
+    """A pass's argv with `--exclude-from` first among its filters (the first matching rule
+    wins): the files it names are neither sent nor deleted on the receiver."""
+    return (argv[0], f"--exclude-from={rules_file}", *argv[1:])
 
 
 def module_name(base: str, token: str) -> str:

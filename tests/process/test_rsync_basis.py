@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sst import datadir, resume
+from sst import datadir, records, resume, snapshot
 from sst.tools import rsync as rs
 from testsupport.process import (
     UUID,
@@ -281,3 +281,82 @@ def test_split_database_passes_leave_the_receiver_equal_to_the_donor(
 
 def _tree(d: Path) -> dict[Path, bytes]:
     return {p.relative_to(d): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+
+def _records(d: Path) -> list[str]:
+    return sorted(n for n in os.listdir(d) if n.startswith(records.PREFIX))
+
+
+def test_rejoin_skips_unread_only_what_both_records_vouch_for(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    """Two SSTs from one donor. The first leaves a record on both sides (sst/records.py);
+    the second skips, unread, the files neither side changed since, and sends every other:
+    one changed on the donor, one the joiner lost, one the joiner's disk changed with its
+    size and mtime put back (rsync's own quick check would skip it), a new one. The joiner
+    ends byte for byte equal to the donor; the skipped files are its old inodes."""
+    dd = node_dir / "data"
+    db2 = dd / "db2"
+    db2.mkdir()
+    for i in range(8):
+        (db2 / f"t{i}.ibd").write_bytes(os.urandom(64 << 10))
+    # Only files settled before the pre-copy (times older than t0 minus the 2 s margin:
+    # sst/snapshot.py) are recorded.
+    time.sleep(snapshot.MARGIN_NS / 1e9 + 0.2)
+    jd = joiner_dir / "data"
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j.readline()
+    assert f"_r{records.NONE}_" in ready and "_b" not in ready.rpartition("/")[2], ready
+    d = _donor(node_dir, ready[6:])
+    act_as_donor_server(d, dd)
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    (donor_rec,) = _records(dd)
+    rid = donor_rec.removeprefix(records.PREFIX + "donor-").removesuffix(".json")
+    assert _records(jd) == [records.JOINER]
+    for f in (dd / donor_rec, jd / records.JOINER):
+        assert os.stat(f).st_mode & 0o777 == 0o600
+    joiner_rec = records.load(str(jd / records.JOINER), UUID)
+    assert joiner_rec is not None and joiner_rec.id == rid
+    # Between the two: mariadbd writes grastate.dat; each side changes what it changes.
+    (jd / "grastate.dat").write_text(f"version: 2.1\nuuid:    {UUID}\nseqno:   -1\n")
+    (db2 / "t1.ibd").write_bytes(os.urandom(64 << 10))  # the donor's write
+    (db2 / "t8.ibd").write_bytes(os.urandom(64 << 10))  # a new table
+    (jd / "db2" / "t2.ibd").unlink()  # lost on the joiner
+    torn = jd / "db2" / "t3.ibd"
+    st = os.stat(torn)
+    torn.write_bytes(os.urandom(64 << 10))
+    os.utime(torn, ns=(st.st_atime_ns, st.st_mtime_ns))
+    inodes = {n: (jd / "db2" / n).stat().st_ino for n in ("t0.ibd", "t4.ibd", "t7.ibd")}
+    j2 = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j2.readline()
+    assert ready.endswith(f"_r{rid}_" + ready.rpartition("_r")[2][33:]), ready
+    assert ready.endswith("_b" + UUID.replace("-", "")), ready
+    d2 = _donor(node_dir, ready[6:])
+    act_as_donor_server(d2, dd)
+    assert d2.wait() == 0, d2.stderr()
+    assert j2.readline() == f"{UUID}:5 0"
+    assert j2.wait() == 0, j2.stderr()
+    derr, jerr = d2.stderr(), j2.stderr()
+    # The joiner vouches for every data file it holds but the torn t3 (t2 is gone): db1's
+    # and db2's seven (t0, t1, t4 to t7), ibdata1, aria_log_control.
+    assert "record of its last SST vouches for 10 of " in jerr, jerr
+    # The donor skips what it did not change: db1/t.ibd, db2's t0 and t2 to t7, ibdata1
+    # and aria_log_control (t2 and t3 then go whole: the joiner's basis lacks them).
+    m = re.search(rf"Record {rid[:8]} of the joiner's last SST: (\d+) file\(s\)", derr)
+    assert m and int(m.group(1)) == 10, derr
+    for p in db2.iterdir():
+        assert (jd / "db2" / p.name).read_bytes() == p.read_bytes(), p.name
+    assert (jd / "db1" / "t.ibd").read_bytes() == (dd / "db1" / "t.ibd").read_bytes()
+    assert all((jd / "db2" / n).stat().st_ino == i for n, i in inodes.items())
+    # What crossed: t1, t2, t3 and t8 (64 KiB each), t1 and t8 once more under the lock
+    # (written less than the margin before the pre-copy), small files; the line's 0.1 MiB
+    # rounding aside. Everything would be some 0.7 MiB.
+    wire = _wire_bytes(jerr)
+    assert 0.2 * 2**20 <= wire <= 0.45 * 2**20, (wire, jerr)
+    # Both sides' records are of this SST now.
+    new_rec = records.load(str(jd / records.JOINER), UUID)
+    assert new_rec is not None and new_rec.id != rid
+    assert os.path.basename(records.donor_path("", new_rec.id)) in _records(dd)
+    assert_no_debris(jd)

@@ -74,7 +74,8 @@ def ready_parts(j: Script) -> tuple[str, str, str, str]:
     """cn, secret, host:port, module from the joiner's `ready` line."""
     line = j.readline()
     m = re.fullmatch(
-        r"ready ([^:@]*):([0-9a-f]{32})@([0-9.]+:\d+)/(rsync_sst_[0-9a-f]{32}(?:_b[0-9a-f]{32})?)",
+        r"ready ([^:@]*):([0-9a-f]{32})@([0-9.]+:\d+)/"
+        r"(rsync_sst_(?:r[0-9a-f]{32}_)?[0-9a-f]{32}(?:_b[0-9a-f]{32})?)",
         line,
     )
     assert m, line

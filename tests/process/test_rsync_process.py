@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sst import datadir, net, tls
+from sst import datadir, net, records, tls
 from sst.request import NO_NAME
 from sst.tools import rsync as rs
 from testsupport import lab
@@ -60,7 +60,9 @@ def test_manual_sst_replaces_data_keeps_grastate(
     ready = j.readline()
     assert ready.startswith("ready ")
     auth, _, address = ready[6:].rpartition("@")
-    assert re.fullmatch(re.escape(f"{hostport}/rsync_sst_") + "[0-9a-f]{32}", address)
+    # The record id it holds (none: records.NONE) before the per-SST token (sst/records.py).
+    want = re.escape(f"{hostport}/rsync_sst_r{records.NONE}_") + "[0-9a-f]{32}"
+    assert re.fullmatch(want, address), address
     cn, secret = auth.split(":")
     # The certificate's CN in VERIFY modes; outside them too when the certificate matches
     # it (a stock donor that checks a name checks that one), else NO_NAME (MariaDB 11).
