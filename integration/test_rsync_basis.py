@@ -121,8 +121,8 @@ def test_stale_rejoin_sends_only_what_changed(lab: Lab, donor: Node, method: str
     unchanged = {f for f in before if f.startswith("stale/")} - {"stale/t3.ibd", "stale/t5.frm"}
     assert len(unchanged) >= 18 and unchanged <= kept, sorted(unchanged - kept)
     assert "stale/t3.ibd" not in kept
-    with open(os.path.join(donor.datadir, "stale", "t5.frm"), "rb") as f, open(torn, "rb") as g:
-        assert f.read() == g.read()
+    with open(os.path.join(donor.datadir, "stale", "t5.frm"), "rb") as d, open(torn, "rb") as j:
+        assert d.read() == j.read()
     if method == "py_rsync":
         assert "stale/t5.frm" not in kept
         m = re.search(r"Record [0-9a-f]{8} of the joiner's last SST: (\d+) file\(s\)", dlog)

@@ -777,7 +777,11 @@ def _trusted(rec: records.Record, layout: JoinerLayout) -> tuple[datadir.LinkFil
     the data files whose stat is still the recorded one (the donor may skip those unread),
     and the record's id to announce; (None, records.NONE) when the record vouches for no
     file (then every file is offered, compared by checksum). Logs the count."""
-    found = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
+    try:
+        found = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
+    except OSError as exc:
+        log.info(f"The joiner's record of its last SST is not used: {exc}")
+        return None, records.NONE
     held = sum(1 for p, e in found.items() if rec.holds(p, e))
     if not held:
         log.info("The joiner's record of its last SST vouches for no file now: not used")
@@ -805,8 +809,8 @@ def _record_joiner(dd: str, layout: JoinerLayout, rid: str, uuid: str) -> None:
     boot = records.boot_id()
     if not boot:
         return
-    files = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
     try:
+        files = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
         records.save_joiner(dd, records.Record(rid, boot, uuid, files))
     except OSError as exc:
         log.warning(

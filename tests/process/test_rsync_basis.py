@@ -360,3 +360,25 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     assert new_rec is not None and new_rec.id != rid
     assert os.path.basename(records.donor_path("", new_rec.id)) in _records(dd)
     assert_no_debris(jd)
+
+
+def test_a_record_that_cannot_be_kept_costs_only_speed(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    """Where the joiner's record should go stands a directory: the SST succeeds, says in
+    one WARNING line that the next rejoin reads every file, and the directory is left."""
+    jd = joiner_dir / "data"
+    (jd / records.JOINER).mkdir()
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j.readline()
+    assert f"_r{records.NONE}_" in ready, ready  # the directory is no record
+    d = _donor(node_dir, ready[6:])
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    warned = [ln for ln in j.stderr().splitlines() if "could not keep the record" in ln]
+    assert len(warned) == 1 and "the next rejoin reads every file" in warned[0], j.stderr()
+    assert (jd / records.JOINER).is_dir()
+    assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
+    assert_no_debris(jd)
