@@ -284,7 +284,7 @@ def _command(ns: Any) -> int:
 
 def _status(datadir: str, *, as_json: bool) -> int:
     """`galera-sst status`: 0 running or succeeded, 1 failed or interrupted, 2 none."""
-    from sst import resume, status
+    from sst import records, resume, status
 
     data = status.read(datadir)
     if data is None:
@@ -292,7 +292,9 @@ def _status(datadir: str, *, as_json: bool) -> int:
         return 2
     kept = resume.read(datadir)
     if as_json:
-        print(json.dumps({**data, "kept": asdict(kept) if kept else None}))
+        extra = {"kept": asdict(kept) if kept else None, "records": records.summary(datadir)}
+        print(json.dumps({**data, **extra}))
     else:
-        print("\n".join(x for x in (status.describe(data), resume.describe(datadir)) if x))
+        parts = (status.describe(data), resume.describe(datadir), records.describe(datadir))
+        print("\n".join(x for x in parts if x))
     return 0 if data["state"] in ("running", "succeeded") else 1

@@ -200,3 +200,61 @@ def scan_files(roots: list[str], skip_top: frozenset[str]) -> dict[str, Entry]:
                 elif stat.S_ISREG(st.st_mode):
                     out[e.path] = Entry.of(st)
     return out
+
+
+def summary(datadir: str) -> dict[str, object]:
+    """What `galera-sst status` shows of the records in datadir: the joiner's (its donor's
+    record id, its files, whether it holds in this boot) or None, and the donor's ids,
+    newest first. Read for display only, whoever owns them."""
+    joiner: dict[str, object] | None = None
+    donor: list[tuple[int, str]] = []
+    try:
+        entries = list(os.scandir(datadir))
+    except OSError:
+        entries = []
+    for e in entries:
+        if not e.name.startswith(PREFIX) or not e.is_file(follow_symlinks=False):
+            continue
+        if e.name == JOINER:
+            try:
+                with open(e.path, encoding="utf-8", errors="replace") as f:
+                    rec = Record.from_json(f.read())
+            except OSError:
+                rec = None
+            joiner = {
+                "id": rec.id if rec else "",
+                "files": len(rec.files) if rec else 0,
+                "this_boot": bool(rec and rec.boot and rec.boot == boot_id()),
+            }
+        elif e.name.startswith(PREFIX + "donor-") and e.name.endswith(".json"):
+            rid = e.name[len(PREFIX + "donor-") : -len(".json")]
+            if valid_id(rid):
+                donor.append((e.stat(follow_symlinks=False).st_mtime_ns, rid))
+    return {"joiner": joiner, "donor": [rid for _, rid in sorted(donor, reverse=True)]}
+
+
+def describe(datadir: str) -> str:
+    """Lines for `galera-sst status` about the records; '' when there are none."""
+    s = summary(datadir)
+    lines = []
+    j = s["joiner"]
+    if isinstance(j, dict):
+        if not j["id"]:
+            lines.append(
+                "record of the last SST received: unreadable (not used; replaced by the next)"
+            )
+        else:
+            use = (
+                "used by the next rejoin from its donor"
+                if j["this_boot"]
+                else "from before a reboot: not used"
+            )
+            lines.append(
+                f"record of the last SST received: {j['files']} file(s), donor's record "
+                f"{str(j['id'])[:8]} ({use})"
+            )
+    donor = s["donor"]
+    if isinstance(donor, list) and donor:
+        ids = ", ".join(str(r)[:8] for r in donor)
+        lines.append(f"records of SSTs given as donor: {len(donor)} ({ids}, newest first)")
+    return "\n".join(lines)

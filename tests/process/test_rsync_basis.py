@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -287,6 +288,18 @@ def _records(d: Path) -> list[str]:
     return sorted(n for n in os.listdir(d) if n.startswith(records.PREFIX))
 
 
+def _status(datadir: Path, *args: str) -> Any:
+    """`galera-sst status` of datadir: its JSON with --json, else its text."""
+    res = subprocess.run(
+        ["galera-sst", "status", "--datadir", str(datadir), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res
+    return json.loads(res.stdout) if "--json" in args else res.stdout
+
+
 def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -319,6 +332,16 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
         assert os.stat(f).st_mode & 0o777 == 0o600
     joiner_rec = records.load(str(jd / records.JOINER), UUID)
     assert joiner_rec is not None and joiner_rec.id == rid
+    # `galera-sst status` shows them.
+    got = _status(jd, "--json")["records"]
+    assert got == {
+        "joiner": {"id": rid, "files": len(joiner_rec.files), "this_boot": True},
+        "donor": [],
+    }
+    assert _status(dd, "--json")["records"] == {"joiner": None, "donor": [rid]}
+    text = _status(jd)
+    n = len(joiner_rec.files)
+    assert f"record of the last SST received: {n} file(s), donor's record {rid[:8]} (used" in text
     # Between the two: mariadbd writes grastate.dat; each side changes what it changes.
     (jd / "grastate.dat").write_text(f"version: 2.1\nuuid:    {UUID}\nseqno:   -1\n")
     (db2 / "t1.ibd").write_bytes(os.urandom(64 << 10))  # the donor's write
