@@ -156,6 +156,7 @@ class RsyncSettings:
     bwlimit_kib: int  # [sst] rlimit as rsync's --bwlimit (KiB/s); 0: unlimited
     peer_certs: str = ""  # [sst] ssl-peer-certs: PEM file of the only peer certificates accepted
     precopy: bool = True  # [sst] rsync-precopy: copy before the read lock, the delta under it
+    records: bool = True  # [sst] rsync-records: skip what both sides' records vouch for
     staging: str = "auto"  # [sst] staging: auto, always or in-place (sst/staging.py)
     resume_max_age: float = 86400.0  # [sst] sst-resume-max-age; 0: a failed transfer is not kept
 
@@ -304,6 +305,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
     rlimit = rate_bytes("rlimit", option(opts, "rlimit", "rsync", options.RATE), errors)
     peer_certs = option(opts, "ssl-peer-certs", "rsync")
     precopy = option_switch(opts, "rsync-precopy", "rsync", errors)
+    records = option_switch(opts, "rsync-records", "rsync", errors)
     if peer_certs and not mode.startswith("VERIFY"):
         errors.append(f"ssl-peer-certs needs ssl-mode VERIFY_CA or VERIFY_IDENTITY, not {mode}")
     staging = staging_policy(opts, "rsync", errors)
@@ -323,6 +325,7 @@ def rsync_settings(req: Request, opts: Options) -> RsyncSettings:
         bwlimit_kib=max(1, rlimit // 1024) if rlimit else 0,
         peer_certs=peer_certs,
         precopy=precopy,
+        records=records,
         staging=staging,
         resume_max_age=resume_t,
     )

@@ -158,15 +158,18 @@ def link_basis(
             _link_tree(a.live, a.staged, top=True, keep=keep)
 
 
+def _grastate(datadir: str) -> str:
+    try:
+        with open(os.path.join(datadir, "grastate.dat"), encoding="utf-8", errors="replace") as f:
+            return f.read(4096)
+    except OSError:
+        return ""
+
+
 def grastate_uuid(datadir: str) -> str:
     """The cluster UUID grastate.dat names (lower case); '' when the file is missing or
     unreadable, or names none (all zeros)."""
-    try:
-        with open(os.path.join(datadir, "grastate.dat"), encoding="utf-8", errors="replace") as f:
-            text = f.read(4096)
-    except OSError:
-        return ""
-    m = re.search(r"^uuid:\s*([0-9a-fA-F-]{36})\s*$", text, re.MULTILINE)
+    m = re.search(r"^uuid:\s*([0-9a-fA-F-]{36})\s*$", _grastate(datadir), re.MULTILINE)
     uuid = m.group(1).lower() if m else ""
     return "" if not uuid or set(uuid) <= {"0", "-"} else uuid
 

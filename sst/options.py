@@ -210,6 +210,17 @@ TABLE: tuple[Option, ...] = (
         SWITCH,
     ),
     Option(
+        ("rsync-records",),
+        SST,
+        "1",
+        ("rsync",),
+        "both roles (py_rsync, rsync): keep a record of each SST (each file's inode, size, "
+        "mtime and ctime) so that a stale rejoin from the same donor, in the same boot, skips "
+        "unread the files neither side changed since; 0: no record, every file compared by "
+        "checksum, which also replaces a file a disk corrupted silently (docs/contract.md 6.2)",
+        SWITCH,
+    ),
+    Option(
         ("ssl-peer-certs",),
         SST,
         "",

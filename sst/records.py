@@ -20,9 +20,18 @@ SST that recorded it:
 
 A file's entry (snapshot.Entry) names one version of it: any write or truncation sets mtime
 and ctime, a rename, chmod or link count change sets ctime, no user can set ctime, and a
-file replaced is another inode. A record holds only within one boot of its host (the
-kernel's boot id): after a crash, data written just before it may be on disk while the
-inode's times are not; after any reboot no record is used.
+file replaced is another inode. A record holds only:
+
+- within one boot of its host (the kernel's boot id): after a crash, data written just
+  before it may be on disk while the inode's times are not;
+- with the same directories (the layout: which directory each rsync module maps to), so
+  that a path means the same file to both sides;
+- and while the wall clock was not set back by more than the margin since it was written
+  (CLOCK_REALTIME against CLOCK_BOOTTIME): a write after such a step could stamp a recorded
+  time again.
+
+What it gives up: a file whose bytes changed with no change to its stat (a disk's silent
+corruption) is not read, so an SST no longer replaces it; `[sst] rsync-records=0` does.
 """
 
 from __future__ import annotations
@@ -33,18 +42,20 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sst.snapshot import Entry
 
 PREFIX = ".sst-record-"  # files at the datadir's top: never sent, swapped or a basis
 JOINER = PREFIX + "joiner.json"
-KEEP = 4  # donor records kept (the newest): one per joiner a donor serves in turn
+DONOR_KEPT = 4  # donor records kept (the newest): one per joiner a donor serves in turn
 NONE = "0" * 32  # a joiner that can keep a record but holds none
 _ID = re.compile(r"[0-9a-f]{32}")
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
-VERSION = 1
+VERSION = 2
+MARGIN_NS = 2_000_000_000  # as snapshot.MARGIN_NS: a clock set back by less is tolerated
 
 
 def boot_id() -> str:
@@ -66,15 +77,23 @@ def valid_id(text: str) -> bool:
     return _ID.fullmatch(text) is not None and text != NONE
 
 
+def clock_offset() -> int:
+    """The wall clock minus the time since boot (ns), that is when this boot began on the
+    wall clock: constant while nobody sets the clock, smaller after it was set back."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
 @dataclass(frozen=True)
 class Record:
-    """One side's record of one SST: the donor's id, the boot and cluster it holds in, and
-    the entry of each file by absolute path."""
+    """One side's record of one SST: the donor's id; the boot, clock offset, cluster and
+    layout (module key -> directory) it holds in; the entry of each file by absolute path."""
 
     id: str
     boot: str
     uuid: str
+    layout: Mapping[str, str]
     files: Mapping[str, Entry]
+    clock: int = field(default_factory=clock_offset)
 
     def holds(self, path: str, entry: Entry) -> bool:
         """Whether path still is the version recorded."""
@@ -84,14 +103,9 @@ class Record:
         files = {
             p: [e.dev, e.ino, e.mode, e.size, e.mtime_ns, e.ctime_ns] for p, e in self.files.items()
         }
+        head = {"version": VERSION, "id": self.id, "boot": self.boot, "uuid": self.uuid}
         return json.dumps(
-            {
-                "version": VERSION,
-                "id": self.id,
-                "boot": self.boot,
-                "uuid": self.uuid,
-                "files": files,
-            },
+            {**head, "clock": self.clock, "layout": dict(self.layout), "files": files},
             separators=(",", ":"),
         )
 
@@ -103,8 +117,9 @@ class Record:
             if d.get("version") != VERSION or not valid_id(d["id"]):
                 return None
             files = {str(p): Entry(*(int(x) for x in v)) for p, v in d["files"].items()}
-            return cls(d["id"], str(d["boot"]), str(d["uuid"]), files)
-        except (ValueError, TypeError, KeyError, AttributeError):
+            layout = {str(k): str(v) for k, v in d["layout"].items()}
+            return cls(d["id"], str(d["boot"]), str(d["uuid"]), layout, files, int(d["clock"]))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
 
 
@@ -116,7 +131,8 @@ def _read(path: str) -> str:
         return ""
     with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        mine = st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o600
+        if not stat.S_ISREG(st.st_mode) or not mine or st.st_nlink != 1:
             return ""
         try:
             return f.read()
@@ -141,30 +157,59 @@ def donor_path(datadir: str, rid: str) -> str:
     return os.path.join(datadir, f"{PREFIX}donor-{rid}.json")
 
 
-def load(path: str, uuid: str) -> Record | None:
-    """The record at path when it holds now: written in this boot, for cluster uuid; None
-    otherwise (missing, unreadable, not ours, another boot or cluster)."""
+def why_not(rec: Record | None, uuid: str, layout: Mapping[str, str]) -> str:
+    """Why rec does not hold now for cluster uuid and this layout ('' when it does)."""
+    if rec is None:
+        return "none readable"
+    if not rec.boot or rec.boot != boot_id():
+        return "written before the host restarted"
+    if rec.uuid != uuid:
+        return f"of cluster {rec.uuid}, not {uuid}"
+    if dict(rec.layout) != dict(layout):
+        return "its directories were configured differently"
+    if clock_offset() < rec.clock - MARGIN_NS:
+        return "the clock was set back since it was written"
+    return ""
+
+
+def load(path: str, uuid: str, layout: Mapping[str, str]) -> tuple[Record | None, str]:
+    """The record at path when it holds now (why_not), and why not ('' when it does)."""
     rec = Record.from_json(_read(path))
-    if rec is None or not rec.boot or rec.boot != boot_id() or rec.uuid != uuid:
-        return None
-    return rec
+    why = why_not(rec, uuid, layout)
+    return (None, why) if why else (rec, "")
+
+
+def _tidy(datadir: str) -> None:
+    """Remove what a killed run left (`.tmp` files) and donor records of an earlier boot,
+    then all but the DONOR_KEPT newest. Best effort: nothing here fails an SST."""
+    boot = clock_offset()  # when this boot began, on the wall clock
+    donors: list[tuple[int, str]] = []
+    with contextlib.suppress(OSError):
+        for e in os.scandir(datadir):
+            if not e.name.startswith(PREFIX) or not e.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                mtime = e.stat(follow_symlinks=False).st_mtime_ns
+                if e.name.endswith(".tmp") or (
+                    e.name.startswith(PREFIX + "donor-") and mtime < boot
+                ):
+                    os.unlink(e.path)
+                elif e.name.startswith(PREFIX + "donor-") and e.name.endswith(".json"):
+                    donors.append((mtime, e.path))
+    for _, path in sorted(donors)[:-DONOR_KEPT]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def save_donor(datadir: str, rec: Record) -> None:
-    """Keep the donor's record, and only the KEEP newest."""
+    """Keep the donor's record (and only the DONOR_KEPT newest of this boot)."""
     _write(donor_path(datadir, rec.id), rec.to_json())
-    mine = [
-        e
-        for e in os.scandir(datadir)
-        if e.name.startswith(PREFIX + "donor-") and e.is_file(follow_symlinks=False)
-    ]
-    mine.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
-    for e in mine[:-KEEP]:
-        os.unlink(e.path)
+    _tidy(datadir)
 
 
 def save_joiner(datadir: str, rec: Record) -> None:
     """Replace the joiner's record."""
+    _tidy(datadir)
     _write(os.path.join(datadir, JOINER), rec.to_json())
 
 
@@ -174,6 +219,33 @@ def drop_joiner(datadir: str) -> None:
     carries; whatever stops the unlink is no failure)."""
     with contextlib.suppress(OSError):
         os.unlink(os.path.join(datadir, JOINER))
+
+
+def wait_past(files: Mapping[str, Entry], dirs: list[str], timeout: float = 3.0) -> bool:
+    """Wait until every file system holding files stamps times later than the newest time
+    among them (a probe file in each of dirs shows it): a write after that cannot leave a
+    file with its recorded times, whatever the timestamps' granularity (a clock tick, or a
+    whole second on some file systems). False when that took longer than timeout."""
+    newest: dict[int, int] = {}
+    for e in files.values():
+        newest[e.dev] = max(newest.get(e.dev, 0), e.mtime_ns, e.ctime_ns)
+    deadline = time.monotonic() + timeout
+    for d in dirs:
+        probe = os.path.join(d, f"{PREFIX}probe.{secrets.token_hex(4)}.tmp")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            while True:
+                os.utime(fd)
+                st = os.fstat(fd)
+                if st.st_ctime_ns > newest.get(st.st_dev, 0):
+                    break
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.002)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    return True
 
 
 def scan_files(roots: list[str], skip_top: frozenset[str]) -> dict[str, Entry]:

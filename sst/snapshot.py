@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 MARGIN_NS = 2_000_000_000  # 2 s: above a coarse tick and a whole-second timestamp
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """What identifies one version of a file: inode, type and permissions, size, times."""
 

@@ -263,7 +263,7 @@ class RsyncJoiner:
         # Per-SST names and secret, announced only through Galera (docs/tls.md 2).
         # A joiner keeps records but in place (nothing to vouch for) and in delta mode, where a
         # file it changed itself is worth more as a delta's basis than the read a skip saves.
-        keeps = not layout.in_place and not is_wan(req)
+        keeps = s.records and not layout.in_place and not is_wan(req)
         base = rs.record_module(_module(req), held) if keeps else _module(req)
         module = rs.basis_module_name(rs.module_name(base, secrets.token_hex(16)), uuid)
         bind = listen_address(addr)
@@ -745,7 +745,7 @@ def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str
     of its old files (records.NONE for none: every old file is offered); (None, '', NONE)
     when there is nothing to offer. The old files go in only when grastate.dat names the
     kept transfer's cluster (or there is none kept); with a record, only those it still
-    vouches for (_trusted)."""
+    vouches for (_joiner_record)."""
     req = run.req
     dd = req.datadir
     kept = resume.usable(dd, s.resume_max_age)
@@ -755,11 +755,11 @@ def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str
         log.info("No basis offered: grastate.dat names no cluster and no partial transfer is kept")
         return None, "", records.NONE
     layout = joiner_layout(req, s, datadir.BASIS)
-    use = not kept and own and not is_wan(req)
-    rec = records.load(os.path.join(dd, records.JOINER), own) if use else None
-    keep, held = _trusted(rec, layout) if rec else (None, records.NONE)
+    vouched, held = _joiner_record(req, s, layout) if not kept else (None, records.NONE)
     datadir.prepare_staging(layout.areas, hardlink_from_live=False)
-    datadir.link_basis(layout.areas, resume.path(dd) if kept else "", live=own == uuid, keep=keep)
+    datadir.link_basis(
+        layout.areas, resume.path(dd) if kept else "", live=own == uuid, keep=vouched
+    )
     parts = [f"the partial transfer from {kept.position}"] if kept else []
     if own == uuid:
         parts.append("the old datadir")
@@ -772,50 +772,81 @@ def _prepare_basis(run: Run, s: RsyncSettings) -> tuple[JoinerLayout | None, str
 _CARRIED_AT_TOP = tuple(p for pats in rs.SUBMODULE_FILES.values() for p in pats)
 
 
-def _trusted(rec: records.Record, layout: JoinerLayout) -> tuple[datadir.LinkFilter | None, str]:
-    """Given the joiner's record of its last SST: the filter that links into the basis only
-    the data files whose stat is still the recorded one (the donor may skip those unread),
-    and the record's id to announce; (None, records.NONE) when the record vouches for no
-    file (then every file is offered, compared by checksum). Logs the count."""
+def _carried(path: str, top: bool) -> bool:
+    """Whether a donor's pass carries the file at path (top: at an area's top)."""
+    name = os.path.basename(path)
+    return not top or any(fnmatch.fnmatchcase(name, p) for p in _CARRIED_AT_TOP)
+
+
+def _layout(main: str, subs: dict[str, str]) -> dict[str, str]:
+    """Which directory each module maps to, as a record holds it ('' is the datadir's)."""
+    return {"": main, **subs}
+
+
+def _joiner_record(
+    req: Request, s: RsyncSettings, layout: JoinerLayout
+) -> tuple[datadir.LinkFilter | None, str]:
+    """The joiner's record of its last SST, when it holds (sst/records.py; py_rsync with
+    rsync-records): the filter that links into the basis only the
+    data files whose stat is still the recorded one (the donor may skip those unread), and
+    the record's id to announce; (None, records.NONE) otherwise, when every old file is
+    offered and compared by checksum. Logs what it decided."""
+    dd = req.datadir
+    path = os.path.join(dd, records.JOINER)
+    if not s.records or is_wan(req) or not os.path.lexists(path):
+        return None, records.NONE
+    live = _layout(layout.main.live, {k: a.live for k, a in layout.subs.items()})
+    rec, why = records.load(path, datadir.grastate_uuid(dd), live)
+    if rec is None:
+        log.info(f"The joiner's record of its last SST is not used: {why}")
+        return None, records.NONE
     try:
         found = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
     except OSError as exc:
         log.info(f"The joiner's record of its last SST is not used: {exc}")
         return None, records.NONE
-    held = sum(1 for p, e in found.items() if rec.holds(p, e))
+    data = {p: e for p, e in found.items() if _carried(p, os.path.dirname(p) in live.values())}
+    held = sum(1 for p, e in data.items() if rec.holds(p, e))
     if not held:
-        log.info("The joiner's record of its last SST vouches for no file now: not used")
+        log.info("The joiner's record of its last SST vouches for no data file now: not used")
         return None, records.NONE
     log.info(
-        f"The joiner's record of its last SST vouches for {held} of {len(found)} file(s); "
-        "only those are offered in the basis, the others are sent whole"
+        f"The joiner's record of its last SST vouches for {held} of its {len(data)} data "
+        "file(s); only those are offered in the basis, the others are sent whole"
     )
 
-    def keep(path: str, top: bool) -> bool:
-        if top and not any(fnmatch.fnmatchcase(os.path.basename(path), p) for p in _CARRIED_AT_TOP):
-            return True
+    def vouched(path: str, top: bool) -> bool:
+        if not _carried(path, top):
+            return True  # not data a donor sends: linked, and swapped back, as before
         try:
             return rec.holds(path, snapshot.Entry.of(os.lstat(path)))
         except OSError:
             return False
 
-    return keep, rec.id
+    return vouched, rec.id
 
 
 def _record_joiner(dd: str, layout: JoinerLayout, rid: str, uuid: str) -> None:
     """After a successful SST, the joiner's record (sst/records.py): every file of its
-    datadir as the swap left it, under the donor's record id. A failure to write it costs
-    only the next rejoin's speed: logged, not raised."""
+    datadir as the swap left it, under the donor's record id, written once the file systems
+    stamp later times than any of it (records.wait_past: mariadbd writes next). A failure
+    costs only the next rejoin's speed: logged, not raised."""
     boot = records.boot_id()
     if not boot:
         return
+    live = _layout(layout.main.live, {k: a.live for k, a in layout.subs.items()})
+    why = ""
     try:
-        files = records.scan_files([a.live for a in layout.areas], frozenset(datadir.PROTECTED_TOP))
-        records.save_joiner(dd, records.Record(rid, boot, uuid, files))
+        roots = [a.live for a in layout.areas]
+        files = records.scan_files(roots, frozenset(datadir.PROTECTED_TOP))
+        if records.wait_past(files, roots):
+            records.save_joiner(dd, records.Record(rid, boot, uuid, live, files))
+            log.info(f"Kept a record of this SST ({len(files)} file(s), record {rid[:8]})")
+            return
+        why = "the file system's clock did not pass its files' times"
     except OSError as exc:
-        log.warning(
-            f"could not keep the record of this SST ({exc}): the next rejoin reads every file"
-        )
+        why = str(exc)
+    log.warning(f"could not keep the record of this SST ({why}): the next rejoin reads every file")
 
 
 def _completed(received: Sequence[JoinerLayout]) -> JoinerLayout:
@@ -1157,6 +1188,9 @@ class FileList:
     url: str
     paths: list[str]
     bytes: int
+    # In the pre-copy with a record (_recorded_lists): "whole" (--ignore-times), "compare"
+    # (--checksum) or "missing" (--ignore-existing); "" under the lock (--ignore-times).
+    how: str = ""
 
 
 def _redo_ids(trees: dict[str, snapshot.Snapshot]) -> set[tuple[int, int]]:
@@ -1175,14 +1209,10 @@ def _precopy(
 ) -> Baseline:
     """Every pass without the read lock, after recording t0 and every file's stat; files
     that vanish meanwhile are no failure (the passes under the lock see to them). With the
-    donor's record of the joiner's last SST (rec), the files unchanged since are skipped
-    unread (_skip_recorded)."""
+    donor's record of the joiner's last SST (rec), lists instead (_recorded_precopy)."""
     t0_ns = time.time_ns()
     start = time.monotonic()
-    # With a record, the files it does not vouch for changed on this donor since the
-    # joiner's copy (or the joiner no longer trusts its copy): each is sent whole, not
-    # first read on both sides for a checksum that would almost never match.
-    passes = _passes(run, s, replace(push, basis=False) if rec else push, rsync_bin)
+    passes = _passes(run, s, push, rsync_bin)
     trees = {p.key: p.scan() for p in passes if p.key == "log_dir"}
     trees.update(_scan(passes, _redo_ids(trees)))
     # The redo log goes again under the lock, every file of it: sent whole there, a copy of
@@ -1190,16 +1220,14 @@ def _precopy(
     # would find most of it in the copy).
     if push.whole_file:
         passes = [p for p in passes if p.key != "log_dir"]
-    skipped: list[FileList] = []
-    if rec is not None:
-        passes, skipped = _skip_recorded(run, passes, trees, rec, push.url)
-    _run_passes(run, s, push, passes, PRECOPY_OK)
-    if skipped:
-        _send_lists(run, s, push, rsync_bin, skipped, missing_only=True)
+    if rec is None:
+        _run_passes(run, s, push, passes, PRECOPY_OK)
+    else:
+        _recorded_precopy(run, s, push, rsync_bin, passes=passes, trees=trees, rec=rec)
     os.sync()  # so that the sync under the lock has little left to write
     took = time.monotonic() - start
     dbs = sum(1 for p in passes if p.key.startswith("db:"))
-    split = [f"{p.key[3:]} in {len(p.parts)} parts" for p in passes if p.parts]
+    split = [f"{p.key[3:]} in {len(p.parts)} parts" for p in passes if p.parts and rec is None]
     log.info(
         f"Pre-copy without the read lock done in {took:.2f} s ({dbs} database directories"
         f"{'; split: ' + ', '.join(split) if split else ''}; {s.backup_threads} rsyncs at once)"
@@ -1207,57 +1235,93 @@ def _precopy(
     return Baseline(t0_ns, trees, took)
 
 
-def _skip_recorded(
+def _recorded_precopy(
     run: Run,
+    s: RsyncSettings,
+    push: rs.Push,
+    rsync_bin: str,
+    *,
     passes: list[Pass],
     trees: dict[str, snapshot.Snapshot],
     rec: records.Record,
+) -> None:
+    """The pre-copy with the donor's record of the joiner's last SST (docs/contract.md 6.2,
+    "Skipping what both sides recorded"): the top level's pass (it makes new database
+    directories), then lists of files (_recorded_lists): those whose content changed since
+    the record whole, those it cannot vouch for by checksum, and those it vouches for only
+    where the joiner lacks them; then every other pass's deletion pass, which deletes what
+    the donor no longer has and creates what appeared since, reading no file both sides
+    hold. No filter rule names a file (rsync matches every file against every rule)."""
+    top = [p for p in passes if p.key == "top"]
+    rest = [p for p in passes if p.key != "top"]
+    _run_passes(run, s, push, top, PRECOPY_OK)
+    lists = _recorded_lists(run, s, rest, trees=trees, rec=rec, url=push.url)
+    _send_lists(run, s, push, rsync_bin, lists)
+    deletions = [rs.deletion_pass(p.argv) for p in rest]
+    _parallel(run, s, push, deletions, ok=PRECOPY_OK, what="deleting what the donor no longer has")
+
+
+def _recorded_lists(
+    run: Run,
+    s: RsyncSettings,
+    passes: list[Pass],
+    *,
+    trees: dict[str, snapshot.Snapshot],
+    rec: records.Record,
     url: str,
-) -> tuple[list[Pass], list[FileList]]:
-    """Given the pre-copy's passes, the files at t0 and the donor's record of the joiner's
-    last SST: the passes with the files still as recorded excluded (`--exclude-from`: not
-    read, not sent, not deleted on the joiner, which keeps its copy), and one list per
-    module of those files, for a pass that sends the ones the joiner lacks (it offers only
-    copies its own record vouches for: sst/records.py). Logs what is skipped."""
-    out: list[Pass] = []
-    main: list[str] = []
-    main_bytes = 0
-    lists: list[FileList] = []
-    count = size = 0
-    for i, p in enumerate(passes):
+) -> list[FileList]:
+    """Given the pre-copy's passes but the top level's, their files at t0 and the donor's
+    record: the lists to send, per module. A file the record still holds is listed only to
+    be sent where the joiner lacks it ("missing": the joiner offers only copies its own
+    record vouches for, sst/records.py); one whose inode, size or mtime changed since is
+    sent whole ("whole": a checksum would almost never match); one the record does not
+    know, or whose metadata alone changed (chmod, chown, a link), is compared by checksum
+    ("compare"). Each list carries the tree's sub-directories too (created before their
+    files). The "whole" files are spread over backup-threads lists. Logs the counts."""
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    dirs: dict[str, list[str]] = {}
+    roots: dict[str, tuple[str, str]] = {}
+    counts = {"missing": [0, 0], "whole": [0, 0], "compare": [0, 0]}
+    for p in passes:
         tree = trees.get(p.key)
-        if tree is None or p.key in ("top", "log_dir"):
-            out.append(p)
+        if tree is None:
             continue
-        same = sorted(r for r, e in tree.files.items() if rec.holds(os.path.join(p.root, r), e))
-        names, rules = rs.excluded(same)
-        if not names:
-            out.append(p)
-            continue
-        path = os.path.join(run.rundir, f"recorded-{i}.rules")
-        with open(path, "xb") as f:
-            f.write(rules)
-        out.append(
-            replace(
-                p,
-                argv=rs.with_excludes(p.argv, path),
-                parts=tuple(rs.with_excludes(a, path) for a in p.parts),
-            )
-        )
-        got = tree.size(names)
-        count, size = count + len(names), size + got
-        if p.key.startswith("db:"):
-            main += [f"{p.key[3:]}/{n}" for n in names]
-            main_bytes += got
-        else:
-            lists.append(FileList(p.key, p.root, f"{url}-{p.key}", names, got))
-    if main:
-        lists.append(FileList("main", passes[0].root, url, main, main_bytes))
+        module = "main" if p.key.startswith("db:") else p.key
+        prefix = p.key[3:] + "/" if p.key.startswith("db:") else ""
+        roots[module] = (run.req.datadir, url) if module == "main" else (p.root, f"{url}-{p.key}")
+        dirs.setdefault(module, []).extend(prefix + d for d in tree.dirs if d)
+        for rel, e in tree.files.items():
+            r = rec.files.get(os.path.join(p.root, rel))
+            if r == e:
+                how = "missing"
+            elif r is not None and (r.dev, r.ino, r.size, r.mtime_ns) != (
+                e.dev,
+                e.ino,
+                e.size,
+                e.mtime_ns,
+            ):
+                how = "whole"
+            else:
+                how = "compare"
+            groups.setdefault((module, how), {})[prefix + rel] = e.size
+            counts[how][0] += 1
+            counts[how][1] += e.size
+    out: list[FileList] = []
+    for (module, how), sizes in sorted(groups.items()):
+        root, dest = roots[module]
+        parts = rs.split_names(sizes, s.backup_threads) if how == "whole" else [sorted(sizes)]
+        for part in parts:
+            paths = sorted(dirs[module]) + part
+            out.append(FileList(module, root, dest, paths, sum(sizes[x] for x in part), how))
+    mib = {k: v[1] / 2**20 for k, v in counts.items()}
     log.info(
-        f"Record {rec.id[:8]} of the joiner's last SST: {count} file(s), {size / 2**20:.1f} MiB "
-        "unchanged on this donor since, skipped unread unless the joiner lacks them"
+        f"Record {rec.id[:8]} of the joiner's last SST: {counts['missing'][0]} file(s), "
+        f"{mib['missing']:.1f} MiB unchanged on this donor since, skipped unread unless the "
+        f"joiner lacks them; {counts['whole'][0]} changed since ({mib['whole']:.1f} MiB) go "
+        f"whole, {counts['compare'][0]} it does not vouch for ({mib['compare']:.1f} MiB) "
+        "are compared"
     )
-    return out, lists
+    return out
 
 
 def _file_lists(
@@ -1286,26 +1350,19 @@ def _file_lists(
 
 
 def _send_lists(
-    run: Run,
-    s: RsyncSettings,
-    push: rs.Push,
-    rsync_bin: str,
-    lists: list[FileList],
-    *,
-    missing_only: bool = False,
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, lists: list[FileList]
 ) -> tuple[int, int]:
-    """Send each list's files (at most backup-threads passes at once), under the lock; with
-    missing_only, in the pre-copy, the skipped files the joiner lacks. (files, bytes)."""
+    """Send each list's files (at most backup-threads passes at once, or LOCKED_AT_ONCE
+    under the lock, where the lists carry little); (files, bytes). In the pre-copy (how
+    set), a listed file that is gone by then is no failure (`--ignore-missing-args`)."""
     argvs = []
-    for fl in lists:
-        path = os.path.join(run.rundir, f"{'missing' if missing_only else 'changed'}-{fl.name}.lst")
+    for i, fl in enumerate(lists):
+        path = os.path.join(run.rundir, f"{fl.how or 'changed'}-{fl.name}-{i}.lst")
         with open(path, "xb") as f:
             f.write(rs.files_from(fl.paths))
-        argvs.append(
-            rs.list_pass(rsync_bin, push, fl.root, fl.url, path, missing_only=missing_only)
-        )
-    if missing_only:
-        _parallel(run, s, push, argvs, ok=PRECOPY_OK, what="sending what the joiner lacks")
+        argvs.append(rs.list_pass(rsync_bin, push, fl.root, fl.url, path, how=fl.how))
+    if any(fl.how for fl in lists):
+        _parallel(run, s, push, argvs, ok=PRECOPY_OK, what="sending the datadir's files")
     else:
         at_once = max(s.backup_threads, LOCKED_AT_ONCE)
         _parallel(run, s, push, argvs, at_once=at_once, what="sending what changed, under the lock")
@@ -1368,21 +1425,23 @@ def _settled(
 
 
 def _locked_copy(
-    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, keeps: str | None
+    run: Run, s: RsyncSettings, push: rs.Push, rsync_bin: str, announced: str | None
 ) -> tuple[str, str]:
     """The copy around FTWRL: with rsync-precopy (the default) every pass first without the
     lock and under it only what changed since; else every pass under it, as stock. Sends
-    `continue`, logs how long the lock lasted and what was sent under it. keeps: what the
-    joiner announced of its record (rs.announced_record). Returns the state from
-    tables_flushed and the id of this SST's record ('' for none: _record_donor)."""
-    rec = _donor_record(run, keeps) if push.basis else None
+    `continue`, logs how long the lock lasted and what was sent under it. announced: the
+    record id the joiner announced (rs.announced_record; None: it keeps none). Returns the
+    state from tables_flushed and the id of this SST's record ('' for none: _record_donor,
+    written once writes resumed)."""
+    layout = _layout(run.req.datadir, s.server.by_module(run.req.datadir))
+    rec = _donor_record(run, announced, layout) if push.basis else None
     base = _precopy(run, s, push, rsync_bin, rec) if s.precopy else None
     locked = time.monotonic()
     state = flush_tables(run, s.flush_timeout)
     os.sync()
     log.info("Tables flushed")
     _binlog_tar(run, s)
-    rid = ""
+    settled: dict[str, snapshot.Entry] | None = None
     if base is None:
         passes = _passes(run, s, push, rsync_bin)
         _run_passes(run, s, push, passes, STRICT)
@@ -1391,8 +1450,6 @@ def _locked_copy(
     else:
         files, size, dbs, settled = _send_changes(run, s, push, rsync_bin, base)
         sent = f": sent again under it {files} changed file(s), {size / 2**20:.1f} MiB"
-        if keeps is not None:
-            rid = _record_donor(run, settled)
     log.info(f"Transfer of data done ({dbs} database directories)")
     log.info("Sending continue to donor")
     run.out.resume()
@@ -1401,31 +1458,35 @@ def _locked_copy(
         log.info(f"Read lock held {held:.2f} s, for the whole copy (rsync-precopy=0)")
     else:
         log.info(f"Read lock held {held:.2f} s{sent}; pre-copy without it {base.seconds:.2f} s")
-    return state, rid
+    keep = settled is not None and announced is not None
+    return state, _record_donor(run, settled, layout) if settled is not None and keep else ""
 
 
-def _donor_record(run: Run, keeps: str | None) -> records.Record | None:
-    """The donor's record of the SST whose id the joiner announced, when it holds (this
-    boot, this cluster: sst/records.py); None otherwise, said in one INFO line."""
-    if keeps is None or not records.valid_id(keeps):
+def _donor_record(run: Run, announced: str | None, layout: dict[str, str]) -> records.Record | None:
+    """The donor's record of the SST whose id the joiner announced, when it holds
+    (sst/records.py); None otherwise, said in one INFO line."""
+    if announced is None or not records.valid_id(announced):
         return None
     dd = run.req.datadir
-    rec = records.load(records.donor_path(dd, keeps), rs.cluster_uuid(run.req.gtid))
+    path = records.donor_path(dd, announced)
+    rec, why = records.load(path, rs.cluster_uuid(run.req.gtid), layout)
     if rec is None:
+        if why == "none readable":
+            why = "not here (another donor's, or pruned)"
         log.info(
-            f"No record {keeps[:8]} of the joiner's last SST here (another donor's, expired, "
-            "or from before a restart of this host): every file is compared"
+            f"The record {announced[:8]} of the joiner's last SST is not used: {why}; the "
+            "files the joiner offers are compared by checksum, the others sent whole"
         )
     return rec
 
 
-def _record_donor(run: Run, settled: dict[str, snapshot.Entry]) -> str:
+def _record_donor(run: Run, settled: dict[str, snapshot.Entry], layout: dict[str, str]) -> str:
     """Keep this SST's record (the settled files) for the joiner's next rejoin; its id, or
     '' when it could not be kept (logged: it costs only the next rejoin's speed)."""
     boot, uuid = records.boot_id(), rs.cluster_uuid(run.req.gtid)
     if not boot or not uuid:
         return ""
-    rec = records.Record(records.new_id(), boot, uuid, settled)
+    rec = records.Record(records.new_id(), boot, uuid, layout, settled)
     try:
         records.save_donor(run.req.datadir, rec)
     except OSError as exc:
@@ -1434,6 +1495,7 @@ def _record_donor(run: Run, settled: dict[str, snapshot.Entry]) -> str:
             "the joiner's next rejoin reads every file"
         )
         return ""
+    log.info(f"Kept a record of this SST ({len(settled)} file(s), record {rec.id[:8]})")
     return rec.id
 
 
@@ -1454,8 +1516,8 @@ def donor(run: Run, s: RsyncSettings) -> None:
     datadir.remove(tar)
     try:
         if not req.bypass:
-            keeps = rs.announced_record(_module(req))
-            state, rid = _locked_copy(run, s, push, rsync_bin, keeps)
+            announced = rs.announced_record(_module(req)) if s.records else None
+            state, rid = _locked_copy(run, s, push, rsync_bin, announced)
         else:
             log.info("Bypassing state dump (IST).")
             state = f"{req.gtid} {req.gtid_domain_id}".strip()

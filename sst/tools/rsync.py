@@ -209,17 +209,22 @@ def list_pass(
     dest_url: str,
     list_file: str,
     *,
-    missing_only: bool = False,
+    how: str = "",
 ) -> tuple[str, ...]:
-    """The files named in list_file (files_from), each sent whole (or by delta in WAN mode)
-    whatever the receiver holds, from source_dir to the module at dest_url; with
-    missing_only, only those the receiver lacks (`--ignore-existing`: it reads no other).
-    No --delete (the deletion pass does that); --no-implied-dirs, so that a path through a
-    symlinked database directory is read through it and lands in the receiver's directory."""
+    """The files named in list_file (files_from) from source_dir to the module at dest_url,
+    each sent whole (or by delta in WAN mode) whatever the receiver holds; in a pre-copy
+    with records (how, and `--ignore-missing-args`: a listed file gone by then is no
+    failure), "whole" the same, "compare" only those whose checksum differs (`--checksum`),
+    "missing" only those the receiver lacks (`--ignore-existing`: it reads no other). No
+    --delete (the deletion pass does that); --no-implied-dirs, so that a path through a
+    symlinked database directory is read through it and lands in the receiver's directory
+    (a list names the directories it needs before their files)."""
+    extra = {"": (), "whole": (), "compare": (), "missing": ("--ignore-existing",)}[how]
     return (
         binary,
-        *(("--ignore-existing",) if missing_only else ()),
-        *push.common(delete=False, compare=False),
+        *extra,
+        *push.common(delete=False, compare=how == "compare"),
+        *(("--ignore-missing-args",) if how else ()),
         f"--files-from={list_file}",
         "--from0",
         "--no-implied-dirs",
@@ -345,19 +350,6 @@ def announced_record(module: str) -> str | None:
     or None when it keeps no record (a stock joiner, an earlier release, in place)."""
     m = _RECORD.search(module)
     return m.group(1) if m is not None and m.end() == len(module) else None
-
-
-def excluded(paths: Sequence[str]) -> tuple[list[str], bytes]:
-    """Given paths relative to a pass's root: those a filter rule can name exactly (every
-    component a plain_name), and the `--exclude-from` text anchoring each at the root."""
-    names = [p for p in paths if all(plain_name(c) for c in p.split("/"))]
-    return names, b"".join(b"/" + os.fsencode(p) + b"\n" for p in names)
-
-
-def with_excludes(argv: tuple[str, ...], rules_file: str) -> tuple[str, ...]:
-    """A pass's argv with `--exclude-from` first among its filters (the first matching rule
-    wins): the files it names are neither sent nor deleted on the receiver."""
-    return (argv[0], f"--exclude-from={rules_file}", *argv[1:])
 
 
 def module_name(base: str, token: str) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -98,7 +99,8 @@ def test_failed_transfer_is_kept_and_the_retry_resumes_from_it(
     port = free_port()
     j = start_script("py_rsync", joiner_args(joiner_dir, port, p1.pid))
     ready = j.readline()
-    assert ready.startswith("ready ") and "_b" not in ready.rpartition("/")[2], ready
+    # No basis (the per-SST token may begin with "b": look for the tail, as a donor does).
+    assert ready.startswith("ready ") and not rs.announced_basis(ready.rpartition("/")[2]), ready
     d = _donor(node_dir, ready[6:])
     staged = jd / datadir.STAGING
     deadline = time.monotonic() + 60
@@ -288,6 +290,17 @@ def _records(d: Path) -> list[str]:
     return sorted(n for n in os.listdir(d) if n.startswith(records.PREFIX))
 
 
+def _shut_down(jd: Path, seqno: int) -> None:
+    """grastate.dat as mariadbd leaves it (Galera writes seqno -1 again when it starts, so
+    an SST script cannot tell a clean shutdown from a crash by it)."""
+    (jd / "grastate.dat").write_text(f"version: 2.1\nuuid:    {UUID}\nseqno:   {seqno}\n")
+
+
+def _joiner_record(jd: Path) -> records.Record | None:
+    layout = {k: str(jd) for k in ("", *rs.SUBMODULE_FILES)}  # all in the datadir here
+    return records.load(str(jd / records.JOINER), UUID, layout)[0]
+
+
 def _status(datadir: Path, *args: str) -> Any:
     """`galera-sst status` of datadir: its JSON with --json, else its text."""
     res = subprocess.run(
@@ -319,7 +332,7 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     jd = joiner_dir / "data"
     j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
     ready = j.readline()
-    assert f"_r{records.NONE}_" in ready and "_b" not in ready.rpartition("/")[2], ready
+    assert f"_r{records.NONE}_" in ready and not rs.announced_basis(ready.rpartition("/")[2])
     d = _donor(node_dir, ready[6:])
     act_as_donor_server(d, dd)
     assert d.wait() == 0, d.stderr()
@@ -330,7 +343,7 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     assert _records(jd) == [records.JOINER]
     for f in (dd / donor_rec, jd / records.JOINER):
         assert os.stat(f).st_mode & 0o777 == 0o600
-    joiner_rec = records.load(str(jd / records.JOINER), UUID)
+    joiner_rec = _joiner_record(jd)
     assert joiner_rec is not None and joiner_rec.id == rid
     # `galera-sst status` shows them.
     got = _status(jd, "--json")["records"]
@@ -342,8 +355,9 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     text = _status(jd)
     n = len(joiner_rec.files)
     assert f"record of the last SST received: {n} file(s), donor's record {rid[:8]} (used" in text
-    # Between the two: mariadbd writes grastate.dat; each side changes what it changes.
-    (jd / "grastate.dat").write_text(f"version: 2.1\nuuid:    {UUID}\nseqno:   -1\n")
+    # Between the two: mariadbd runs (grastate.dat names the cluster); each side changes
+    # what it changes.
+    _shut_down(jd, 5)
     (db2 / "t1.ibd").write_bytes(os.urandom(64 << 10))  # the donor's write
     (db2 / "t8.ibd").write_bytes(os.urandom(64 << 10))  # a new table
     (jd / "db2" / "t2.ibd").unlink()  # lost on the joiner
@@ -364,7 +378,7 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     derr, jerr = d2.stderr(), j2.stderr()
     # The joiner vouches for every data file it holds but the torn t3 (t2 is gone): db1's
     # and db2's seven (t0, t1, t4 to t7), ibdata1, aria_log_control.
-    assert "record of its last SST vouches for 10 of " in jerr, jerr
+    assert "record of its last SST vouches for 10 of its 11 data file(s)" in jerr, jerr
     # The donor skips what it did not change: db1/t.ibd, db2's t0 and t2 to t7, ibdata1
     # and aria_log_control (t2 and t3 then go whole: the joiner's basis lacks them).
     m = re.search(rf"Record {rid[:8]} of the joiner's last SST: (\d+) file\(s\)", derr)
@@ -379,7 +393,7 @@ def test_rejoin_skips_unread_only_what_both_records_vouch_for(
     wire = _wire_bytes(jerr)
     assert 0.2 * 2**20 <= wire <= 0.45 * 2**20, (wire, jerr)
     # Both sides' records are of this SST now.
-    new_rec = records.load(str(jd / records.JOINER), UUID)
+    new_rec = _joiner_record(jd)
     assert new_rec is not None and new_rec.id != rid
     assert os.path.basename(records.donor_path("", new_rec.id)) in _records(dd)
     assert_no_debris(jd)
@@ -405,3 +419,95 @@ def test_a_record_that_cannot_be_kept_costs_only_speed(
     assert (jd / records.JOINER).is_dir()
     assert (jd / "db1" / "t.ibd").read_bytes() == (node_dir / "data" / "db1" / "t.ibd").read_bytes()
     assert_no_debris(jd)
+
+
+def _two_tables_then_first_sst(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> str:
+    """db2 with six settled tables on the donor, a first SST that leaves both records, the
+    joiner's grastate.dat as its server leaves it; the record's id."""
+    db2 = node_dir / "data" / "db2"
+    db2.mkdir()
+    for i in range(6):
+        (db2 / f"t{i}.ibd").write_bytes(os.urandom(64 << 10))
+    time.sleep(snapshot.MARGIN_NS / 1e9 + 0.2)
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    d = _donor(node_dir, j.readline()[6:])
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    rec = _joiner_record(joiner_dir / "data")
+    assert rec is not None
+    _shut_down(joiner_dir / "data", 5)
+    return rec.id
+
+
+def test_without_records_a_file_damaged_in_place_is_replaced(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]]
+) -> None:
+    """What the records give up, and the way back: a joiner file whose bytes a disk changed
+    with no change to its stat would be skipped; with `rsync-records=0` on the joiner every
+    old file is compared by checksum, and the damaged one replaced."""
+    _two_tables_then_first_sst(node_dir, joiner_dir, sleeper)
+    jd = joiner_dir / "data"
+    write_cnf(joiner_dir, {"rsync-records": "0"})
+    bad = jd / "db2" / "t4.ibd"
+    st = os.stat(bad)
+    with open(bad, "r+b") as f:
+        f.write(b"\0" * 4096)
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j.readline()
+    assert "_r" not in ready.rpartition("/")[2].removeprefix("rsync_sst"), ready
+    d = _donor(node_dir, ready[6:])
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    assert "of the joiner's last SST:" not in d.stderr()
+    assert "Kept a record" not in d.stderr() + j.stderr()
+    for p in (node_dir / "data" / "db2").iterdir():
+        assert (jd / "db2" / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def test_a_table_dropped_during_a_recorded_precopy_is_no_failure(
+    node_dir: Path, joiner_dir: Path, sleeper: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """A skipped table the joiner lacks, dropped on the donor just before the pass that
+    sends it (an rsync wrapper on the donor's PATH removes it): rsync would exit 23 for
+    the missing name; --ignore-missing-args makes it no failure, and the deletion pass
+    removes the joiner's copy of another dropped one."""
+    _two_tables_then_first_sst(node_dir, joiner_dir, sleeper)
+    jd, db2 = joiner_dir / "data", node_dir / "data" / "db2"
+    (jd / "db2" / "t1.ibd").unlink()  # lost on the joiner: in the "missing" list
+    (db2 / "t2.ibd").unlink()  # dropped on the donor before this SST
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    real = shutil.which("rsync")
+    (wrap / "rsync").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *--ignore-existing*--files-from=*missing-*) '
+        f"rm -f {db2 / 't1.ibd'} ;; esac\n"
+        f'exec {real} "$@"\n'
+    )
+    (wrap / "rsync").chmod(0o755)
+    j = start_script("py_rsync", joiner_args(joiner_dir, free_port(), _parent(sleeper).pid))
+    ready = j.readline()
+    auth, _, address = ready[6:].rpartition("@")
+    d = start_script(
+        "py_rsync",
+        donor_args(node_dir, address),
+        env={"WSREP_SST_OPT_REMOTE_AUTH": auth},
+        path_prefix=str(wrap),
+    )
+    act_as_donor_server(d, node_dir / "data")
+    assert d.wait() == 0, d.stderr()
+    assert j.readline() == f"{UUID}:5 0"
+    assert j.wait() == 0, j.stderr()
+    # Skipped: db1/t.ibd, db2's t0, t1, t3 to t5, ibdata1 and aria_log_control.
+    assert "of the joiner's last SST: 8 file(s)" in d.stderr(), d.stderr()
+    assert not (db2 / "t1.ibd").exists()  # the wrapper did drop it
+    assert sorted(p.name for p in (jd / "db2").iterdir()) == sorted(p.name for p in db2.iterdir())
+    for p in db2.iterdir():
+        assert (jd / "db2" / p.name).read_bytes() == p.read_bytes(), p.name

@@ -17,6 +17,7 @@ from sst.tools import rsync as rs
 UUID = "3f2a9c1e-7b4d-11ee-9c2a-0242ac120002"
 TOKEN = "0123456789abcdef0123456789abcdef"
 RID = "fedcba9876543210fedcba9876543210"
+LAYOUT = {"": "/var/lib/mysql", "log_dir": "/var/lib/mysql-redo"}
 
 
 @pytest.fixture
@@ -33,7 +34,11 @@ def _entry(path: Path) -> Entry:
 
 
 def _record(files: dict[str, Entry], rid: str = RID) -> records.Record:
-    return records.Record(rid, records.boot_id(), UUID, files)
+    return records.Record(rid, records.boot_id(), UUID, LAYOUT, files)
+
+
+def _load(path: Path, uuid: str = UUID, layout: dict[str, str] = LAYOUT) -> records.Record | None:
+    return records.load(str(path), uuid, layout)[0]
 
 
 def test_a_record_vouches_only_for_the_version_it_saw(tmp_path: Path, boot: Path) -> None:
@@ -58,8 +63,8 @@ def test_a_record_vouches_only_for_the_version_it_saw(tmp_path: Path, boot: Path
     assert held == ["same"]
 
 
-def test_records_round_trip_and_hold_only_in_this_boot_and_cluster(
-    tmp_path: Path, boot: Path
+def test_records_round_trip_and_hold_only_in_this_boot_cluster_layout_and_clock(
+    tmp_path: Path, boot: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dd = tmp_path / "data"
     dd.mkdir()
@@ -68,19 +73,35 @@ def test_records_round_trip_and_hold_only_in_this_boot_and_cluster(
     records.save_joiner(str(dd), rec)
     path = dd / records.JOINER
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert records.load(str(path), UUID) == rec
-    assert records.load(str(path), "d0a1b2c3-0000-11ee-8000-0242ac120009") is None
+    assert _load(path) == rec
+    other = "d0a1b2c3-0000-11ee-8000-0242ac120009"
+    assert records.load(str(path), other, LAYOUT) == (None, f"of cluster {UUID}, not {other}")
+    moved = {**LAYOUT, "data_dir": "/srv/ibdata"}  # innodb_data_home_dir changed since
+    assert records.load(str(path), UUID, moved)[1] == "its directories were configured differently"
+    now = records.clock_offset()
+    monkeypatch.setattr(records, "clock_offset", lambda: now - records.MARGIN_NS - 10**9)
+    assert records.load(str(path), UUID, LAYOUT)[1] == "the clock was set back since it was written"
+    monkeypatch.setattr(records, "clock_offset", lambda: now + 3600 * 10**9)  # set forward
+    assert _load(path) == rec
     boot.write_text("boot-two\n")  # the host restarted: a crash may have lost times
-    assert records.load(str(path), UUID) is None
+    assert records.load(str(path), UUID, LAYOUT)[1] == "written before the host restarted"
     boot.write_text("boot-one\n")
     records.drop_joiner(str(dd))
-    assert not path.exists() and records.load(str(path), UUID) is None
+    assert not path.exists() and records.load(str(path), UUID, LAYOUT)[1] == "none readable"
     records.drop_joiner(str(dd))  # none to drop: no error
 
 
 def _doc(**change: object) -> str:
     """A record's JSON with some fields changed (None: the field left out)."""
-    d: dict[str, object] = {"version": 1, "id": RID, "boot": "b", "uuid": "u", "files": {}}
+    d: dict[str, object] = {
+        "version": records.VERSION,
+        "id": RID,
+        "boot": "b",
+        "uuid": "u",
+        "clock": 1,
+        "layout": {},
+        "files": {},
+    }
     d.update(change)
     return json.dumps({k: v for k, v in d.items() if v is not None})
 
@@ -91,7 +112,10 @@ def _doc(**change: object) -> str:
         "",
         "not json",
         "[]",
-        _doc(version=2),
+        _doc(version=1),
+        _doc(layout=None),
+        _doc(clock="x"),
+        "[" * 100_000,  # deeper than the parser goes
         _doc(id=records.NONE),
         _doc(id="xyz"),
         _doc(files={"/f": [1]}),
@@ -100,31 +124,66 @@ def _doc(**change: object) -> str:
 )
 def test_what_is_not_a_record_is_none(text: str) -> None:
     assert records.Record.from_json(text) is None
+    assert records.Record.from_json(_doc()) is not None
 
 
-def test_a_record_that_is_a_symlink_or_anothers_is_not_read(tmp_path: Path, boot: Path) -> None:
+def test_a_record_that_is_a_symlink_anothers_or_loose_is_not_read(
+    tmp_path: Path, boot: Path
+) -> None:
     dd = tmp_path / "data"
     dd.mkdir()
     real = tmp_path / "elsewhere.json"
     real.write_text(_record({}).to_json())
-    assert records.load(str(real), UUID) is not None
+    real.chmod(0o600)
+    assert _load(real) is not None
     link = dd / records.JOINER
     link.symlink_to(real)
-    assert records.load(str(link), UUID) is None
+    assert _load(link) is None
+    os.link(real, tmp_path / "second-name.json")  # a hard link someone else may hold
+    assert _load(real) is None
+    os.unlink(tmp_path / "second-name.json")
+    real.chmod(0o644)  # written by something else than us (INTO OUTFILE makes 0644 files)
+    assert _load(real) is None
+    real.chmod(0o600)
     if os.geteuid() == 0:
         os.chown(real, 12345, 12345)
-        assert records.load(str(real), UUID) is None
+        assert _load(real) is None
 
 
-def test_a_donor_keeps_its_newest_records(tmp_path: Path, boot: Path) -> None:
-    ids = [f"{i:032x}" for i in range(1, records.KEEP + 3)]
+def test_a_donor_keeps_its_newest_records_of_this_boot(tmp_path: Path, boot: Path) -> None:
+    """The DONOR_KEPT newest; a record older than this boot, or a half-written one left
+    by a killed run, goes at the next save."""
+    (tmp_path / f"{records.PREFIX}donor-{'e' * 32}.json").write_text("of another boot")
+    os.utime(tmp_path / f"{records.PREFIX}donor-{'e' * 32}.json", (1, 1))
+    (tmp_path / f"{records.JOINER}.1234abcd.tmp").write_text("half")
+    ids = [f"{i:032x}" for i in range(1, records.DONOR_KEPT + 3)]
+    now = time.time()
     for i, rid in enumerate(ids):
         records.save_donor(str(tmp_path), _record({}, rid))
-        os.utime(records.donor_path(str(tmp_path), rid), (i, i))  # in order of saving
+        os.utime(records.donor_path(str(tmp_path), rid), (now - 100 + i, now - 100 + i))
+    records.save_donor(str(tmp_path), _record({}, "f" * 32))
     kept = sorted(n for n in os.listdir(tmp_path) if n.startswith(records.PREFIX))
-    assert kept == sorted(os.path.basename(records.donor_path("", r)) for r in ids[-records.KEEP :])
-    assert records.load(records.donor_path(str(tmp_path), ids[-1]), UUID) is not None
-    assert records.load(records.donor_path(str(tmp_path), ids[0]), UUID) is None
+    want = [*ids[-records.DONOR_KEPT + 1 :], "f" * 32]
+    assert kept == sorted(os.path.basename(records.donor_path("", r)) for r in want)
+    assert _load(Path(records.donor_path(str(tmp_path), "f" * 32))) is not None
+
+
+def test_the_joiner_waits_until_its_files_times_are_past(tmp_path: Path) -> None:
+    """The record is written once the file system stamps later times than its files'
+    (records.wait_past): a write after it cannot leave a file with its recorded times. A
+    time in the future is never passed: it gives up."""
+    (tmp_path / "f").write_bytes(b"x")
+    files = {str(tmp_path / "f"): _entry(tmp_path / "f")}
+    t = time.monotonic()
+    assert records.wait_past(files, [str(tmp_path)])
+    assert time.monotonic() - t < 1.5
+    assert os.listdir(tmp_path) == ["f"]  # the probe is gone
+    future = time.time_ns() + 3600 * 10**9
+    os.utime(tmp_path / "f", ns=(future, future))
+    assert not records.wait_past(
+        {str(tmp_path / "f"): _entry(tmp_path / "f")}, [str(tmp_path)], timeout=0.1
+    )
+    assert os.listdir(tmp_path) == ["f"]
 
 
 def test_scan_files_lists_regular_files_but_ours(tmp_path: Path) -> None:
@@ -164,13 +223,15 @@ def test_the_joiner_announces_its_record_where_earlier_donors_still_find_the_res
     assert not records.valid_id(records.NONE) and records.valid_id(RID)
 
 
-def test_skipped_files_are_excluded_by_exact_anchored_rules() -> None:
-    names, rules = rs.excluded(["t1.ibd", "#sql-1.ibd", "odd [name].ibd", "sub/t2.ibd", "a*"])
-    assert names == ["t1.ibd", "#sql-1.ibd", "sub/t2.ibd"]  # wildcards and spaces: sent
-    assert rules == b"/t1.ibd\n/#sql-1.ibd\n/sub/t2.ibd\n"
-    argv = rs.with_excludes(("rsync", "--checksum", "src/", "dst"), "/run/r.rules")
-    assert argv == ("rsync", "--exclude-from=/run/r.rules", "--checksum", "src/", "dst")
-    push = rs.Push("rsync://h:1/m")
-    missing = rs.list_pass("rsync", push, "/d", "rsync://h:1/m", "/l", missing_only=True)
+def test_list_passes_of_a_recorded_precopy() -> None:
+    push = rs.Push("rsync://h:1/m", basis=True)
+    whole = rs.list_pass("rsync", push, "/d", "rsync://h:1/m", "/l", how="whole")
+    compare = rs.list_pass("rsync", push, "/d", "rsync://h:1/m", "/l", how="compare")
+    missing = rs.list_pass("rsync", push, "/d", "rsync://h:1/m", "/l", how="missing")
+    locked = rs.list_pass("rsync", push, "/d", "rsync://h:1/m", "/l")
+    assert "--ignore-times" in whole and "--checksum" not in whole
+    assert "--checksum" in compare and "--ignore-times" not in compare
     assert missing[1] == "--ignore-existing"
-    assert "--ignore-existing" not in rs.list_pass("rsync", push, "/d", "rsync://h:1/m", "/l")
+    for argv in (whole, compare, missing):
+        assert "--ignore-missing-args" in argv  # a file dropped meanwhile is no failure
+    assert "--ignore-missing-args" not in locked and "--ignore-times" in locked
