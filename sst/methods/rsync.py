@@ -252,9 +252,9 @@ class RsyncJoiner:
         # and not in place, where the live files are what the donor writes into.
         datadir.prepare_staging(layout.holds, hardlink_from_live=False)
         self.basis, uuid, held = (None, "", "") if layout.in_place else _prepare_basis(run, s)
-        # From here on the old files are linked, swapped or written: what the record says
-        # of them no longer holds; a successful SST writes a new one (cleanup).
-        records.drop_joiner(req.datadir)
+        # The joiner's record stays until a successful SST replaces it (cleanup): a failed
+        # SST leaves the old datadir exactly as it was, and a record left behind stays true
+        # (it vouches only for files untouched since its SST: linking them changes ctime).
         st_dd = os.stat(req.datadir)
         owner = rs.daemon_owner(os.geteuid(), st_dd.st_uid, st_dd.st_gid)
         for lay in self.stagings:
