@@ -46,7 +46,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sst.snapshot import Entry
+from sst.snapshot import MARGIN_NS, Entry
 
 PREFIX = ".sst-record-"  # files at the datadir's top: never sent, swapped or a basis
 JOINER = PREFIX + "joiner.json"
@@ -55,7 +55,6 @@ NONE = "0" * 32  # a joiner that can keep a record but holds none
 _ID = re.compile(r"[0-9a-f]{32}")
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 VERSION = 2
-MARGIN_NS = 2_000_000_000  # as snapshot.MARGIN_NS: a clock set back by less is tolerated
 
 
 def boot_id() -> str:
@@ -213,14 +212,6 @@ def save_joiner(datadir: str, rec: Record) -> None:
     _write(os.path.join(datadir, JOINER), rec.to_json())
 
 
-def drop_joiner(datadir: str) -> None:
-    """Forget the joiner's record (hygiene: a record left behind stays true, since it
-    vouches only for files untouched since its SST, and an SST touches every file it
-    carries; whatever stops the unlink is no failure)."""
-    with contextlib.suppress(OSError):
-        os.unlink(os.path.join(datadir, JOINER))
-
-
 def wait_past(files: Mapping[str, Entry], dirs: list[str], timeout: float = 3.0) -> bool:
     """Wait until every file system holding files stamps times later than the newest time
     among them (a probe file in each of dirs shows it): a write after that cannot leave a
@@ -301,7 +292,8 @@ def summary(datadir: str) -> dict[str, object]:
         elif e.name.startswith(PREFIX + "donor-") and e.name.endswith(".json"):
             rid = e.name[len(PREFIX + "donor-") : -len(".json")]
             if valid_id(rid):
-                donor.append((e.stat(follow_symlinks=False).st_mtime_ns, rid))
+                with contextlib.suppress(OSError):  # pruned meanwhile
+                    donor.append((e.stat(follow_symlinks=False).st_mtime_ns, rid))
     return {"joiner": joiner, "donor": [rid for _, rid in sorted(donor, reverse=True)]}
 
 

@@ -783,6 +783,11 @@ def _layout(main: str, subs: dict[str, str]) -> dict[str, str]:
     return {"": main, **subs}
 
 
+def _joiner_live_layout(layout: JoinerLayout) -> dict[str, str]:
+    """The joiner's live directories as a record holds them (_layout)."""
+    return _layout(layout.main.live, {k: a.live for k, a in layout.subs.items()})
+
+
 def _joiner_record(
     req: Request, s: RsyncSettings, layout: JoinerLayout
 ) -> tuple[datadir.LinkFilter | None, str]:
@@ -795,7 +800,7 @@ def _joiner_record(
     path = os.path.join(dd, records.JOINER)
     if not s.records or is_wan(req) or not os.path.lexists(path):
         return None, records.NONE
-    live = _layout(layout.main.live, {k: a.live for k, a in layout.subs.items()})
+    live = _joiner_live_layout(layout)
     rec, why = records.load(path, datadir.grastate_uuid(dd), live)
     if rec is None:
         log.info(f"The joiner's record of its last SST is not used: {why}")
@@ -806,22 +811,20 @@ def _joiner_record(
         log.info(f"The joiner's record of its last SST is not used: {exc}")
         return None, records.NONE
     data = {p: e for p, e in found.items() if _carried(p, os.path.dirname(p) in live.values())}
-    held = sum(1 for p, e in data.items() if rec.holds(p, e))
+    held = {p for p, e in data.items() if rec.holds(p, e)}
     if not held:
         log.info("The joiner's record of its last SST vouches for no data file now: not used")
         return None, records.NONE
     log.info(
-        f"The joiner's record of its last SST vouches for {held} of its {len(data)} data "
+        f"The joiner's record of its last SST vouches for {len(held)} of its {len(data)} data "
         "file(s); only those are offered in the basis, the others are sent whole"
     )
 
     def vouched(path: str, top: bool) -> bool:
-        if not _carried(path, top):
-            return True  # not data a donor sends: linked, and swapped back, as before
-        try:
-            return rec.holds(path, snapshot.Entry.of(os.lstat(path)))
-        except OSError:
-            return False
+        # Not data a donor sends: linked, and swapped back, as before. The scan above is
+        # the stat the record is checked against: nothing writes the datadir meanwhile (the
+        # server waits for the SST).
+        return not _carried(path, top) or path in held
 
     return vouched, rec.id
 
@@ -834,7 +837,7 @@ def _record_joiner(dd: str, layout: JoinerLayout, rid: str, uuid: str) -> None:
     boot = records.boot_id()
     if not boot:
         return
-    live = _layout(layout.main.live, {k: a.live for k, a in layout.subs.items()})
+    live = _joiner_live_layout(layout)
     why = ""
     try:
         roots = [a.live for a in layout.areas]
@@ -1458,8 +1461,9 @@ def _locked_copy(
         log.info(f"Read lock held {held:.2f} s, for the whole copy (rsync-precopy=0)")
     else:
         log.info(f"Read lock held {held:.2f} s{sent}; pre-copy without it {base.seconds:.2f} s")
-    keep = settled is not None and announced is not None
-    return state, _record_donor(run, settled, layout) if settled is not None and keep else ""
+    if settled is None or announced is None:
+        return state, ""
+    return state, _record_donor(run, settled, layout)
 
 
 def _donor_record(run: Run, announced: str | None, layout: dict[str, str]) -> records.Record | None:
